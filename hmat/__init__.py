@@ -1,0 +1,53 @@
+"""hmat: hierarchical matrices (H-matrices) for Python.
+
+Operators (all :class:`scipy.sparse.linalg.LinearOperator` subclasses):
+:class:`Dense`, :class:`LowRank`, :class:`HBlock`; trees :class:`ClusterTree`,
+:class:`BlockTree`; admissibility :class:`StrongAdmissibility`, :class:`WeakAdmissibility`;
+builders :func:`from_kernel`, :func:`from_dense`; compressors :class:`ACA`, :class:`SVD`;
+recompression :func:`truncate`, :func:`coarsen`; I/O :func:`save`, :func:`load`;
+:func:`plot`.
+"""
+
+from . import kernels
+from ._threads import get_num_threads, set_num_threads
+from .aca import ACA
+from .admissibility import StrongAdmissibility, WeakAdmissibility
+from .blocktree import BlockTree
+from .build import from_dense, from_kernel
+from .cluster import ClusterNode, ClusterTree
+from .coarsen import coarsen
+from .dense import Dense
+from .hblock import HBlock, Leaf
+from .io import load, save
+from .lowrank import LowRank
+from .operator import LinearOperator
+from .plot import plot
+from .svd import SVD
+from .truncate import truncate
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "LinearOperator",
+    "Dense",
+    "LowRank",
+    "HBlock",
+    "Leaf",
+    "ClusterTree",
+    "ClusterNode",
+    "BlockTree",
+    "StrongAdmissibility",
+    "WeakAdmissibility",
+    "kernels",
+    "from_kernel",
+    "from_dense",
+    "ACA",
+    "SVD",
+    "truncate",
+    "coarsen",
+    "save",
+    "load",
+    "plot",
+    "get_num_threads",
+    "set_num_threads",
+]

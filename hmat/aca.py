@@ -1,0 +1,132 @@
+"""Adaptive cross approximation (ACA) with partial pivoting, for any kernel.
+
+The built-in kernels run the same algorithm in compiled code (``hmat._aca_numba``); this
+module serves user kernels, which are evaluated a row or a column at a time through
+``kernel.block``.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from ._validate import check_positive, check_tol
+from .lowrank import LowRank
+from .svd import recompress
+
+__all__ = ["ACA"]
+
+
+class ACA:
+    """Partial-pivoting ACA with residual checks on random rows/columns, then recompression.
+
+    Parameters
+    ----------
+    tol : float
+        Relative Frobenius tolerance per block (0 < tol < 1). ACA runs at ``0.1 tol`` and is
+        recompressed (QR + SVD) to ``0.9 tol``.
+    rank : int, optional
+        Rank cap. Without it, ACA stops (returns None) once low rank stops paying:
+        ``k (m + n) >= m n``.
+    seed : int
+        Seed of the random check rows/columns.
+
+    Calling ``ACA(tol)(kernel, x, y)`` returns ``(LowRank or None, evaluations)``; None
+    means ACA did not converge or low rank does not pay, and the caller should store the
+    exact block. Known failure modes (zero rows, zero or cancelling sub-blocks) are caught by
+    the residual checks on random rows and columns, which restart the pivoting there.
+    """
+
+    def __init__(self, tol=1e-6, rank=None, seed=0):
+        self.tol = check_tol(tol)
+        self.rank = None if rank is None else check_positive(rank, "rank", integer=True)
+        self.seed = int(seed)
+
+    def __repr__(self):
+        return f"ACA(tol={self.tol}, rank={self.rank})"
+
+    def __call__(self, kernel, x, y):
+        m, n = x.shape[0], y.shape[0]
+        dtype = np.dtype(getattr(kernel, "dtype", np.float64))
+        kmax = (m * n) // (m + n) if self.rank is None else min(self.rank, m, n)
+        tol, tol_check = 0.1 * self.tol, 0.5 * self.tol
+        rng = np.random.default_rng(self.seed + 7919 * m + n)
+        us, vs = [], []
+        used_r = np.zeros(m, bool)
+        used_c = np.zeros(n, bool)
+        norm2, evals, zero_rows = 0.0, 0, 0
+        i = 0
+        for _ in range(4 * (m + n) + 16):
+            verify = i < 0
+            if not verify:
+                row = self._resid_row(kernel, x, y, i, us, vs, dtype)
+                evals += n
+                used_r[i] = True
+                free = np.flatnonzero(~used_c)
+                jp = free[np.argmax(np.abs(row[free]))] if free.size else -1
+                if jp < 0 or abs(row[jp]) <= 1e-300 or abs(row[jp]) ** 2 * m * n <= (1e-3 * tol) ** 2 * norm2:
+                    zero_rows += 1
+                    rest = np.flatnonzero(~used_r)
+                    if zero_rows >= 3 or jp < 0 or rest.size == 0:
+                        verify = True
+                    else:
+                        i = int(rng.choice(rest))
+                        continue
+                else:
+                    zero_rows = 0
+                    if len(us) >= kmax:
+                        return None, evals
+                    col = self._resid_col(kernel, x, y, jp, us, vs, dtype)
+                    evals += m
+                    used_c[jp] = True
+                    u, v = col / row[jp], row.conj()
+                    cross = sum(float(((ul.conj() @ u) * (v.conj() @ vl)).real) for ul, vl in zip(us, vs))
+                    nu, nv = float(np.vdot(u, u).real), float(np.vdot(v, v).real)
+                    norm2 = max(norm2 + 2 * cross + nu * nv, 0.0)
+                    us.append(u)
+                    vs.append(v)
+                    rest = np.flatnonzero(~used_r)
+                    i = int(rest[np.argmax(np.abs(u[rest]))]) if rest.size else -1
+                    if nu * nv > tol * tol * norm2 and i >= 0:
+                        continue
+            # verification on a random unused row and column
+            bad = -1
+            rest_r, rest_c = np.flatnonzero(~used_r), np.flatnonzero(~used_c)
+            if rest_r.size:
+                ir = int(rng.choice(rest_r))
+                r = self._resid_row(kernel, x, y, ir, us, vs, dtype)
+                evals += n
+                if np.vdot(r, r).real * m > tol_check**2 * norm2:
+                    bad = ir
+            if bad < 0 and rest_c.size:
+                jc = int(rng.choice(rest_c))
+                c = self._resid_col(kernel, x, y, jc, us, vs, dtype)
+                evals += m
+                if np.vdot(c, c).real * n > tol_check**2 * norm2:
+                    cand = np.flatnonzero(~used_r)
+                    bad = int(cand[np.argmax(np.abs(c[cand]))]) if cand.size else -1
+            if bad < 0:
+                break
+            i, zero_rows = bad, 0
+        else:
+            return None, evals
+        k = len(us)
+        U = np.array(us, dtype=dtype).T.reshape(m, k)
+        V = np.array(vs, dtype=dtype).T.reshape(n, k)
+        U, V, _ = recompress(U, V, tol=0.9 * self.tol, rank=self.rank)
+        if U.shape[1] * (m + n) >= m * n and self.rank is None:
+            return None, evals
+        return LowRank._trusted(U.astype(dtype), V.astype(dtype)), evals
+
+    @staticmethod
+    def _resid_row(kernel, x, y, i, us, vs, dtype):
+        row = np.asarray(kernel.block(x[i:i + 1], y), dtype=dtype).reshape(-1).copy()
+        for u, v in zip(us, vs):
+            row -= u[i] * v.conj()
+        return row
+
+    @staticmethod
+    def _resid_col(kernel, x, y, j, us, vs, dtype):
+        col = np.asarray(kernel.block(x, y[j:j + 1]), dtype=dtype).reshape(-1).copy()
+        for u, v in zip(us, vs):
+            col -= u * np.conj(v[j])
+        return col

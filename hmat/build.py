@@ -1,0 +1,335 @@
+"""Builders: kernel + points -> HBlock (``from_kernel``), array -> HBlock (``from_dense``)."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from . import _threads
+from ._aca_numba import build_chunk, eval_pairs, sample_entries
+from ._packed import Packed, Segment, pack_leaves
+from ._progress import progress_bar
+from ._validate import check_dtype, check_finite_array, check_positive, check_tol
+from .aca import ACA
+from .admissibility import StrongAdmissibility, WeakAdmissibility
+from .blocktree import BlockTree
+from .cluster import ClusterTree
+from .dense import Dense
+from .hblock import HBlock
+from .kernels import Kernel, as_kernel
+from .lowrank import LowRank
+
+__all__ = ["from_kernel", "from_dense"]
+
+
+def _admissibility(admissibility, eta, default):
+    eta = check_positive(eta, "eta")
+    if admissibility is None:
+        return StrongAdmissibility(eta) if default == "strong" else WeakAdmissibility()
+    if isinstance(admissibility, str):
+        if admissibility == "strong":
+            return StrongAdmissibility(eta)
+        if admissibility == "weak":
+            return WeakAdmissibility()
+        raise ValueError(f"unknown admissibility {admissibility!r}; use 'strong', 'weak' or a callable")
+    if not callable(admissibility):
+        raise TypeError("admissibility must be 'strong', 'weak' or a callable (row_node, col_node) -> bool")
+    return admissibility
+
+
+def from_kernel(
+    kernel,
+    points,
+    *,
+    targets=None,
+    tol=1e-6,
+    eta=2.0,
+    leaf_size=64,
+    admissibility=None,
+    split="bbox",
+    dtype=None,
+    progress=False,
+    n_samples=4096,
+    seed=0,
+):
+    """Build an H-matrix of ``K[i, j] = kernel(targets[i], points[j])`` without forming it.
+
+    Parameters
+    ----------
+    kernel : Kernel, object with ``block(x, y)``, or vectorised callable ``f(x, y)``
+        See :mod:`hmat.kernels`. Built-in kernels run the whole build in compiled code.
+    points : array_like, shape (n, d)
+        Column (source) points.
+    targets : array_like, shape (m, d), optional
+        Row (target) points; default ``points``.
+    tol : float
+        Blockwise relative Frobenius tolerance, 0 < tol < 1: each admissible block is
+        approximated by ACA (at 0.1 tol, with residual checks on random rows and columns)
+        and recompressed by QR + SVD to 0.9 tol; dense blocks are exact. When every block
+        meets its tolerance, ``||K - H||_F <= tol ||K||_F`` holds globally. ACA's stopping
+        rule is an estimate, so this is not certified: ``H.error_estimate`` measures it
+        a posteriori on ``n_samples`` random entries.
+    eta : float
+        Parameter of the default :class:`StrongAdmissibility`.
+    leaf_size : int
+    admissibility : "strong", "weak" or callable, optional
+    split : {"bbox", "pca", "cardinality"}
+        Cluster-tree splitting rule.
+    dtype : dtype, optional
+        Storage dtype (default ``kernel.dtype``).
+    progress : bool
+        Show a tqdm progress bar over the leaves.
+    n_samples : int
+        Random entries used for ``error_estimate`` (0 to skip).
+    seed : int
+        Seed of the error sampling.
+
+    Returns
+    -------
+    HBlock
+        Acting in the original index order of ``targets`` (rows) and ``points`` (columns).
+    """
+    kernel = as_kernel(kernel)
+    tol = check_tol(tol)
+    leaf_size = check_positive(leaf_size, "leaf_size", integer=True)
+    adm = _admissibility(admissibility, eta, "strong")
+    dtype = check_dtype(dtype if dtype is not None else getattr(kernel, "dtype", np.float64))
+    col_tree = ClusterTree(points, leaf_size=leaf_size, split=split)
+    row_tree = col_tree if targets is None else ClusterTree(targets, leaf_size=leaf_size, split=split)
+    if isinstance(kernel, Kernel) and kernel.dim is not None:
+        for name, t in (("points", col_tree), ("targets", row_tree)):
+            if t.dim != kernel.dim:
+                raise ValueError(f"{name} must have d = {kernel.dim} coordinates for {kernel!r}, got {t.dim}")
+    if row_tree.dim != col_tree.dim:
+        raise ValueError(f"targets and points differ in dimension ({row_tree.dim} vs {col_tree.dim})")
+    bt = BlockTree(row_tree, col_tree, adm)
+    Xp = np.ascontiguousarray(row_tree.points[row_tree.perm])
+    Yp = np.ascontiguousarray(col_tree.points[col_tree.perm])
+    r0, m, c0, n, admissible = bt.leaf_arrays()
+    if isinstance(kernel, Kernel):
+        packed, evals = _build_compiled(kernel, Xp, Yp, r0, m, c0, n, admissible, tol, dtype, progress)
+    else:
+        packed, evals = _build_python(kernel, Xp, Yp, r0, m, c0, n, admissible, tol, dtype, progress)
+    H = HBlock._from_blocktree(bt, packed, dtype, row_tree.perm, col_tree.perm)
+    H._kernel_evals = evals
+    H.tol = tol
+    if n_samples:
+        H.error_estimate = _sampled_error(H, kernel, row_tree, col_tree, Xp, Yp, int(n_samples), seed)
+    return H
+
+
+def _chunks(r0, m, c0, n, admissible, threads):
+    cost = np.where(admissible, 24 * (m + n), m * n).astype(np.float64)
+    q = r0.size
+    nchunks = int(min(q, max(16 * threads, math.ceil(q / 256))))
+    csum = np.cumsum(cost)
+    cuts = np.searchsorted(csum, csum[-1] * np.arange(1, nchunks) / nchunks, side="left") + 1
+    bounds = [0, *sorted(set(int(c) for c in cuts if 0 < c < q)), q]
+    return list(zip(bounds[:-1], bounds[1:]))
+
+
+def _build_compiled(kernel, Xp, Yp, r0, m, c0, n, admissible, tol, dtype, progress):
+    threads = _threads.get_num_threads()
+    chunks = _chunks(r0, m, c0, n, admissible, threads)
+    proto = np.zeros(0, dtype)
+    code, param = kernel.code, float(kernel.param)
+
+    def work(ab):
+        a, b = ab
+        rank, off, buf, ev = build_chunk(
+            code, param, Xp, Yp, r0[a:b], m[a:b], c0[a:b], n[a:b], admissible[a:b], tol, proto
+        )
+        return Segment(r0[a:b].copy(), m[a:b].copy(), c0[a:b].copy(), n[a:b].copy(), rank, off, buf), ev
+
+    segs, evals = [], 0
+    with progress_bar(total=int(r0.size), desc="hmat build", unit="leaf", disable=not progress) as bar:
+        results = map(work, chunks) if threads <= 1 else _threads.executor().map(work, chunks)
+        for (a, b), (seg, ev) in zip(chunks, results):
+            segs.append(seg)
+            evals += int(ev)
+            bar.update(b - a)
+    return Packed(segs), evals
+
+
+def _build_python(kernel, Xp, Yp, r0, m, c0, n, admissible, tol, dtype, progress):
+    aca = ACA(tol)
+    leaves, evals = [], 0
+    with progress_bar(total=int(r0.size), desc="hmat build", unit="leaf", disable=not progress) as bar:
+        for q in range(r0.size):
+            x = Xp[r0[q]:r0[q] + m[q]]
+            y = Yp[c0[q]:c0[q] + n[q]]
+            op = None
+            if admissible[q]:
+                op, ev = aca(_CheckedKernel(kernel), x, y)
+                evals += ev
+            if op is None:
+                block = _checked(kernel.block(x, y), (m[q], n[q]))
+                evals += int(m[q] * n[q])
+                op = Dense._trusted(np.ascontiguousarray(block, dtype=dtype))
+            else:
+                op = op.astype(dtype)
+            leaves.append((int(r0[q]), int(c0[q]), op))
+            bar.update(1)
+    nseg = max(1, 4 * _threads.get_num_threads())
+    return pack_leaves(leaves, dtype, nseg), evals
+
+
+def _checked(block, shape):
+    block = np.asarray(block)
+    if block.shape != tuple(shape):
+        raise ValueError(f"kernel.block returned shape {block.shape}, expected {tuple(shape)}")
+    if not np.isfinite(block).all():
+        raise ValueError("kernel returned NaN or Inf values")
+    return block
+
+
+class _CheckedKernel:
+    """Wraps a user kernel so that every evaluated row/column is checked for NaN/Inf."""
+
+    def __init__(self, kernel):
+        self.kernel = kernel
+        self.dtype = getattr(kernel, "dtype", np.float64)
+
+    def block(self, x, y):
+        return _checked(self.kernel.block(x, y), (x.shape[0], y.shape[0]))
+
+
+def _sampled_error(H, kernel, row_tree, col_tree, Xp, Yp, n_samples, seed):
+    rng = np.random.default_rng(seed)
+    M, N = H.shape
+    pi = rng.integers(0, M, n_samples).astype(np.int64)
+    pj = rng.integers(0, N, n_samples).astype(np.int64)
+    return sampled_error_at(H, kernel, Xp, Yp, pi, pj)
+
+
+def sampled_error_at(H, kernel, Xp, Yp, pi, pj):
+    """Relative error ``||A_S - H_S|| / ||A_S||`` over permuted entry positions ``(pi, pj)``."""
+    approx = np.zeros(pi.size, dtype=H.dtype)
+    for s in H._packed.segments:
+        sample_entries(*s.table(), s.buf, pi, pj, approx)
+    if isinstance(kernel, Kernel):
+        true = np.empty(pi.size, dtype=np.result_type(H.dtype, kernel.dtype))
+        eval_pairs(kernel.code, float(kernel.param), Xp, Yp, pi, pj, true)
+    else:
+        true = np.array([np.asarray(kernel.block(Xp[i:i + 1], Yp[j:j + 1])).reshape(()) for i, j in zip(pi, pj)])
+    den = float(np.linalg.norm(true))
+    num = float(np.linalg.norm(true - approx))
+    return num / den if den > 0 else num
+
+
+# ---------------------------------------------------------------------- from_dense
+
+def from_dense(A, *, tol=1e-6, points=None, eta=2.0, leaf_size=64, admissibility=None, split="bbox"):
+    """Compress an explicit matrix with a certified bound ``||A - H||_F <= tol ||A||_F``.
+
+    The Frobenius error budget ``(tol ||A||_F)^2`` is distributed over the admissible
+    blocks: the singular values of all admissible blocks are dropped greedily, smallest
+    error per saved entry first, while the dropped energy fits the budget; a block is then
+    stored low-rank only where that is cheaper than dense (otherwise exactly), and the freed
+    budget is redistributed. The result's ``error_estimate`` is the exact achieved relative
+    error ``sqrt(sum of dropped sigma^2) / ||A||_F`` (up to floating-point rounding, for
+    which ``4 eps`` of the budget is reserved).
+
+    Parameters
+    ----------
+    A : array_like, shape (m, n)
+        float32, float64, complex64 or complex128; finite.
+    tol : float
+        0 < tol < 1.
+    points : array_like (n, d), or tuple (row_points (m, d), col_points (n, d)), optional
+        Geometry of the indices. ``None``: index cluster trees and weak admissibility (HODLR).
+    eta : float
+        Strong-admissibility parameter (when points are given).
+    leaf_size : int
+    admissibility : "strong", "weak" or callable, optional
+    split : {"bbox", "pca", "cardinality"}
+
+    Returns
+    -------
+    HBlock
+    """
+    A = check_finite_array(A, "A", ndim=2)
+    tol = check_tol(tol)
+    leaf_size = check_positive(leaf_size, "leaf_size", integer=True)
+    M, N = A.shape
+    if points is None:
+        adm = _admissibility(admissibility, eta, "weak")
+        row_tree = ClusterTree.from_size(M, leaf_size)
+        col_tree = row_tree if N == M else ClusterTree.from_size(N, leaf_size)
+    else:
+        adm = _admissibility(admissibility, eta, "strong")
+        if isinstance(points, tuple) and len(points) == 2:
+            rp, cp = points
+        else:
+            rp = cp = points
+        row_tree = ClusterTree(rp, leaf_size=leaf_size, split=split)
+        col_tree = row_tree if cp is rp else ClusterTree(cp, leaf_size=leaf_size, split=split)
+        if row_tree.n != M or col_tree.n != N:
+            raise ValueError(
+                f"points give {row_tree.n} row and {col_tree.n} column points, but A has shape {A.shape}"
+            )
+    bt = BlockTree(row_tree, col_tree, adm)
+    Ap = A[np.ix_(row_tree.perm, col_tree.perm)]
+    r0, m, c0, n, admissible = bt.leaf_arrays()
+    work_dtype = np.result_type(A.dtype, np.float64)
+    norm_a = float(np.linalg.norm(Ap.astype(work_dtype)))
+    eps = float(np.finfo(A.dtype).eps)
+    budget = max(tol - 4 * eps, 0.0) * norm_a
+    # SVD of every admissible block
+    svds = {}
+    for q in np.flatnonzero(admissible):
+        blk = Ap[r0[q]:r0[q] + m[q], c0[q]:c0[q] + n[q]].astype(work_dtype)
+        W, s, Vh = np.linalg.svd(blk, full_matrices=False)
+        svds[int(q)] = (W, s, Vh)
+    keep = _distribute_budget(svds, m, n, budget)
+    leaves, err2 = [], 0.0
+    for q in range(r0.size):
+        blk = Ap[r0[q]:r0[q] + m[q], c0[q]:c0[q] + n[q]]
+        k = keep.get(q)
+        if k is None:
+            op = Dense._trusted(np.ascontiguousarray(blk))
+        else:
+            W, s, Vh = svds[q]
+            err2 += float((s[k:] ** 2).sum())
+            U = np.ascontiguousarray((W[:, :k] * s[:k]).astype(A.dtype))
+            V = np.ascontiguousarray(Vh[:k].conj().T.astype(A.dtype))
+            op = LowRank._trusted(U, V)
+        leaves.append((int(r0[q]), int(c0[q]), op))
+    packed = pack_leaves(leaves, A.dtype, max(1, 4 * _threads.get_num_threads()))
+    H = HBlock._from_blocktree(bt, packed, A.dtype, row_tree.perm, col_tree.perm)
+    H.error_estimate = math.sqrt(err2) / norm_a if norm_a > 0 else 0.0
+    H.tol = tol
+    return H
+
+
+def _distribute_budget(svds, m, n, budget):
+    """Ranks to keep per admissible block (absent: store dense) under a Frobenius budget."""
+    active = set(svds)
+    for _ in range(8):
+        keep = {}
+        if not active:
+            return keep
+        vals, owner = [], []
+        for q in active:
+            s = svds[q][1]
+            vals.append(s**2 / float(m[q] + n[q]))
+            owner.append(np.full(s.size, q, np.int64))
+        vals = np.concatenate(vals)
+        owner = np.concatenate(owner)
+        err = vals * (m[owner] + n[owner])  # sigma^2 of each candidate drop
+        order = np.argsort(vals, kind="stable")
+        csum = np.cumsum(err[order])
+        ndrop = int(np.searchsorted(csum, budget * budget, side="right"))
+        dropped = np.bincount(owner[order[:ndrop]], minlength=max(active) + 1)
+        dense_now = set()
+        for q in active:
+            k = svds[q][1].size - int(dropped[q])
+            if k * (m[q] + n[q]) >= m[q] * n[q]:
+                dense_now.add(q)
+            else:
+                keep[q] = k
+        if not dense_now:
+            return keep
+        active -= dense_now
+    return keep

@@ -1,0 +1,200 @@
+"""Cluster trees: a permutation of point indices plus a binary tree of contiguous ranges."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from ._cluster_numba import SPLIT_BBOX, SPLIT_CARDINALITY, SPLIT_PCA, build_cluster_tree
+from ._validate import check_choice, check_finite_array, check_positive
+
+__all__ = ["ClusterTree", "ClusterNode"]
+
+_SPLITS = {"bbox": SPLIT_BBOX, "pca": SPLIT_PCA, "cardinality": SPLIT_CARDINALITY}
+
+
+class ClusterNode:
+    """A light view of one node of a :class:`ClusterTree`.
+
+    Attributes
+    ----------
+    tree : ClusterTree
+    id : int
+        Node number (breadth-first order; the root is 0).
+    """
+
+    __slots__ = ("tree", "id")
+
+    def __init__(self, tree, id):
+        self.tree = tree
+        self.id = int(id)
+
+    @property
+    def start(self) -> int:
+        """First permuted position owned by this node."""
+        return int(self.tree.start[self.id])
+
+    @property
+    def stop(self) -> int:
+        """One past the last permuted position owned by this node."""
+        return int(self.tree.stop[self.id])
+
+    @property
+    def size(self) -> int:
+        return self.stop - self.start
+
+    @property
+    def level(self) -> int:
+        return int(self.tree.level[self.id])
+
+    @property
+    def is_leaf(self) -> bool:
+        return bool(self.tree.left[self.id] < 0)
+
+    @property
+    def children(self):
+        """The two children, or an empty tuple for a leaf."""
+        t = self.tree
+        if t.left[self.id] < 0:
+            return ()
+        return (ClusterNode(t, t.left[self.id]), ClusterNode(t, t.right[self.id]))
+
+    @property
+    def indices(self):
+        """Original point indices of this node, int64 array of length :attr:`size`."""
+        return self.tree.perm[self.start:self.stop]
+
+    @property
+    def bbox(self):
+        """Bounding box ``(lo, hi)``, two float64 arrays of length d."""
+        return self.tree.bbox_lo[self.id], self.tree.bbox_hi[self.id]
+
+    @property
+    def diameter(self) -> float:
+        """Euclidean diameter of the bounding box."""
+        lo, hi = self.bbox
+        return float(np.sqrt(((hi - lo) ** 2).sum()))
+
+    def distance(self, other) -> float:
+        """Euclidean distance between the bounding boxes of two nodes (0 if they overlap)."""
+        lo1, hi1 = self.bbox
+        lo2, hi2 = other.bbox
+        gap = np.maximum(0.0, np.maximum(lo1 - hi2, lo2 - hi1))
+        return float(np.sqrt((gap**2).sum()))
+
+    def __eq__(self, other):
+        return isinstance(other, ClusterNode) and other.tree is self.tree and other.id == self.id
+
+    def __hash__(self):
+        return hash((id(self.tree), self.id))
+
+    def __repr__(self):
+        return f"<ClusterNode {self.id} [{self.start}:{self.stop}) level={self.level}>"
+
+
+class ClusterTree:
+    """Binary cluster tree over points in any dimension.
+
+    Parameters
+    ----------
+    points : array_like, shape (n, d)
+        Point coordinates (float64 after conversion; a 1-D array is read as d = 1).
+    leaf_size : int, default 64
+        Nodes with at most this many points are leaves.
+    split : {"bbox", "pca", "cardinality"}
+        ``"bbox"`` halves the longest side of the bounding box (geometric);
+        ``"pca"`` splits at the mean along the principal axis; ``"cardinality"`` splits at the
+        median along the longest side (balanced tree).
+
+    Attributes
+    ----------
+    points : ndarray, shape (n, d), float64
+    perm : ndarray, shape (n,), int64
+        ``perm[p]`` is the original index of the point at permuted position ``p``.
+    iperm : ndarray, shape (n,), int64
+        Inverse permutation.
+    start, stop, left, right, parent, level : ndarray, shape (nnodes,), int64
+        Flat node arrays (children -1 for leaves).
+    bbox_lo, bbox_hi : ndarray, shape (nnodes, d), float64
+    """
+
+    def __init__(self, points, leaf_size=64, split="bbox"):
+        pts = check_finite_array(points, "points", dtype=np.float64)
+        if pts.ndim == 1:
+            pts = pts[:, None]
+        if pts.ndim != 2:
+            raise ValueError(f"points must have shape (n, d), got {pts.shape}")
+        if pts.shape[1] == 0:
+            raise ValueError("points must have at least one coordinate (d >= 1)")
+        leaf_size = check_positive(leaf_size, "leaf_size", integer=True)
+        check_choice(split, "split", _SPLITS)
+        pts = np.ascontiguousarray(pts)
+        out = build_cluster_tree(pts, leaf_size, _SPLITS[split])
+        self._set(pts, leaf_size, split, *out)
+
+    def _set(self, pts, leaf_size, split, perm, start, stop, left, right, parent, level, lo, hi):
+        self.points = pts
+        self.leaf_size = leaf_size
+        self.split = split
+        self.perm = perm
+        self.iperm = np.empty_like(perm)
+        self.iperm[perm] = np.arange(perm.size, dtype=np.int64)
+        self.start, self.stop = start, stop
+        self.left, self.right, self.parent, self.level = left, right, parent, level
+        self.bbox_lo, self.bbox_hi = lo, hi
+
+    @classmethod
+    def from_size(cls, n, leaf_size=64):
+        """A tree over indices ``0..n-1`` with no geometry (identity permutation, halving).
+
+        Parameters
+        ----------
+        n : int
+            Number of indices, >= 1.
+        leaf_size : int
+        """
+        n = check_positive(n, "n", integer=True)
+        return cls(np.arange(n, dtype=np.float64)[:, None], leaf_size=leaf_size, split="cardinality")
+
+    @classmethod
+    def _from_arrays(cls, points, leaf_size, split, perm, start, stop, left, right, parent, level, lo, hi):
+        self = cls.__new__(cls)
+        self._set(points, leaf_size, split, perm, start, stop, left, right, parent, level, lo, hi)
+        return self
+
+    # ------------------------------------------------------------------ queries
+    @property
+    def n(self) -> int:
+        """Number of points."""
+        return int(self.perm.size)
+
+    @property
+    def dim(self) -> int:
+        return int(self.points.shape[1])
+
+    @property
+    def nnodes(self) -> int:
+        return int(self.start.size)
+
+    @property
+    def depth(self) -> int:
+        """Largest node level (the root has level 0)."""
+        return int(self.level.max())
+
+    @property
+    def root(self) -> ClusterNode:
+        return ClusterNode(self, 0)
+
+    def node(self, i) -> ClusterNode:
+        return ClusterNode(self, i)
+
+    def leaves(self):
+        """All leaf nodes, in order of their ranges."""
+        ids = np.flatnonzero(self.left < 0)
+        ids = ids[np.argsort(self.start[ids], kind="stable")]
+        return [ClusterNode(self, i) for i in ids]
+
+    def __len__(self):
+        return self.n
+
+    def __repr__(self):
+        return f"<ClusterTree n={self.n} d={self.dim} nodes={self.nnodes} depth={self.depth} split={self.split!r}>"

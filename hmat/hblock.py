@@ -1,0 +1,387 @@
+"""HBlock: a hierarchical block operator whose children are Dense, LowRank or HBlock."""
+
+from __future__ import annotations
+
+from collections import namedtuple
+
+import numpy as np
+
+from ._packed import leaf_size, pack_leaves
+from ._validate import check_dtype
+from . import _threads
+from .dense import Dense
+from .lowrank import LowRank
+from .operator import LinearOperator
+
+__all__ = ["HBlock", "Leaf"]
+
+#: One leaf of an :class:`HBlock`, in permuted coordinates.
+Leaf = namedtuple("Leaf", ["row_start", "col_start", "op"])
+
+
+class HBlock(LinearOperator):
+    """A block operator whose children form a grid of ``Dense | LowRank | HBlock``.
+
+    Parameters
+    ----------
+    blocks : 2-D nested list of operators
+        ``blocks[i][j]`` is the child in block row ``i`` and block column ``j``; children
+        in one block row share their number of rows, in one block column their number of
+        columns (like :func:`numpy.block`). All children share one dtype.
+    row_perm, col_perm : int array, optional
+        Only for a root: the operator acts in the caller's original index order,
+        ``(H @ x)[row_perm] = B @ x[col_perm]`` where ``B`` is the block matrix.
+        ``row_perm[p]`` is the original index at permuted position ``p``.
+
+    Notes
+    -----
+    Matrix-vector products walk a packed copy of the leaves (one flat buffer per segment,
+    built once and cached), in compiled code, in parallel over segments.
+    ``H[i, j]`` is deliberately unsupported: entry access would hide slow code.
+    """
+
+    def __init__(self, blocks, row_perm=None, col_perm=None):
+        grid = [list(r) for r in blocks]
+        if not grid or not grid[0]:
+            raise ValueError("blocks must be a non-empty 2-D nested list")
+        ncols = len(grid[0])
+        for r in grid:
+            if len(r) != ncols:
+                raise ValueError("blocks: every block row must have the same number of children")
+            for op in r:
+                if not isinstance(op, (Dense, LowRank, HBlock)):
+                    raise TypeError(f"blocks: children must be Dense, LowRank or HBlock, got {type(op).__name__}")
+                if isinstance(op, HBlock) and (op.row_perm is not None or op.col_perm is not None):
+                    raise ValueError("blocks: a child HBlock must not carry permutations")
+        dtypes = {op.dtype for r in grid for op in r}
+        if len(dtypes) != 1:
+            raise TypeError(f"blocks: children must share one dtype, got {sorted(map(str, dtypes))}")
+        heights = [r[0].shape[0] for r in grid]
+        widths = [op.shape[1] for op in grid[0]]
+        for i, r in enumerate(grid):
+            for j, op in enumerate(r):
+                if op.shape != (heights[i], widths[j]):
+                    raise ValueError(
+                        f"blocks[{i}][{j}] has shape {op.shape}, expected ({heights[i]}, {widths[j]})"
+                    )
+        shape = (sum(heights), sum(widths))
+        super().__init__(dtypes.pop(), shape)
+        self._blocks = tuple(tuple(r) for r in grid)
+        self.row_perm = _check_perm(row_perm, shape[0], "row_perm")
+        self.col_perm = _check_perm(col_perm, shape[1], "col_perm")
+        self._init_state()
+
+    def _init_state(self):
+        self._pack = None
+        self._adjoint_of = None
+        #: relative Frobenius error: exact for from_dense, sampled for from_kernel; None if unknown
+        self.error_estimate = None
+        self._kernel_evals = 0
+        #: the tolerance a builder was asked for (None when built by hand)
+        self.tol = None
+        self._row_tree = None
+        self._col_tree = None
+
+    @classmethod
+    def _from_blocktree(cls, bt, packed, dtype, row_perm, col_perm):
+        """Root over a :class:`~hmat.BlockTree` whose leaves (depth-first order) are packed.
+
+        The nested children are created lazily, as views into the packed buffers.
+        """
+        self = cls.__new__(cls)
+        LinearOperator.__init__(self, dtype, (bt.row_tree.n, bt.col_tree.n))
+        self.row_perm, self.col_perm = row_perm, col_perm
+        self._init_state()
+        self._blocks = None
+        self._pack = packed
+        self._bt = bt
+        self._row_tree, self._col_tree = bt.row_tree, bt.col_tree
+        return self
+
+    @property
+    def blocks(self):
+        """The children grid, a tuple of tuples of operators."""
+        if self._blocks is None:
+            self._blocks = _blocks_from_tree(self)
+        return self._blocks
+
+    @property
+    def row_sizes(self):
+        """Rows of each block row, int64 array."""
+        return np.array([r[0].shape[0] for r in self.blocks], np.int64)
+
+    @property
+    def col_sizes(self):
+        """Columns of each block column, int64 array."""
+        return np.array([op.shape[1] for op in self.blocks[0]], np.int64)
+
+    # ------------------------------------------------------------------ structure
+    def __getitem__(self, key):
+        raise TypeError("HBlock does not support entry access; use to_dense() or matvec with unit vectors")
+
+    def leaves(self):
+        """All leaves in depth-first, row-major order.
+
+        Returns
+        -------
+        list of Leaf
+            ``Leaf(row_start, col_start, op)`` in permuted coordinates; ``op`` is a
+            :class:`~hmat.Dense` or :class:`~hmat.LowRank`.
+        """
+        out = []
+        _collect(self, 0, 0, out)
+        return out
+
+    def replace_leaves(self, ops):
+        """A new HBlock with leaf ``i`` (in :meth:`leaves` order) replaced by ``ops[i]``.
+
+        Parameters
+        ----------
+        ops : sequence of Dense, LowRank or HBlock
+            One per leaf, each of the shape of the leaf it replaces (an HBlock splits it).
+        """
+        ops = list(ops)
+        leaves = self.leaves()
+        if len(ops) != len(leaves):
+            raise ValueError(f"ops has {len(ops)} entries, expected {len(leaves)} (one per leaf)")
+        for i, (lf, op) in enumerate(zip(leaves, ops)):
+            if not isinstance(op, (Dense, LowRank, HBlock)):
+                raise TypeError(f"ops[{i}] must be Dense, LowRank or HBlock, got {type(op).__name__}")
+            if op.shape != lf.op.shape:
+                raise ValueError(f"ops[{i}] has shape {op.shape}, expected {lf.op.shape}")
+        new = _rebuild(self, iter(ops))
+        out = _trusted_node(new.blocks, new.dtype, self.shape)
+        out.row_perm, out.col_perm = self.row_perm, self.col_perm
+        out._row_tree, out._col_tree = self._row_tree, self._col_tree
+        return out
+
+    @property
+    def depth(self) -> int:
+        """Nesting depth (1 for a grid of leaves)."""
+        return 1 + max((op.depth if isinstance(op, HBlock) else 0) for r in self.blocks for op in r)
+
+    # ------------------------------------------------------------------ packed matvec
+    @property
+    def _packed(self):
+        if self._pack is None:
+            if self._adjoint_of is not None:
+                return self._adjoint_of._packed
+            leaves = self.leaves()
+            nseg = max(1, 4 * _threads.get_num_threads())
+            self._pack = pack_leaves(leaves, self.dtype, nseg)
+        return self._pack
+
+    def _apply(self, X, adjoint):
+        """``self @ X`` (``self^H @ X`` when adjoint) through the packed leaves."""
+        if adjoint:
+            in_perm, out_perm, rows = self.row_perm, self.col_perm, self.shape[1]
+        else:
+            in_perm, out_perm, rows = self.col_perm, self.row_perm, self.shape[0]
+        Xp = X if in_perm is None else X[in_perm]
+        # an adjoint view walks its source's packed leaves with the flag flipped
+        Yp = self._packed.apply(Xp, rows, bool(adjoint) ^ (self._adjoint_of is not None))
+        if out_perm is None:
+            return Yp
+        Y = np.empty_like(Yp)
+        Y[out_perm] = Yp
+        return Y
+
+    def _matmat(self, X):
+        return self._apply(X, False)
+
+    def _matvec(self, x):
+        return self._apply(x, False)
+
+    def _rmatmat(self, X):
+        return self._apply(X, True)
+
+    def _rmatvec(self, x):
+        return self._apply(x, True)
+
+    def _adjoint(self):
+        if self._adjoint_of is not None:
+            return self._adjoint_of
+        grid = [[self.blocks[i][j].H for i in range(len(self.blocks))] for j in range(len(self.blocks[0]))]
+        out = HBlock(grid, self.col_perm, self.row_perm)
+        out._adjoint_of = self
+        out._row_tree, out._col_tree = self._col_tree, self._row_tree
+        out.error_estimate = self.error_estimate
+        out._kernel_evals = self._kernel_evals
+        return out
+
+    def _transpose(self):
+        if self.dtype.kind != "c":
+            return self._adjoint()
+        grid = [[self.blocks[i][j].T for i in range(len(self.blocks))] for j in range(len(self.blocks[0]))]
+        out = HBlock(grid, self.col_perm, self.row_perm)
+        out._row_tree, out._col_tree = self._col_tree, self._row_tree
+        out.error_estimate = self.error_estimate
+        return out
+
+    # ------------------------------------------------------------------ storage
+    def _to_dense(self):
+        Ap = np.zeros(self.shape, dtype=self.dtype)
+        for r0, c0, op in self.leaves():
+            Ap[r0:r0 + op.shape[0], c0:c0 + op.shape[1]] = op._to_dense()
+        if self.row_perm is None and self.col_perm is None:
+            return Ap
+        rp = np.arange(self.shape[0]) if self.row_perm is None else self.row_perm
+        cp = np.arange(self.shape[1]) if self.col_perm is None else self.col_perm
+        A = np.empty_like(Ap)
+        A[np.ix_(rp, cp)] = Ap
+        return A
+
+    @property
+    def nbytes(self) -> int:
+        return int(sum(op.nbytes for _, _, op in self.leaves()))
+
+    def astype(self, dtype):
+        dtype = check_dtype(dtype)
+        out = self.replace_leaves([lf.op.astype(dtype) for lf in self.leaves()])
+        out.error_estimate = self.error_estimate
+        out._kernel_evals = self._kernel_evals
+        return out
+
+    def stats(self):
+        """Structure and storage statistics.
+
+        Returns
+        -------
+        dict
+            ``shape``, ``dtype``, ``depth``, ``n_leaves``, ``n_dense``, ``n_lowrank``,
+            ``rank_min``, ``rank_mean``, ``rank_max``, ``rank_histogram`` (counts of each
+            rank 0..max), ``stored_entries``, ``nbytes``, ``dense_nbytes``,
+            ``compression_ratio``, ``kernel_evaluations`` (0 unless built from a kernel),
+            ``error_estimate``.
+        """
+        leaves = self.leaves()
+        m = np.array([lf.op.shape[0] for lf in leaves], np.int64)
+        n = np.array([lf.op.shape[1] for lf in leaves], np.int64)
+        rank = np.array([lf.op.rank if isinstance(lf.op, LowRank) else -1 for lf in leaves], np.int64)
+        lr = rank[rank >= 0]
+        entries = int(leaf_size(m, n, rank).sum())
+        return {
+            "shape": self.shape,
+            "dtype": str(self.dtype),
+            "depth": self.depth,
+            "n_leaves": len(leaves),
+            "n_dense": int((rank < 0).sum()),
+            "n_lowrank": int(lr.size),
+            "rank_min": int(lr.min()) if lr.size else 0,
+            "rank_mean": float(lr.mean()) if lr.size else 0.0,
+            "rank_max": int(lr.max()) if lr.size else 0,
+            "rank_histogram": np.bincount(lr).tolist() if lr.size else [],
+            "stored_entries": entries,
+            "nbytes": self.nbytes,
+            "dense_nbytes": self.shape[0] * self.shape[1] * self.dtype.itemsize,
+            "compression_ratio": self.compression_ratio,
+            "kernel_evaluations": int(self._kernel_evals),
+            "error_estimate": self.error_estimate,
+        }
+
+    def truncate(self, tol):
+        """Recompress every low-rank leaf to blockwise relative Frobenius error ``tol``.
+
+        Each leaf: QR of both factors, SVD of the small core, keep the fewest singular
+        values with ``||L - L_k||_F <= tol ||L||_F``. So ``||H - H'||_F <= tol ||H||_F``.
+        Returns a new HBlock.
+        """
+        from .truncate import truncate
+
+        return truncate(self, tol)
+
+    def coarsen(self, tol):
+        """Replace subtrees by one low-rank block where that stores less within ``tol``.
+
+        Returns a new HBlock with ``||H - H'||_F <= tol ||H||_F``; see :func:`hmat.coarsen`.
+        """
+        from .coarsen import coarsen
+
+        return coarsen(self, tol)
+
+    def __repr__(self):
+        s = self.stats()
+        return (
+            f"<{self.shape[0]}x{self.shape[1]} HBlock dtype={self.dtype} leaves={s['n_leaves']} "
+            f"(dense {s['n_dense']}, low-rank {s['n_lowrank']}, rank<={s['rank_max']}) "
+            f"{self.nbytes / 2**20:.2f} MiB, ratio {self.compression_ratio:.1f}>"
+        )
+
+
+def _check_perm(p, n, name):
+    if p is None:
+        return None
+    p = np.asarray(p)
+    if p.ndim != 1 or p.size != n or p.dtype.kind not in "iu":
+        raise ValueError(f"{name} must be an integer array of length {n}")
+    p = p.astype(np.int64)
+    seen = np.zeros(n, bool)
+    if n and (p.min() < 0 or p.max() >= n):
+        raise ValueError(f"{name} is not a permutation of 0..{n - 1}")
+    seen[p] = True
+    if not seen.all():
+        raise ValueError(f"{name} is not a permutation of 0..{n - 1}")
+    return p
+
+
+def _collect(node, r0, c0, out):
+    r = r0
+    for row in node.blocks:
+        c = c0
+        for op in row:
+            if isinstance(op, HBlock):
+                _collect(op, r, c, out)
+            else:
+                out.append(Leaf(r, c, op))
+            c += int(op.shape[1])
+        r += int(row[0].shape[0])
+
+
+def _trusted_node(grid, dtype, shape):
+    node = HBlock.__new__(HBlock)
+    LinearOperator.__init__(node, dtype, shape)
+    node._blocks = grid
+    node.row_perm = node.col_perm = None
+    node._init_state()
+    return node
+
+
+def _blocks_from_tree(root):
+    """Nested children of a packed root, leaf ops viewing the packed buffers."""
+    bt = root._bt
+    dtype = root.dtype
+    ops = []
+    for seg in root._packed.segments:
+        for q in range(seg.r0.size):
+            m, n, k, o = int(seg.m[q]), int(seg.n[q]), int(seg.rank[q]), int(seg.off[q])
+            if k < 0:
+                ops.append(Dense._trusted(seg.buf[o:o + m * n].reshape(m, n)))
+            else:
+                U = seg.buf[o:o + m * k].reshape(m, k)
+                V = seg.buf[o + m * k:o + (m + n) * k].reshape(n, k)
+                ops.append(LowRank._trusted(U, V))
+    pos = {int(b): i for i, b in enumerate(bt.leaf_ids)}
+    R, C = bt.row_tree, bt.col_tree
+
+    def make(b):
+        if b in pos:
+            return ops[pos[b]]
+        f, a, c = int(bt.first[b]), int(bt.nr[b]), int(bt.nc[b])
+        grid = tuple(tuple(make(f + i * c + j) for j in range(c)) for i in range(a))
+        s, t = bt.rnode[b], bt.cnode[b]
+        return _trusted_node(grid, dtype, (int(R.stop[s] - R.start[s]), int(C.stop[t] - C.start[t])))
+
+    top = make(0)
+    if isinstance(top, HBlock):
+        return top.blocks
+    return ((top,),)
+
+
+def _rebuild(node, it):
+    grid = tuple(
+        tuple(_rebuild(op, it) if isinstance(op, HBlock) else next(it) for op in row) for row in node.blocks
+    )
+    dtypes = {op.dtype for row in grid for op in row}
+    if len(dtypes) != 1:
+        raise TypeError(f"ops must share one dtype, got {sorted(map(str, dtypes))}")
+    return _trusted_node(grid, dtypes.pop(), node.shape)

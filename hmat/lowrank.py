@@ -1,0 +1,89 @@
+"""Low-rank operator ``U @ V.conj().T``."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from ._validate import check_dtype, check_finite_array
+from .operator import LinearOperator, _namespace
+
+__all__ = ["LowRank"]
+
+
+class LowRank(LinearOperator):
+    """The rank-``k`` matrix ``U @ V.conj().T``.
+
+    Parameters
+    ----------
+    U : array_like, shape (m, k)
+    V : array_like, shape (n, k)
+        Same dtype as ``U`` after promotion; finite. ``k = 0`` is the zero matrix.
+
+    Notes
+    -----
+    ``LowRank(U, V).H`` is ``LowRank(V, U)`` and ``.T`` is ``LowRank(conj(V), conj(U))``,
+    structurally (no copies).
+    """
+
+    def __init__(self, U, V, dtype=None):
+        U = check_finite_array(U, "U", ndim=2, dtype=dtype, allow_empty=True)
+        V = check_finite_array(V, "V", ndim=2, dtype=dtype, allow_empty=True)
+        if U.shape[1] != V.shape[1]:
+            raise ValueError(f"U and V must have the same number of columns, got {U.shape} and {V.shape}")
+        dt = np.result_type(U.dtype, V.dtype)
+        U, V = U.astype(dt, copy=False), V.astype(dt, copy=False)
+        super().__init__(dt, (U.shape[0], V.shape[0]))
+        self.U, self.V = U, V
+
+    @classmethod
+    def _trusted(cls, U, V):
+        self = cls.__new__(cls)
+        LinearOperator.__init__(self, U.dtype, (U.shape[0], V.shape[0]))
+        self.U, self.V = U, V
+        return self
+
+    @property
+    def rank(self) -> int:
+        """Number of columns ``k`` of the factors."""
+        return int(self.U.shape[1])
+
+    @property
+    def xp(self):
+        return _namespace(self.U)
+
+    def _matmat(self, X):
+        return self.U @ (self.V.conj().T @ X)
+
+    def _rmatmat(self, X):
+        return self.V @ (self.U.conj().T @ X)
+
+    def _adjoint(self):
+        return LowRank._trusted(self.V, self.U)
+
+    def _transpose(self):
+        return LowRank._trusted(self.V.conj(), self.U.conj())
+
+    def _to_dense(self):
+        return self.U @ self.V.conj().T
+
+    @property
+    def nbytes(self):
+        return int(self.U.nbytes + self.V.nbytes)
+
+    def astype(self, dtype):
+        dtype = check_dtype(dtype)
+        return LowRank._trusted(self.U.astype(dtype), self.V.astype(dtype))
+
+    def __eq__(self, other):
+        """Structural equality: same factors (exactly)."""
+        if not isinstance(other, LowRank):
+            return NotImplemented
+        xp = self.xp
+        return (
+            self.U.shape == other.U.shape
+            and self.V.shape == other.V.shape
+            and bool(xp.array_equal(self.U, other.U))
+            and bool(xp.array_equal(self.V, other.V))
+        )
+
+    __hash__ = None
