@@ -79,9 +79,9 @@ class LinearOperator(spla.LinearOperator):
                 f"{name} has shape {X.shape}, expected ({n},) or ({n}, k) for an operator "
                 f"of shape {self.shape}"
             )
+        if X.dtype.kind not in "fc":  # integers and booleans act in the operator's dtype
+            return X.astype(self.dtype)
         out_dtype = np.result_type(self.dtype, X.dtype)
-        if out_dtype.kind not in "fc":
-            out_dtype = self.dtype
         return X.astype(out_dtype, copy=False)
 
     def matvec(self, x):
@@ -118,7 +118,7 @@ class LinearOperator(spla.LinearOperator):
 
     def dot(self, x):
         if isinstance(x, spla.LinearOperator):
-            return self.__matmul__(x)
+            return Product(self, _as_ours(x))
         if np.isscalar(x):
             return self.__mul__(x)
         x = _asarray_like(x)

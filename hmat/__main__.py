@@ -1,0 +1,121 @@
+"""Command line: ``python -m hmat demo`` and ``python -m hmat compress``."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+
+import numpy as np
+
+
+def sphere_points(n):
+    """``n`` Fibonacci points on the unit sphere (DESIGN.md §6), shape (n, 3), float64."""
+    i = np.arange(n, dtype=np.float64)
+    z = 1.0 - (2.0 * i + 1.0) / n
+    r = np.sqrt(1.0 - z * z)
+    phi = i * np.pi * (3.0 - np.sqrt(5.0))
+    return np.column_stack([r * np.cos(phi), r * np.sin(phi), z])
+
+
+def sampled_row_error(H, kernel, points, x, rows=50):
+    """Relative 2-norm error of ``(H x)[rows]`` against direct summation on ``rows`` evenly spaced rows."""
+    n = points.shape[0]
+    idx = (np.arange(rows) * n) // rows
+    exact = kernel.block(points[idx], points) @ x
+    approx = (H @ x)[idx]
+    return float(np.linalg.norm(approx - exact) / np.linalg.norm(exact))
+
+
+def _demo(args):
+    import hmat
+
+    if args.threads:
+        hmat.set_num_threads(args.threads)
+    kernel = hmat.kernels.Laplace(3)
+    pts = sphere_points(args.n)
+    print(f"sphere-1/r: N={args.n}, tol={args.tol}, eta={args.eta}, leaf_size={args.leaf_size}, threads={hmat.get_num_threads()}")
+    t = time.perf_counter()
+    hmat.from_kernel(kernel, sphere_points(256), tol=args.tol, leaf_size=32, n_samples=0)  # compile (cached on disk)
+    print(f"  compile/warm-up      {time.perf_counter() - t:8.2f} s")
+    t = time.perf_counter()
+    H = hmat.from_kernel(kernel, pts, tol=args.tol, eta=args.eta, leaf_size=args.leaf_size, progress=not args.quiet)
+    build = time.perf_counter() - t
+    x = np.random.default_rng(0).random(args.n)
+    H @ x
+    reps = []
+    for _ in range(3):
+        t = time.perf_counter()
+        H @ x
+        reps.append(time.perf_counter() - t)
+    s = H.stats()
+    err = sampled_row_error(H, kernel, pts, x)
+    print(f"  build                {build:8.2f} s")
+    print(f"  stored               {H.nbytes / 1e6:8.1f} MB   (dense would be {s['dense_nbytes'] / 1e6:.0f} MB)")
+    print(f"  compression ratio    {s['compression_ratio']:8.1f}")
+    print(f"  leaves               {s['n_leaves']:8d}   ({s['n_dense']} dense, {s['n_lowrank']} low-rank, rank {s['rank_min']}..{s['rank_max']}, mean {s['rank_mean']:.1f})")
+    print(f"  kernel evaluations   {s['kernel_evaluations']:8.3g}   ({s['kernel_evaluations'] / args.n**2:.3f} of N^2)")
+    print(f"  matvec (best of 3)   {min(reps):8.4f} s")
+    print(f"  sampled error        {err:8.2e}   (50 rows vs direct summation)")
+    print(f"  entry error estimate {H.error_estimate:8.2e}   (random entries)")
+    if args.plot:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+
+        ax = hmat.plot(H)
+        ax.figure.savefig(args.plot, dpi=150, bbox_inches="tight")
+        plt.close(ax.figure)
+        print(f"  plot written to {args.plot}")
+    return 0
+
+
+def _compress(args):
+    import hmat
+
+    try:
+        A = np.load(args.input, allow_pickle=False)
+    except (OSError, ValueError) as exc:
+        print(f"error: cannot read {args.input}: {exc}", file=sys.stderr)
+        return 2
+    points = np.load(args.points, allow_pickle=False) if args.points else None
+    t = time.perf_counter()
+    H = hmat.from_dense(A, tol=args.tol, points=points, leaf_size=args.leaf_size)
+    dt = time.perf_counter() - t
+    hmat.save(args.output, H)
+    s = H.stats()
+    print(f"compressed {args.input} {A.shape} {A.dtype} in {dt:.2f} s -> {args.output}")
+    print(f"  stored {H.nbytes / 1e6:.2f} MB of {s['dense_nbytes'] / 1e6:.2f} MB (ratio {s['compression_ratio']:.2f})")
+    print(f"  leaves {s['n_leaves']} ({s['n_dense']} dense, {s['n_lowrank']} low-rank, rank max {s['rank_max']})")
+    print(f"  certified error ||A - H||_F / ||A||_F = {H.error_estimate:.3e} <= tol = {args.tol:g}")
+    return 0
+
+
+def main(argv=None):
+    p = argparse.ArgumentParser(prog="python -m hmat", description="hierarchical matrices")
+    sub = p.add_subparsers(dest="cmd", required=True)
+    d = sub.add_parser("demo", help="sphere-1/r benchmark (DESIGN.md §6)")
+    d.add_argument("--n", type=int, default=20000)
+    d.add_argument("--tol", type=float, default=1e-6)
+    d.add_argument("--eta", type=float, default=2.0)
+    d.add_argument("--leaf-size", type=int, default=64)
+    d.add_argument("--threads", type=int, default=0, help="0: all available")
+    d.add_argument("--plot", help="write the block structure to this image file")
+    d.add_argument("--quiet", action="store_true", help="no progress bar")
+    c = sub.add_parser("compress", help="compress a .npy matrix with a certified Frobenius bound")
+    c.add_argument("input")
+    c.add_argument("output")
+    c.add_argument("--tol", type=float, default=1e-4)
+    c.add_argument("--points", help=".npy file of point coordinates (n, d) for a geometric tree")
+    c.add_argument("--leaf-size", type=int, default=64)
+    args = p.parse_args(argv)
+    try:
+        return _demo(args) if args.cmd == "demo" else _compress(args)
+    except (ValueError, TypeError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

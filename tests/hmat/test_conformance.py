@@ -1,0 +1,172 @@
+"""One conformance suite over every operator type x dtype (the LinearOperator laws)."""
+
+import numpy as np
+import pytest
+import scipy.sparse.linalg as spla
+
+import hmat
+
+from .conftest import make_operator, random_array, rtol_for
+
+
+def close(a, b, dtype, scale=None):
+    a = np.asarray(a, dtype=np.complex128)
+    b = np.asarray(b, dtype=np.complex128)
+    scale = max(np.abs(b).max(initial=0.0), 1.0) if scale is None else scale
+    np.testing.assert_allclose(a, b, rtol=0, atol=rtol_for(dtype) * scale * 10)
+
+
+def test_is_scipy_operator(kind, dtype):
+    op, ref = make_operator(kind, dtype)
+    assert isinstance(op, spla.LinearOperator)
+    assert isinstance(op, hmat.LinearOperator)
+    assert op.shape == ref.shape
+    assert op.dtype in (np.dtype(dtype), np.result_type(dtype, np.float64) if kind == "difference_scaled" else np.dtype(dtype))
+
+
+def test_to_dense_agrees(kind, dtype):
+    op, ref = make_operator(kind, dtype)
+    D = op.to_dense()
+    assert D.shape == op.shape and D.dtype == op.dtype
+    close(D, ref, dtype)
+
+
+def test_adjoint_identity(kind, dtype):
+    """<A x, y> == <x, A^H y> for random x, y (the dot test)."""
+    op, _ = make_operator(kind, dtype)
+    rng = np.random.default_rng(1)
+    m, n = op.shape
+    x = random_array(rng, n, dtype)
+    y = random_array(rng, m, dtype)
+    lhs = np.vdot(y, op.matvec(x))
+    rhs = np.vdot(op.rmatvec(y), x)
+    scale = np.linalg.norm(op.matvec(x)) * np.linalg.norm(y) + 1.0
+    assert abs(lhs - rhs) <= 50 * rtol_for(dtype) * scale
+
+
+def test_matmat_is_stacked_matvec(kind, dtype):
+    op, _ = make_operator(kind, dtype)
+    rng = np.random.default_rng(2)
+    X = random_array(rng, (op.shape[1], 3), dtype)
+    Y = op.matmat(X)
+    assert Y.shape == (op.shape[0], 3)
+    for j in range(3):
+        close(Y[:, j], op.matvec(X[:, j]), dtype, scale=np.abs(Y).max() + 1)
+    Z = op.rmatmat(random_array(rng, (op.shape[0], 2), dtype))
+    assert Z.shape == (op.shape[1], 2)
+
+
+def test_matvec_matches_dense(kind, dtype):
+    op, ref = make_operator(kind, dtype)
+    rng = np.random.default_rng(3)
+    x = random_array(rng, op.shape[1], dtype)
+    y = random_array(rng, op.shape[0], dtype)
+    close(op @ x, ref @ x, dtype, scale=np.abs(ref).sum() + 1)
+    close(op.H @ y, ref.conj().T @ y, dtype, scale=np.abs(ref).sum() + 1)
+    close(op.T @ y, ref.T @ y, dtype, scale=np.abs(ref).sum() + 1)
+    # ndarray @ op reaches __rmatmul__ (1-D and 2-D)
+    close(y @ op, y @ ref, dtype, scale=np.abs(ref).sum() + 1)
+    Y2 = random_array(rng, (2, op.shape[0]), dtype)
+    close(Y2 @ op, Y2 @ ref, dtype, scale=np.abs(ref).sum() + 1)
+
+
+def test_double_adjoint_and_transpose(kind, dtype):
+    op, ref = make_operator(kind, dtype)
+    close(op.H.H.to_dense(), ref, dtype)
+    close(op.T.T.to_dense(), ref, dtype)
+    close(op.H.to_dense(), ref.conj().T, dtype)
+    close(op.conj().to_dense(), ref.conj(), dtype)
+
+
+def test_algebra_laws(kind, dtype):
+    op, ref = make_operator(kind, dtype)
+    rng = np.random.default_rng(4)
+    x = random_array(rng, op.shape[1], dtype)
+    a, b = 1.5, -0.25
+    s = np.abs(ref).sum() * np.abs(x).max() + 1
+    # (a + b) A x == a A x + b A x
+    close(((a + b) * op) @ x, (a * op + b * op) @ x, dtype, scale=s)
+    # (A + A) - A == A ; -A == (-1) A
+    close(((op + op) - op) @ x, op @ x, dtype, scale=s)
+    close((-op) @ x, -(op @ x), dtype, scale=s)
+    close((op / 2) @ x, 0.5 * (op @ x), dtype, scale=s)
+    # (A B)^H == B^H A^H, with B = A^H
+    P = op @ op.H
+    y = random_array(rng, op.shape[0], dtype)
+    close(P.H @ y, op @ (op.H @ y), dtype, scale=s * s)
+    assert isinstance(op + op, hmat.LinearOperator)
+    assert isinstance(2 * op, hmat.LinearOperator)
+    assert isinstance(op @ op.H, hmat.LinearOperator)
+
+
+def test_complex_scalar_promotes(kind, dtype):
+    op, ref = make_operator(kind, dtype)
+    z = (2j * op)
+    assert z.dtype.kind == "c"
+    close(z.to_dense(), 2j * ref, dtype)
+
+
+def test_nbytes_ratio_astype(kind, dtype):
+    op, ref = make_operator(kind, dtype)
+    assert op.nbytes >= 0
+    if op.nbytes:
+        assert op.compression_ratio == pytest.approx(op.shape[0] * op.shape[1] * op.dtype.itemsize / op.nbytes)
+    target = np.complex128 if np.dtype(dtype).kind == "c" else np.float64
+    up = op.astype(target)
+    assert up.dtype == np.dtype(target)
+    close(up.to_dense(), ref, dtype)
+
+
+def test_to_dense_refuses_above_cap(kind, dtype):
+    op, _ = make_operator(kind, dtype)
+    if op.shape[0] * op.shape[1] == 0:
+        pytest.skip("empty operator needs no memory")
+    with pytest.raises(MemoryError, match="max_bytes"):
+        op.to_dense(max_bytes=8)
+
+
+def test_mismatched_shapes_rejected(kind, dtype):
+    op, _ = make_operator(kind, dtype)
+    other = hmat.Dense(np.ones((op.shape[0] + 1, op.shape[1] + 2), dtype))
+    with pytest.raises(ValueError, match="shape"):
+        op + other
+    with pytest.raises(ValueError, match="inner dimensions"):
+        op @ hmat.Dense(np.ones((op.shape[1] + 1, 2), dtype))
+    with pytest.raises(ValueError, match="shape"):
+        op @ np.ones(op.shape[1] + 1, dtype)
+
+
+def test_lowrank_adjoint_is_structural():
+    rng = np.random.default_rng(0)
+    U, V = random_array(rng, (5, 2), np.complex128), random_array(rng, (4, 2), np.complex128)
+    L = hmat.LowRank(U, V)
+    assert L.H == hmat.LowRank(V, U)
+    assert isinstance(L.H, hmat.LowRank) and L.H.U is V and L.H.V is U
+
+
+def test_hblock_adjoint_is_structural():
+    op, _ = make_operator("from_kernel", np.float64)
+    assert isinstance(op.H, hmat.HBlock)
+    assert op.H.H is op
+    assert len(op.H.leaves()) == len(op.leaves())
+
+
+def test_hblock_entry_access_raises():
+    op, _ = make_operator("hblock_nested", np.float64)
+    with pytest.raises(TypeError, match="entry access"):
+        op[0, 0]
+
+
+def test_int_input_vector_is_cast(dtype):
+    op, ref = make_operator("dense", dtype)
+    y = op @ np.arange(op.shape[1])
+    assert y.dtype == op.dtype
+    close(y, ref @ np.arange(op.shape[1]), dtype, scale=np.abs(ref).sum() * op.shape[1])
+
+
+def test_real_operator_complex_vector():
+    op, ref = make_operator("from_kernel", np.float64)
+    x = np.random.default_rng(0).standard_normal(op.shape[1]) * (1 + 2j)
+    y = op @ x
+    assert y.dtype == np.complex128
+    np.testing.assert_allclose(y, ref @ x, atol=1e-10 * np.abs(ref).sum())
