@@ -1,0 +1,421 @@
+"""Compress a trained MLP: H-matrix, SVD, pruning and quantization, at a tol or a byte budget.
+
+All methods act on the hidden-to-hidden layers of a :class:`pinn.MLP`
+(``model.layers[1:-1]``); input and output layers are kept dense. Sizes are
+*bytes of the hidden-layer weights* (biases, identical for all methods, are
+excluded), counted as each method would store them:
+
+* dense: ``4 m n`` (float32),
+* H-matrix: float32 leaf factors (dense leaves ``m n``, low-rank ``k (m + n)``);
+  index permutations cost nothing because they are absorbed into the
+  neighbouring layers (see :func:`reorder`) or are the identity,
+* SVD: ``4 k (m + n)``,
+* pruning: the cheaper of CSR (4-byte values + 4-byte column indices + row
+  pointers) and a bitmask (``m n / 8`` bytes + 4-byte values),
+* quantization to ``b`` bits: ``m n b / 8`` + one float32 scale per output
+  channel.
+"""
+from __future__ import annotations
+
+import copy
+import math
+
+import numpy as np
+import torch
+from torch import nn
+from torch.nn.utils import prune as tprune
+
+from .layers import MLP, HMatrixLinear, LowRankLinear, hidden_layers, _rank_for_tol
+
+__all__ = ["compress", "METHODS", "hidden_bytes", "dense_hidden_bytes", "layer_bytes",
+           "reorder", "clone_model", "quantize_weight", "dynamic_int8", "count_parameters"]
+
+METHODS = ("hmatrix", "svd", "prune", "quantize", "quantize-int8", "quantize-int4")
+
+
+def clone_model(model):
+    """``copy.deepcopy`` that also works for pruned models after a forward pass.
+
+    (``torch.nn.utils.prune`` stores ``weight = weight_orig * weight_mask`` as a
+    non-leaf tensor, which ``deepcopy`` refuses; it is recomputed by the
+    forward pre-hook anyway, so it is detached first.)
+    """
+    for mod in model.modules():
+        if hasattr(mod, "weight_orig") and isinstance(getattr(mod, "weight", None), torch.Tensor):
+            with torch.no_grad():
+                setattr(mod, "weight", (mod.weight_orig * mod.weight_mask).detach())
+    return copy.deepcopy(model)
+
+
+# ----------------------------------------------------------------------------- sizes
+def layer_bytes(layer):
+    """Storage in bytes of one layer's weight under its compression (see module doc)."""
+    if isinstance(layer, (HMatrixLinear, LowRankLinear)):
+        return int(layer.nbytes)
+    if not isinstance(layer, nn.Linear):
+        raise TypeError(f"unsupported layer type {type(layer).__name__}")
+    m, n = layer.out_features, layer.in_features
+    bits = getattr(layer, "quant_bits", None)
+    if bits is not None:
+        return int(math.ceil(m * n * bits / 8) + 4 * m)
+    mask = getattr(layer, "weight_mask", None)
+    if mask is not None:
+        nnz = int(mask.count_nonzero())
+        csr = 8 * nnz + 4 * (m + 1)
+        bitmask = int(math.ceil(m * n / 8)) + 4 * nnz
+        return int(min(csr, bitmask, 4 * m * n))
+    return 4 * m * n
+
+
+def hidden_bytes(model):
+    """Total bytes of the hidden-to-hidden weights of ``model``."""
+    return sum(layer_bytes(l) for _, l in hidden_layers(model))
+
+
+def dense_hidden_bytes(model):
+    """Bytes of the hidden-to-hidden weights if stored dense float32."""
+    return sum(4 * _shape(l)[0] * _shape(l)[1] for _, l in hidden_layers(model))
+
+
+def count_parameters(model):
+    """Number of stored scalars of the whole model (pruned zeros excluded)."""
+    total = 0
+    for mod in model.modules():
+        if isinstance(mod, (HMatrixLinear, LowRankLinear)):
+            total += sum(p.numel() for p in mod.parameters(recurse=False))
+            total += sum(p.numel() for p in mod.factors) if isinstance(mod, HMatrixLinear) else 0
+        elif isinstance(mod, nn.Linear):
+            mask = getattr(mod, "weight_mask", None)
+            total += int(mask.count_nonzero()) if mask is not None else mod.weight.numel()
+            total += 0 if mod.bias is None else mod.bias.numel()
+    return int(total)
+
+
+def _shape(layer):
+    return (layer.out_features, layer.in_features)
+
+
+def _check_tol(tol):
+    if tol is not None and not (isinstance(tol, (int, float)) and not isinstance(tol, bool)
+                                and tol > 0):
+        raise ValueError(f"tol must be a number > 0, got {tol!r}")
+
+
+def _check_budget(budget):
+    if budget is not None and not (isinstance(budget, (int, float)) and not isinstance(budget, bool)
+                                   and 0 < budget <= 1):
+        raise ValueError(f"budget must be a fraction in (0, 1], got {budget!r}")
+
+
+# ----------------------------------------------------------------------------- reorder
+def _spectral_order(S):
+    """Spectral seriation: order by the Fiedler vector of the Laplacian of ``S`` (n, n)."""
+    S = np.abs(np.asarray(S, np.float64))
+    np.fill_diagonal(S, 0.0)
+    d = S.sum(1)
+    Lap = np.diag(d) - S
+    w, v = np.linalg.eigh(Lap)
+    f = v[:, 1] if S.shape[0] > 1 else np.zeros(1)
+    return np.argsort(f, kind="stable")
+
+
+def reorder(model, method="spectral-weight", x=None):
+    """Permute hidden neurons of a dense MLP (a symmetry: outputs are unchanged).
+
+    For each hidden layer ``l`` a permutation ``P`` is applied to the rows and
+    bias of ``layers[l]`` and to the columns of ``layers[l+1]`` together.
+
+    Parameters
+    ----------
+    model : MLP with nn.Linear layers
+    method : {"none", "spectral-weight", "spectral-activation"}
+        Similarity of neurons ``i, j``: ``|cos|`` of their concatenated
+        incoming and outgoing weights, or ``|corr|`` of their activations at
+        points ``x``; neurons are ordered by the Fiedler vector of the
+        similarity graph's Laplacian.
+    x : torch.Tensor, shape (N, d), required for "spectral-activation"
+
+    Returns
+    -------
+    model : MLP (a new one)
+    perms : list of numpy int64 arrays, one per hidden layer
+    """
+    if method not in ("none", "spectral-weight", "spectral-activation"):
+        raise ValueError(f"reorder must be 'none', 'spectral-weight' or 'spectral-activation', got {method!r}")
+    hidden_layers(model)
+    new = clone_model(model)
+    L = new.layers
+    if not all(type(l) is nn.Linear for l in L):
+        raise TypeError("reorder needs an MLP of plain nn.Linear layers (reorder before compressing)")
+    perms = []
+    if method == "spectral-activation":
+        if x is None:
+            raise ValueError("x is required for reorder='spectral-activation'")
+        acts = []
+        from .layers import ACTIVATIONS
+        h = torch.as_tensor(x, dtype=L[0].weight.dtype)
+        with torch.no_grad():
+            for l in L[:-1]:
+                h = ACTIVATIONS[new.activation](l(h))
+                acts.append(h.double().numpy())
+    for i in range(len(L) - 1):
+        W_in = L[i].weight.detach().double().numpy()
+        W_out = L[i + 1].weight.detach().double().numpy()
+        if method == "none":
+            p = np.arange(W_in.shape[0])
+        elif method == "spectral-weight":
+            F = np.concatenate([W_in, W_out.T], axis=1)
+            F = F / np.maximum(np.linalg.norm(F, axis=1, keepdims=True), 1e-300)
+            p = _spectral_order(F @ F.T)
+        else:
+            A = acts[i] - acts[i].mean(0)
+            A = A / np.maximum(np.linalg.norm(A, axis=0, keepdims=True), 1e-300)
+            p = _spectral_order(A.T @ A)
+        pt = torch.as_tensor(p, dtype=torch.long)
+        with torch.no_grad():
+            L[i].weight.copy_(L[i].weight[pt])
+            if L[i].bias is not None:
+                L[i].bias.copy_(L[i].bias[pt])
+            L[i + 1].weight.copy_(L[i + 1].weight[:, pt])
+        perms.append(p)
+    return new, perms
+
+
+# ----------------------------------------------------------------------------- methods
+def _replace(model, builder):
+    new = clone_model(model)
+    for i, layer in hidden_layers(new):
+        new.layers[i] = builder(i, layer)
+    return new
+
+
+def _rel_error(model_a, model_b):
+    num = den = 0.0
+    for (i, a), (_, b) in zip(hidden_layers(model_a), hidden_layers(model_b)):
+        Wa = _weight(a).detach().double()
+        Wb = _weight(b).detach().double()
+        num += float((Wa - Wb).pow(2).sum())
+        den += float(Wa.pow(2).sum())
+    return math.sqrt(num / den) if den > 0 else 0.0
+
+
+def _weight(layer):
+    return layer.weight
+
+
+def _hmatrix(model, tol, leaf_size=32, eta=2.0):
+    return _replace(model, lambda i, l: HMatrixLinear.from_linear(l, tol=tol, leaf_size=leaf_size,
+                                                                    eta=eta))
+
+
+def _svd(model, tol=None, rank=None):
+    return _replace(model, lambda i, l: LowRankLinear.from_linear(l, rank=rank, tol=tol))
+
+
+def _prune(model, amount):
+    new = clone_model(model)
+    params = [(l, "weight") for _, l in hidden_layers(new)]
+    total = sum(l.weight.numel() for l, _ in params)
+    k = int(round(amount * total))
+    tprune.global_unstructured(params, pruning_method=tprune.L1Unstructured, amount=k)
+    return new
+
+
+def quantize_weight(W, bits):
+    """Symmetric per-output-channel fake quantization (quantize -> dequantize).
+
+    Parameters
+    ----------
+    W : torch.Tensor, shape (m, n)
+    bits : int in [2, 16]
+
+    Returns
+    -------
+    torch.Tensor, shape (m, n), same dtype: ``round(W / s) * s`` with
+    ``s = max_j |W_ij| / (2^(bits-1) - 1)`` per row, codes clamped to
+    ``[-(2^(bits-1) - 1), 2^(bits-1) - 1]``.
+    """
+    if not isinstance(bits, (int, np.integer)) or not 2 <= bits <= 16:
+        raise ValueError(f"bits must be an integer in [2, 16], got {bits!r}")
+    qmax = 2 ** (bits - 1) - 1
+    s = W.abs().amax(dim=1, keepdim=True) / qmax
+    s = torch.where(s > 0, s, torch.ones_like(s))
+    return torch.clamp(torch.round(W / s), -qmax, qmax) * s
+
+
+def _quantize(model, bits):
+    def build(i, l):
+        q = nn.Linear(l.in_features, l.out_features, bias=l.bias is not None, dtype=l.weight.dtype)
+        with torch.no_grad():
+            q.weight.copy_(quantize_weight(l.weight.detach(), bits))
+            if l.bias is not None:
+                q.bias.copy_(l.bias)
+        q.quant_bits = int(bits)
+        return q
+
+    return _replace(model, build)
+
+
+def _bisect(make, lo, hi, target, log=True, iters=30, increasing=False):
+    """Smallest parameter p in [lo, hi] with bytes(make(p)) <= target (bytes non-increasing in p).
+
+    Returns (p, model) or (None, None) when even ``hi`` does not meet the target.
+    """
+    m_hi = make(hi)
+    if hidden_bytes(m_hi) > target:
+        return None, None
+    m_lo = make(lo)
+    if hidden_bytes(m_lo) <= target:
+        return lo, m_lo
+    best = (hi, m_hi)
+    a, b = (math.log(lo), math.log(hi)) if log else (lo, hi)
+    for _ in range(iters):
+        mid = 0.5 * (a + b)
+        p = math.exp(mid) if log else mid
+        mod = make(p)
+        if hidden_bytes(mod) <= target:
+            best, b = (p, mod), mid
+        else:
+            a = mid
+        if (b - a) < (1e-3 if log else 1e-4):
+            break
+    return best
+
+
+def compress(model, method, *, tol=None, budget=None, rank=None, bits=None, leaf_size=32,
+             eta=2.0, reorder_method="none", x=None):
+    """Compress the hidden-to-hidden layers of a trained MLP.
+
+    Parameters
+    ----------
+    model : pinn.MLP with nn.Linear layers
+    method : {"hmatrix", "svd", "prune", "quantize", "quantize-int8", "quantize-int4"}
+    tol : float > 0, optional
+        Relative Frobenius error per layer (hmatrix: certified by
+        ``hmat.from_dense``; svd: exact; prune: of all hidden weights together;
+        quantize: smallest bits meeting it).
+    budget : float in (0, 1], optional
+        Fraction of :func:`dense_hidden_bytes`; each method finds the setting
+        with the smallest error whose size meets it (bisection on tol for
+        hmatrix/svd, on the pruned amount for prune, largest bits <= 8 for
+        quantize).
+    rank : int, optional (svd only)
+    bits : int, optional (quantize only; default 8, or from the method name)
+    leaf_size, eta : hmatrix options
+    reorder_method : {"none", "spectral-weight", "spectral-activation"}
+        Permute hidden neurons first (hmatrix only; see :func:`reorder`).
+    x : torch.Tensor (N, d), points for "spectral-activation"
+
+    Returns
+    -------
+    model : MLP
+        A new model (the input is not modified).
+    info : dict
+        ``method, setting, bytes, dense_bytes, fraction, weight_error``
+        (relative Frobenius error of the hidden weights) and, when a budget
+        cannot be met, ``feasible=False`` (model is then ``None``).
+
+    Raises
+    ------
+    ValueError
+        Unknown method, tol <= 0, budget outside (0, 1], inconsistent options.
+    TypeError / ValueError
+        Model without compressible layers.
+    """
+    if method not in METHODS:
+        raise ValueError(f"unknown method {method!r}; choose one of {METHODS}")
+    _check_tol(tol)
+    _check_budget(budget)
+    hidden_layers(model)
+    for _, l in hidden_layers(model):
+        if type(l) is not nn.Linear or hasattr(l, "weight_mask"):
+            raise TypeError("compress expects a dense model (plain nn.Linear hidden layers)")
+    dense_b = dense_hidden_bytes(model)
+    target = None if budget is None else budget * dense_b
+    if method.startswith("quantize-"):
+        bits = int(method.split("int")[1])
+        method = "quantize"
+    setting = {}
+    src = model
+    if reorder_method != "none":
+        if method != "hmatrix":
+            raise ValueError("reorder_method only applies to method='hmatrix'")
+        src, _ = reorder(model, reorder_method, x)
+        setting["reorder"] = reorder_method
+    out = None
+    if method == "hmatrix":
+        if target is None:
+            if tol is None:
+                raise ValueError("hmatrix needs tol or budget")
+            out = _hmatrix(src, tol, leaf_size, eta)
+            setting["tol"] = tol
+        else:
+            p, out = _bisect(lambda t: _hmatrix(src, t, leaf_size, eta), 1e-7, 1.0, target)
+            setting["tol"] = p
+        setting["leaf_size"] = leaf_size
+    elif method == "svd":
+        if target is None:
+            if (tol is None) == (rank is None):
+                raise ValueError("svd needs exactly one of tol, rank (or a budget)")
+            out = _svd(src, tol=tol, rank=rank)
+            setting.update(tol=tol, rank=rank)
+        else:
+            p, out = _bisect(lambda t: _svd(src, tol=t), 1e-7, 1.0, target)
+            setting["tol"] = p
+        if out is not None:
+            setting["ranks"] = [l.rank for _, l in hidden_layers(out)]
+    elif method == "prune":
+        if target is None:
+            if tol is None:
+                raise ValueError("prune needs tol or budget")
+            # largest amount with global relative error <= tol
+            W = torch.cat([l.weight.detach().abs().flatten() for _, l in hidden_layers(src)]).double()
+            s = torch.sort(W).values
+            cum = torch.sqrt(torch.cumsum(s**2, 0) / (s**2).sum())
+            k = int((cum <= tol).sum())
+            amount = k / s.numel()
+            out = _prune(src, amount)
+        else:
+            amount, out = _bisect(lambda a: _prune(src, a), 0.0, 1.0, target, log=False)
+        setting["amount"] = amount
+    else:  # quantize
+        if bits is not None and target is None and tol is None:
+            out = _quantize(src, bits)
+        elif target is not None:
+            cands = [b for b in ([bits] if bits else range(8, 1, -1))]
+            for b in cands:
+                q = _quantize(src, b)
+                if hidden_bytes(q) <= target:
+                    bits, out = b, q
+                    break
+        elif tol is not None:
+            for b in range(2, 17):
+                q = _quantize(src, b)
+                if _rel_error(src, q) <= tol:
+                    bits, out = b, q
+                    break
+        else:
+            bits, out = 8, _quantize(src, 8)
+        setting["bits"] = bits
+    info = {"method": method, "setting": setting, "dense_bytes": dense_b, "feasible": out is not None}
+    if out is None:
+        info.update(bytes=None, fraction=None, weight_error=None)
+        return None, info
+    b = hidden_bytes(out)
+    info.update(bytes=b, fraction=b / dense_b, weight_error=_rel_error(src, out),
+                parameters=count_parameters(out))
+    return out, info
+
+
+def dynamic_int8(model):
+    """Real int8 model (``torch.ao`` dynamic quantization) -- for timing inference only.
+
+    Its Linear layers cut the autograd graph with respect to the input, so it
+    cannot compute PDE residuals.
+    """
+    import warnings
+
+    m = clone_model(model).float()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return torch.ao.quantization.quantize_dynamic(m, {nn.Linear}, dtype=torch.qint8)

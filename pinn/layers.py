@@ -1,0 +1,544 @@
+"""Network layers: MLP, LowRankLinear and HMatrixLinear (weights over hmat operators)."""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import torch
+from torch import nn
+
+from .autograd import LeafSpec, Structure, structured_linear
+
+__all__ = ["MLP", "LowRankLinear", "HMatrixLinear", "block_rank_penalty", "hidden_layers",
+           "ACTIVATIONS"]
+
+ACTIVATIONS = {"tanh": torch.tanh, "sin": torch.sin, "gelu": nn.functional.gelu,
+               "silu": nn.functional.silu}
+
+
+def _glorot_std(m, n):
+    return math.sqrt(2.0 / (m + n))
+
+
+# --------------------------------------------------------------------------- MLP
+class MLP(nn.Module):
+    """Fully connected network ``sizes[0] -> ... -> sizes[-1]``.
+
+    Parameters
+    ----------
+    sizes : sequence of int
+        Layer widths including input and output, e.g. ``[2, 64, 64, 1]``.
+    activation : {"tanh", "sin", "gelu", "silu"}
+    hidden_layer : callable, optional
+        ``hidden_layer(in_features, out_features) -> nn.Module`` used for the
+        hidden-to-hidden layers (``layers[1:-1]``); default ``nn.Linear``.
+        Input and output layers are always ``nn.Linear``.
+    generator : torch.Generator, optional
+        For the Glorot-normal initialization (biases are zero).
+
+    Notes
+    -----
+    Input ``(N, sizes[0])``, output ``(N, sizes[-1])``, float32 by default.
+    """
+
+    def __init__(self, sizes, activation="tanh", hidden_layer=None, generator=None):
+        super().__init__()
+        sizes = [int(s) for s in sizes]
+        if len(sizes) < 2 or min(sizes) < 1:
+            raise ValueError(f"sizes must have >= 2 positive entries, got {sizes!r}")
+        if activation not in ACTIVATIONS:
+            raise ValueError(f"activation must be one of {sorted(ACTIVATIONS)}, got {activation!r}")
+        self.sizes = sizes
+        self.activation = activation
+        layers = []
+        for i, (a, b) in enumerate(zip(sizes[:-1], sizes[1:])):
+            hidden = 0 < i < len(sizes) - 2
+            if hidden and hidden_layer is not None:
+                layers.append(hidden_layer(a, b))
+            else:
+                lin = nn.Linear(a, b)
+                with torch.no_grad():
+                    lin.weight.normal_(0.0, _glorot_std(a, b), generator=generator)
+                    lin.bias.zero_()
+                layers.append(lin)
+        self.layers = nn.ModuleList(layers)
+
+    def forward(self, x):
+        act = ACTIVATIONS[self.activation]
+        for layer in self.layers[:-1]:
+            x = act(layer(x))
+        return self.layers[-1](x)
+
+
+def hidden_layers(model):
+    """Indices and modules of the compressible (hidden-to-hidden) layers of an MLP.
+
+    Raises
+    ------
+    TypeError
+        If ``model`` is not an :class:`MLP`.
+    ValueError
+        If it has no hidden-to-hidden layer.
+    """
+    if not isinstance(model, MLP):
+        raise TypeError(f"model must be a pinn.MLP, got {type(model).__name__}")
+    out = [(i, m) for i, m in enumerate(model.layers) if 0 < i < len(model.layers) - 1]
+    if not out:
+        raise ValueError("model has no compressible layers (needs at least two hidden layers)")
+    return out
+
+
+def block_rank_penalty(model):
+    """``sum_b (||U_b||_F^2 + ||V_b||_F^2)`` over all low-rank leaves of ``model``.
+
+    A variational form of the nuclear norm: ``min_{UV^T = X} (||U||^2 + ||V||^2)/2
+    = ||X||_*``. Returns a scalar tensor (0 if there are no low-rank leaves).
+    """
+    total = None
+    for mod in model.modules():
+        if isinstance(mod, (LowRankLinear, HMatrixLinear)):
+            p = mod.lowrank_penalty()
+            total = p if total is None else total + p
+    if total is None:
+        total = torch.zeros(())
+    return total
+
+
+# ------------------------------------------------------------------ LowRankLinear
+class LowRankLinear(nn.Module):
+    """Linear layer with weight ``W = U V^T`` (shape (out, in)), rank ``k``.
+
+    Parameters
+    ----------
+    in_features, out_features, rank : int
+    bias : bool
+    dtype : torch.dtype, optional
+
+    Attributes
+    ----------
+    U : Parameter, shape (out_features, rank)
+    V : Parameter, shape (in_features, rank)
+    bias : Parameter, shape (out_features,) or None
+    """
+
+    def __init__(self, in_features, out_features, rank, bias=True, dtype=None, generator=None):
+        super().__init__()
+        if rank < 0 or rank > min(in_features, out_features):
+            raise ValueError(f"rank must be in [0, {min(in_features, out_features)}], got {rank!r}")
+        self.in_features, self.out_features = int(in_features), int(out_features)
+        dtype = dtype or torch.get_default_dtype()
+        s = (_glorot_std(out_features, in_features) ** 2 / max(rank, 1)) ** 0.25
+        self.U = nn.Parameter(torch.randn(out_features, rank, dtype=dtype, generator=generator) * s)
+        self.V = nn.Parameter(torch.randn(in_features, rank, dtype=dtype, generator=generator) * s)
+        self.bias = nn.Parameter(torch.zeros(out_features, dtype=dtype)) if bias else None
+        self._struct_cache = None
+
+    @property
+    def rank(self):
+        return int(self.U.shape[1])
+
+    def _struct(self):
+        k = self.rank
+        key = k
+        if self._struct_cache is None or self._struct_cache[0] != key:
+            st = Structure((self.out_features, self.in_features),
+                           [LeafSpec("lowrank", 0, 0, self.out_features, self.in_features, (0, 1))])
+            self._struct_cache = (key, st)
+        return self._struct_cache[1]
+
+    def forward(self, x):
+        return structured_linear(x, self._struct(), (self.U, self.V), self.bias)
+
+    @property
+    def weight(self):
+        """Dense weight ``U V^T``, shape (out, in) (differentiable)."""
+        return self.U @ self.V.t()
+
+    @classmethod
+    def from_linear(cls, linear, rank=None, tol=None):
+        """Truncated SVD of ``linear.weight`` (balanced factors ``U sqrt(S)``, ``V sqrt(S)``).
+
+        Exactly one of ``rank`` (int >= 0) or ``tol`` (relative Frobenius error,
+        > 0) must be given; with ``tol`` the smallest rank with
+        ``||W - U V^T||_F <= tol ||W||_F`` is used.
+        """
+        if (rank is None) == (tol is None):
+            raise ValueError("give exactly one of rank or tol")
+        W = linear.weight.detach()
+        u, s, vh = torch.linalg.svd(W.double(), full_matrices=False)
+        if tol is not None:
+            if not tol > 0:
+                raise ValueError(f"tol must be > 0, got {tol!r}")
+            rank = _rank_for_tol(s.numpy(), tol)
+        rank = int(rank)
+        out = cls(W.shape[1], W.shape[0], rank, bias=linear.bias is not None, dtype=W.dtype)
+        r = s[:rank].sqrt()
+        with torch.no_grad():
+            out.U.copy_((u[:, :rank] * r).to(W.dtype))
+            out.V.copy_((vh[:rank].t() * r).to(W.dtype))
+            if linear.bias is not None:
+                out.bias.copy_(linear.bias.detach())
+        return out
+
+    def to_linear(self):
+        """An equivalent ``nn.Linear``."""
+        lin = nn.Linear(self.in_features, self.out_features, bias=self.bias is not None,
+                        dtype=self.U.dtype)
+        with torch.no_grad():
+            lin.weight.copy_(self.weight)
+            if self.bias is not None:
+                lin.bias.copy_(self.bias)
+        return lin
+
+    def operator(self):
+        """The weight as an ``hmat.LowRank`` (numpy float64 copy)."""
+        import hmat
+
+        return hmat.LowRank(self.U.detach().double().numpy(), self.V.detach().double().numpy())
+
+    @property
+    def nbytes(self):
+        """Bytes of the weight factors (bias excluded)."""
+        return (self.U.numel() + self.V.numel()) * self.U.element_size()
+
+    def lowrank_penalty(self):
+        return self.U.pow(2).sum() + self.V.pow(2).sum()
+
+    def extra_repr(self):
+        return f"in_features={self.in_features}, out_features={self.out_features}, rank={self.rank}"
+
+
+def _rank_for_tol(s, tol):
+    """Smallest k with sqrt(sum_{i>=k} s_i^2) <= tol * ||s||."""
+    s = np.asarray(s, np.float64)
+    tail = np.sqrt(np.maximum(np.cumsum((s**2)[::-1])[::-1], 0.0))  # tail[k] = ||s[k:]||
+    total = tail[0] if s.size else 0.0
+    ok = np.nonzero(np.append(tail, 0.0) <= tol * total)[0]
+    return int(ok[0])
+
+
+# ----------------------------------------------------------------- HMatrixLinear
+# Tree format (plain python, serializable): ("leaf", i) or ("block", [[child, ...], ...]).
+# Leaf geometry: [kind, r0, c0, m, n] in permuted coordinates.
+
+
+def _hodlr_tree(m, n, leaf_size, r0=0, c0=0, geo=None):
+    """Weak-admissibility (HODLR) partition over index bisection trees."""
+    if geo is None:
+        geo = []
+    if m <= leaf_size or n <= leaf_size:
+        geo.append(["dense", r0, c0, m, n])
+        return ("leaf", len(geo) - 1), geo
+    m1, n1 = m // 2, n // 2
+    grid = [[None, None], [None, None]]
+    grid[0][0], _ = _hodlr_tree(m1, n1, leaf_size, r0, c0, geo)
+    geo.append(["lowrank", r0, c0 + n1, m1, n - n1])
+    grid[0][1] = ("leaf", len(geo) - 1)
+    geo.append(["lowrank", r0 + m1, c0, m - m1, n1])
+    grid[1][0] = ("leaf", len(geo) - 1)
+    grid[1][1], _ = _hodlr_tree(m - m1, n - n1, leaf_size, r0 + m1, c0 + n1, geo)
+    return ("block", grid), geo
+
+
+class HMatrixLinear(nn.Module):
+    """Linear layer whose weight (shape (out, in)) is a hierarchical (H-) matrix.
+
+    The trainable parameters are the leaf factors: ``A`` of dense leaves and
+    ``U``, ``V`` of low-rank leaves (``U V^T``), held in ``self.factors`` in the
+    leaf order of :meth:`hmat.HBlock.leaves`. Forward and backward go through
+    :class:`pinn.autograd.StructuredLinearFn`, so second (and higher) input
+    derivatives, ``torch.func.vmap`` and ``jacrev`` work.
+
+    Parameters
+    ----------
+    in_features, out_features : int
+    bias : bool
+    leaf_size : int
+        Leaf size of the HODLR partition built for a fresh layer.
+    rank : int
+        Initial rank of the off-diagonal low-rank leaves of a fresh layer
+        (Glorot-scaled random factors; dense leaves Glorot normal).
+    dtype : torch.dtype, optional
+    generator : torch.Generator, optional
+
+    Notes
+    -----
+    Use :meth:`from_linear` / :meth:`from_hblock` to build one from a trained
+    weight with a certified error bound; :meth:`operator` returns the current
+    ``hmat.HBlock``; :meth:`to_linear` an equivalent ``nn.Linear``.
+    ``state_dict`` carries the block structure (extra state), so loading works
+    across structure changes.
+    """
+
+    def __init__(self, in_features, out_features, bias=True, *, leaf_size=32, rank=2,
+                 dtype=None, generator=None):
+        super().__init__()
+        self.in_features, self.out_features = int(in_features), int(out_features)
+        dtype = dtype or torch.get_default_dtype()
+        tree, geo = _hodlr_tree(out_features, in_features, int(leaf_size))
+        sd = _glorot_std(out_features, in_features)
+        tensors = []
+        for kind, r0, c0, m, n in geo:
+            if kind == "dense":
+                tensors.append((torch.randn(m, n, dtype=dtype, generator=generator) * sd,))
+            else:
+                s = (sd**2 / max(rank, 1)) ** 0.25
+                k = min(rank, m, n)
+                tensors.append((torch.randn(m, k, dtype=dtype, generator=generator) * s,
+                                torch.randn(n, k, dtype=dtype, generator=generator) * s))
+        self.factors = nn.ParameterList()
+        self.register_buffer("row_perm", None, persistent=False)
+        self.register_buffer("col_perm", None, persistent=False)
+        self._set_structure(tree, geo, tensors, None, None)
+        self.bias = nn.Parameter(torch.zeros(out_features, dtype=dtype)) if bias else None
+        self.tol = None
+
+    # ------------------------------------------------------------- structure
+    def _set_structure(self, tree, geo, tensors, row_perm, col_perm):
+        """Install a new leaf structure; ``tensors[i]`` = factors of leaf ``i``.
+
+        Returns the new list of Parameters (leaf order).
+        """
+        self._tree = tree
+        self._geo = [list(g) for g in geo]
+        params = []
+        leaf_idx = []
+        for g, ts in zip(self._geo, tensors):
+            idx = []
+            for t in ts:
+                idx.append(len(params))
+                params.append(t if isinstance(t, nn.Parameter) else nn.Parameter(t.detach().clone()))
+            leaf_idx.append(tuple(idx))
+        self._leaf_idx = leaf_idx
+        self.factors = nn.ParameterList(params)
+        self.row_perm = None if row_perm is None else torch.as_tensor(row_perm, dtype=torch.long)
+        self.col_perm = None if col_perm is None else torch.as_tensor(col_perm, dtype=torch.long)
+        self._struct_cache = None
+        return params
+
+    def leaf_factors(self, i):
+        """Factors of leaf ``i``: ``(A,)`` or ``(U, V)`` (Parameters)."""
+        return tuple(self.factors[j] for j in self._leaf_idx[i])
+
+    @property
+    def num_leaves(self):
+        return len(self._geo)
+
+    def leaf_info(self):
+        """List of dicts ``kind, r0, c0, m, n, rank`` (permuted coordinates)."""
+        out = []
+        for i, (kind, r0, c0, m, n) in enumerate(self._geo):
+            f = self.leaf_factors(i)
+            out.append(dict(kind=kind, r0=r0, c0=c0, m=m, n=n,
+                            rank=(min(m, n) if kind == "dense" else int(f[0].shape[1]))))
+        return out
+
+    def _struct(self):
+        dev = self.factors[0].device if len(self.factors) else torch.device("cpu")
+        if self._struct_cache is None or self._struct_cache[0] != dev:
+            leaves = [LeafSpec(kind, r0, c0, m, n, self._leaf_idx[i])
+                      for i, (kind, r0, c0, m, n) in enumerate(self._geo)]
+            st = Structure((self.out_features, self.in_features), leaves,
+                           None if self.row_perm is None else self.row_perm.to(dev),
+                           None if self.col_perm is None else self.col_perm.to(dev))
+            self._struct_cache = (dev, st)
+        return self._struct_cache[1]
+
+    def forward(self, x):
+        return structured_linear(x, self._struct(), list(self.factors), self.bias)
+
+    # ----------------------------------------------------------- conversions
+    @classmethod
+    def from_hblock(cls, H, bias=None, dtype=torch.float32):
+        """Layer with the leaves of an ``hmat.HBlock`` (or Dense/LowRank) ``H`` as parameters.
+
+        Parameters
+        ----------
+        H : hmat.HBlock | hmat.Dense | hmat.LowRank, real, shape (out, in)
+        bias : torch.Tensor, shape (out,), optional
+        dtype : torch.dtype
+        """
+        import hmat
+
+        m, n = H.shape
+        if np.iscomplexobj(np.zeros(0, dtype=H.dtype)):
+            raise TypeError("H must be real")
+        geo, tensors = [], []
+
+        def walk(op, r0, c0):
+            if isinstance(op, hmat.HBlock):
+                grid = []
+                rr = r0
+                for i, row in enumerate(op.blocks):
+                    cc = c0
+                    grow = []
+                    for j, child in enumerate(row):
+                        grow.append(walk(child, rr, cc))
+                        cc += child.shape[1]
+                    grid.append(grow)
+                    rr += row[0].shape[0]
+                return ("block", grid)
+            if isinstance(op, hmat.LowRank):
+                geo.append(["lowrank", r0, c0, op.shape[0], op.shape[1]])
+                tensors.append((torch.as_tensor(np.ascontiguousarray(op.U), dtype=dtype),
+                                torch.as_tensor(np.ascontiguousarray(op.V), dtype=dtype)))
+            elif isinstance(op, hmat.Dense):
+                geo.append(["dense", r0, c0, op.shape[0], op.shape[1]])
+                tensors.append((torch.as_tensor(np.ascontiguousarray(op.array), dtype=dtype),))
+            else:
+                raise TypeError(f"unsupported operator {type(op).__name__}")
+            return ("leaf", len(geo) - 1)
+
+        tree = walk(H, 0, 0)
+        self = cls.__new__(cls)
+        nn.Module.__init__(self)
+        self.in_features, self.out_features = int(n), int(m)
+        self.factors = nn.ParameterList()
+        self.register_buffer("row_perm", None, persistent=False)
+        self.register_buffer("col_perm", None, persistent=False)
+        rp = getattr(H, "row_perm", None)
+        cp = getattr(H, "col_perm", None)
+        rp = None if rp is None or np.array_equal(rp, np.arange(m)) else np.asarray(rp)
+        cp = None if cp is None or np.array_equal(cp, np.arange(n)) else np.asarray(cp)
+        self._set_structure(tree, geo, tensors, rp, cp)
+        self.bias = None if bias is None else nn.Parameter(torch.as_tensor(bias, dtype=dtype).clone())
+        self.tol = getattr(H, "error_estimate", None)
+        return self
+
+    @classmethod
+    def from_linear(cls, linear, tol=1e-3, *, leaf_size=32, eta=2.0, points=None,
+                    admissibility=None):
+        """Compress ``linear.weight`` with a certified error bound.
+
+        ``||W - H||_F <= tol ||W||_F`` via ``hmat.from_dense`` (index cluster
+        trees and weak admissibility unless ``points``/``admissibility`` are
+        given).
+
+        Parameters
+        ----------
+        linear : nn.Linear (or anything with ``weight`` (out, in) and ``bias``)
+        tol : float > 0
+        leaf_size : int
+        eta : float
+        points : array_like, optional
+            Passed to ``hmat.from_dense``.
+        admissibility : optional
+            Passed to ``hmat.from_dense``.
+        """
+        import hmat
+
+        if not (isinstance(tol, (int, float)) and tol > 0):
+            raise ValueError(f"tol must be > 0, got {tol!r}")
+        W = linear.weight.detach().cpu().double().numpy()
+        kw = dict(tol=float(tol), eta=eta, leaf_size=int(leaf_size))
+        if points is not None:
+            kw["points"] = points
+        if admissibility is not None:
+            kw["admissibility"] = admissibility
+        H = hmat.from_dense(W, **kw)
+        b = None if linear.bias is None else linear.bias.detach()
+        out = cls.from_hblock(H, bias=b, dtype=linear.weight.dtype)
+        out.tol = float(tol)
+        return out
+
+    def operator(self):
+        """The current weight as an ``hmat.HBlock`` (numpy float64 copies of the factors)."""
+        import hmat
+
+        def build(node):
+            if node[0] == "leaf":
+                i = node[1]
+                f = [t.detach().cpu().double().numpy() for t in self.leaf_factors(i)]
+                return hmat.Dense(f[0]) if len(f) == 1 else hmat.LowRank(f[0], f[1])
+            return hmat.HBlock([[build(c) for c in row] for row in node[1]])
+
+        root = build(self._tree)
+        blocks = root.blocks if isinstance(root, hmat.HBlock) else [[root]]
+        rp = None if self.row_perm is None else self.row_perm.cpu().numpy()
+        cp = None if self.col_perm is None else self.col_perm.cpu().numpy()
+        return hmat.HBlock(blocks, rp, cp)
+
+    @property
+    def weight(self):
+        """Dense weight, shape (out, in), assembled with torch ops (differentiable)."""
+        Wp = None
+        parts = []
+        for i, (kind, r0, c0, m, n) in enumerate(self._geo):
+            f = self.leaf_factors(i)
+            parts.append((r0, c0, m, n, f[0] if kind == "dense" else f[0] @ f[1].t()))
+        dtype = self.factors[0].dtype
+        Wp = torch.zeros(self.out_features, self.in_features, dtype=dtype,
+                         device=self.factors[0].device)
+        for r0, c0, m, n, B in parts:
+            Wp = Wp.index_put((torch.arange(r0, r0 + m)[:, None], torch.arange(c0, c0 + n)[None, :]), B)
+        W = Wp
+        if self.row_perm is not None:
+            W = W.index_select(0, torch.argsort(self.row_perm))
+        if self.col_perm is not None:
+            W = W.index_select(1, torch.argsort(self.col_perm))
+        return W
+
+    def to_linear(self):
+        """An equivalent ``nn.Linear``."""
+        lin = nn.Linear(self.in_features, self.out_features, bias=self.bias is not None,
+                        dtype=self.factors[0].dtype)
+        with torch.no_grad():
+            lin.weight.copy_(self.weight)
+            if self.bias is not None:
+                lin.bias.copy_(self.bias)
+        return lin
+
+    @property
+    def nbytes(self):
+        """Bytes of the leaf factors (bias and index permutations excluded)."""
+        return sum(p.numel() * p.element_size() for p in self.factors)
+
+    def lowrank_penalty(self):
+        tot = self.factors[0].new_zeros(())
+        for i, g in enumerate(self._geo):
+            if g[0] == "lowrank":
+                U, V = self.leaf_factors(i)
+                tot = tot + U.pow(2).sum() + V.pow(2).sum()
+        return tot
+
+    def extra_repr(self):
+        ranks = [d["rank"] for d in self.leaf_info() if d["kind"] == "lowrank"]
+        return (f"in_features={self.in_features}, out_features={self.out_features}, "
+                f"leaves={self.num_leaves}, max_rank={max(ranks) if ranks else 0}, "
+                f"bytes={self.nbytes}")
+
+    # ------------------------------------------------------------ state_dict
+    def get_extra_state(self):
+        return {"shape": (self.out_features, self.in_features), "tree": self._tree,
+                "geo": [list(g) for g in self._geo],
+                "factor_shapes": [[tuple(t.shape) for t in self.leaf_factors(i)]
+                                  for i in range(self.num_leaves)],
+                "row_perm": None if self.row_perm is None else self.row_perm.tolist(),
+                "col_perm": None if self.col_perm is None else self.col_perm.tolist(),
+                "tol": self.tol}
+
+    def set_extra_state(self, state):
+        cur = self.get_extra_state()
+        if all(cur[k] == state[k] for k in ("shape", "tree", "geo", "factor_shapes",
+                                             "row_perm", "col_perm")):
+            self.tol = state.get("tol")
+            return
+        dtype = self.factors[0].dtype if len(self.factors) else torch.get_default_dtype()
+        tensors = [tuple(torch.zeros(s, dtype=dtype) for s in shapes)
+                   for shapes in state["factor_shapes"]]
+        self.out_features, self.in_features = state["shape"]
+        self._set_structure(_as_tree(state["tree"]), state["geo"], tensors,
+                            state["row_perm"], state["col_perm"])
+        self.tol = state.get("tol")
+
+    def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):
+        key = prefix + "_extra_state"
+        if key in state_dict:
+            self.set_extra_state(state_dict[key])  # rebuild structure before loading values
+        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
+
+
+def _as_tree(node):
+    if node[0] == "leaf":
+        return ("leaf", int(node[1]))
+    return ("block", [[_as_tree(c) for c in row] for row in node[1]])
