@@ -350,7 +350,7 @@ def compress(model, method, *, tol=None, budget=None, rank=None, bits=None, leaf
             out = _hmatrix(src, tol, leaf_size, eta)
             setting["tol"] = tol
         else:
-            p, out = _bisect(lambda t: _hmatrix(src, t, leaf_size, eta), 1e-7, 1.0, target)
+            p, out = _bisect(lambda t: _hmatrix(src, t, leaf_size, eta), 1e-7, 0.99, target)
             setting["tol"] = p
         setting["leaf_size"] = leaf_size
     elif method == "svd":

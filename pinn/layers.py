@@ -345,7 +345,27 @@ class HMatrixLinear(nn.Module):
         return self._struct_cache[1]
 
     def forward(self, x):
-        return structured_linear(x, self._struct(), list(self.factors), self.bias)
+        y = structured_linear(x, self._struct(), list(self.factors), self.bias)
+        probe = getattr(self, "_probe", None)
+        if probe is not None:
+            # zero dense perturbation: after backward, probe.grad = dL/dW exactly
+            y = y + x @ probe.t()
+        return y
+
+    def start_probe(self):
+        """Attach a zero dense perturbation ``P`` (out, in): ``W_eff = H + P``.
+
+        After a backward pass ``self._probe.grad`` is the gradient of the loss
+        with respect to the dense weight (all autograd paths included). Costs
+        one dense matmul per forward; remove it with :meth:`stop_probe`.
+        """
+        p = self.factors[0]
+        self._probe = torch.zeros(self.out_features, self.in_features, dtype=p.dtype,
+                                  device=p.device, requires_grad=True)
+        return self._probe
+
+    def stop_probe(self):
+        self._probe = None
 
     # ----------------------------------------------------------- conversions
     @classmethod
