@@ -14,7 +14,7 @@ import numbers
 import numpy as np
 import scipy.sparse.linalg as spla
 
-from ._validate import check_dtype, check_finite_array
+from ._validate import check_dtype
 
 __all__ = [
     "LinearOperator",
@@ -292,23 +292,24 @@ def _check_same_shape(a, b, what):
 class _Wrapped(LinearOperator):
     """A foreign scipy LinearOperator seen through our algebra."""
 
-    def __init__(self, op):
-        dtype = op.dtype if op.dtype is not None and np.dtype(op.dtype).kind in "fc" else np.float64
+    def __init__(self, op, dtype=None):
+        if dtype is None:
+            dtype = op.dtype if op.dtype is not None and np.dtype(op.dtype).kind in "fc" else np.float64
         super().__init__(dtype, op.shape)
         self.op = op
 
     def _matmat(self, X):
-        return np.asarray(self.op.matmat(X))
+        return np.asarray(self.op.matmat(X)).astype(self.dtype, copy=False)
 
     def _rmatmat(self, X):
-        return np.asarray(self.op.rmatmat(X))
+        return np.asarray(self.op.rmatmat(X)).astype(self.dtype, copy=False)
 
     @property
     def nbytes(self):
         return 0
 
     def astype(self, dtype):
-        return Scaled(self, 1).astype(dtype)
+        return _Wrapped(self.op, check_dtype(dtype))
 
 
 class Sum(LinearOperator):

@@ -170,3 +170,15 @@ def test_real_operator_complex_vector():
     y = op @ x
     assert y.dtype == np.complex128
     np.testing.assert_allclose(y, ref @ x, atol=1e-10 * np.abs(ref).sum())
+
+
+def test_foreign_scipy_operator_joins_our_algebra():
+    rng = np.random.default_rng(5)
+    B = rng.standard_normal((6, 6))
+    foreign = spla.aslinearoperator(B)
+    D = hmat.Dense(np.eye(6))
+    for op, ref in ((D + foreign, np.eye(6) + B), (D - foreign, np.eye(6) - B), (D @ foreign, B)):
+        assert isinstance(op, hmat.LinearOperator)
+        np.testing.assert_allclose(op.to_dense(), ref, atol=1e-12)
+        np.testing.assert_allclose(op.H.to_dense(), ref.T, atol=1e-12)
+        assert op.astype(np.float32).to_dense().dtype == np.float32
