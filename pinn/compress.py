@@ -349,10 +349,24 @@ def compress(model, method, *, tol=None, budget=None, rank=None, bits=None, leaf
                 raise ValueError("hmatrix needs tol or budget")
             out = _hmatrix(src, tol, leaf_size, eta)
             setting["tol"] = tol
+            setting["leaf_size"] = leaf_size
         else:
-            p, out = _bisect(lambda t: _hmatrix(src, t, leaf_size, eta), 1e-7, 0.99, target)
-            setting["tol"] = p
-        setting["leaf_size"] = leaf_size
+            # bisection on tol for leaf_size, leaf_size/2, ... (>= 2); the dense diagonal
+            # leaves put a floor of about leaf_size/n on the size, so smaller leaves may be
+            # needed to meet small budgets. The feasible candidate with the smallest weight
+            # error wins.
+            best = None
+            ls = int(leaf_size)
+            while ls >= 2:
+                p, cand = _bisect(lambda t: _hmatrix(src, t, ls, eta), 1e-7, 0.99, target)
+                if cand is not None:
+                    err = _rel_error(src, cand)
+                    if best is None or err < best[0]:
+                        best = (err, p, ls, cand)
+                ls //= 2
+            if best is not None:
+                _, p, ls, out = best
+                setting.update(tol=p, leaf_size=ls)
     elif method == "svd":
         if target is None:
             if (tol is None) == (rank is None):

@@ -260,6 +260,10 @@ class DynamicHCompression:
             eps = lambda lf, W2=W2, mn=mn: self.tol * math.sqrt(W2 * lf.m * lf.n / mn)
             root = self._split(root, eps, entry)
             new_pending.append((L, root))
+        if self.budget_bytes is not None:  # a split may have increased the size
+            cur = sum(lf.nbytes for _, root in new_pending for lf in _iter_leaves(root))
+            if cur > self.budget_bytes:
+                self._enforce_budget([root for _, root in new_pending], cur)
         for L, root in new_pending:
             self._install(L, root, optimizer)
         entry["bytes"] = sum(L.nbytes for L in layers)

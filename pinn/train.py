@@ -188,7 +188,7 @@ def train(model, problem, *, adam_steps=None, lr=None, lbfgs_steps=None, n_collo
         if bar is not None:
             bar.update(1)
             if step % 50 == 0:
-                bar.set_postfix(loss=f"{float(total):.3e}")
+                bar.set_postfix(loss=f"{float(total.detach()):.3e}")
     if lbfgs_steps:
         chunk = max(1, min(int(eval_every or 50), 50))
         lb = torch.optim.LBFGS(model.parameters(), lr=1.0, max_iter=chunk, max_eval=25 * chunk,

@@ -1,0 +1,264 @@
+"""Grid-indexed (geometry-aware) H-layers.
+
+A layer that maps a function sampled at points ``in_points`` to a function
+sampled at ``out_points`` has a weight that plays the role of a discrete
+integral kernel (e.g. a Green's function). Its natural H-matrix structure comes
+from *geometric* cluster trees of the two point sets and *strong*
+admissibility: a block ``(s, t)`` is low rank when
+``min(diam s, diam t) <= eta * dist(s, t)``. This module builds
+:class:`pinn.HMatrixLinear` layers with that structure, following the data flow
+of the library: points -> :class:`hmat.ClusterTree` -> :class:`hmat.BlockTree`
+-> leaf operators -> :class:`hmat.HBlock` -> :meth:`HMatrixLinear.from_hblock`.
+"""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import torch
+
+import hmat
+
+from .layers import HMatrixLinear
+
+__all__ = ["geometric_hmatrix_linear", "geometric_block_tree", "hblock_from_blocktree",
+           "project_to_structure", "INITS"]
+
+INITS = ("glorot", "zeros")
+
+
+def _as_points(p, name):
+    if isinstance(p, torch.Tensor):
+        p = p.detach().cpu().numpy()
+    try:
+        a = np.asarray(p, dtype=np.float64)
+    except (TypeError, ValueError) as e:
+        raise TypeError(f"{name} must be an array of point coordinates") from e
+    if a.ndim == 1:
+        a = a[:, None]
+    if a.ndim != 2 or a.shape[0] < 1 or a.shape[1] < 1:
+        raise ValueError(f"{name} must have shape (k, d) with k, d >= 1, got {a.shape}")
+    if not np.all(np.isfinite(a)):
+        raise ValueError(f"{name} must be finite")
+    return a
+
+
+def _check_int(v, name, lo):
+    if not isinstance(v, (int, np.integer)) or isinstance(v, bool) or v < lo:
+        raise ValueError(f"{name} must be an integer >= {lo}, got {v!r}")
+    return int(v)
+
+
+def geometric_block_tree(in_points, out_points, *, leaf_size=32, eta=2.0, split="bbox"):
+    """Block tree of a grid-indexed weight (rows = ``out_points``, columns = ``in_points``).
+
+    Parameters
+    ----------
+    in_points : array_like, shape (n_in, d)
+    out_points : array_like, shape (n_out, d)
+    leaf_size : int >= 1
+    eta : float > 0
+        Strong-admissibility parameter.
+    split : {"bbox", "pca", "cardinality"}
+        Cluster splitting rule (see :class:`hmat.ClusterTree`).
+
+    Returns
+    -------
+    hmat.BlockTree
+    """
+    xin = _as_points(in_points, "in_points")
+    xout = _as_points(out_points, "out_points")
+    if xin.shape[1] != xout.shape[1]:
+        raise ValueError(f"in_points and out_points must have the same dimension, got "
+                         f"{xin.shape[1]} and {xout.shape[1]}")
+    leaf_size = _check_int(leaf_size, "leaf_size", 1)
+    if not (isinstance(eta, (int, float)) and not isinstance(eta, bool) and eta > 0):
+        raise ValueError(f"eta must be a number > 0, got {eta!r}")
+    row = hmat.ClusterTree(xout, leaf_size=leaf_size, split=split)
+    col = row if (xin.shape == xout.shape and np.array_equal(xin, xout)) else \
+        hmat.ClusterTree(xin, leaf_size=leaf_size, split=split)
+    return hmat.BlockTree(row, col, hmat.StrongAdmissibility(float(eta)))
+
+
+def hblock_from_blocktree(bt, leaf_ops):
+    """Assemble an :class:`hmat.HBlock` over block tree ``bt``.
+
+    Parameters
+    ----------
+    bt : hmat.BlockTree
+    leaf_ops : sequence of hmat.Dense / hmat.LowRank
+        One per leaf, in the order of ``bt.leaf_arrays()`` (depth-first), each
+        of that leaf's shape (permuted coordinates).
+
+    Returns
+    -------
+    hmat.HBlock
+        Acting in the original point order (``row_perm``/``col_perm`` from the
+        cluster trees).
+    """
+    if not isinstance(bt, hmat.BlockTree):
+        raise TypeError(f"bt must be an hmat.BlockTree, got {type(bt).__name__}")
+    leaf_ops = list(leaf_ops)
+    r0, m, c0, n, adm = bt.leaf_arrays()
+    if len(leaf_ops) != r0.size:
+        raise ValueError(f"leaf_ops has {len(leaf_ops)} entries, expected {r0.size}")
+    pos = {int(b): i for i, b in enumerate(bt.leaf_ids)}
+    for i, op in enumerate(leaf_ops):
+        if op.shape != (int(m[i]), int(n[i])):
+            raise ValueError(f"leaf_ops[{i}] has shape {op.shape}, expected ({m[i]}, {n[i]})")
+
+    def make(b):
+        if b in pos:
+            return leaf_ops[pos[b]]
+        f, a, c = int(bt.first[b]), int(bt.nr[b]), int(bt.nc[b])
+        return hmat.HBlock([[make(f + i * c + j) for j in range(c)] for i in range(a)])
+
+    top = make(0)
+    blocks = top.blocks if isinstance(top, hmat.HBlock) else [[top]]
+    return hmat.HBlock(blocks, bt.row_tree.perm, bt.col_tree.perm)
+
+
+def project_to_structure(W, bt, rank):
+    """Best approximation of a dense ``W`` (out, in) in the structure of ``bt``.
+
+    Non-admissible leaves keep their block of ``W``; admissible leaves get the
+    truncated SVD of rank ``min(rank, m, n)`` (balanced factors
+    ``U sqrt(S)``, ``V sqrt(S)``), which is the Frobenius-optimal choice per
+    leaf, hence for the whole matrix in this structure.
+
+    Returns
+    -------
+    list of hmat.Dense / hmat.LowRank in leaf order.
+    """
+    W = np.asarray(W, dtype=np.float64)
+    R, C = bt.row_tree, bt.col_tree
+    if W.shape != (R.n, C.n):
+        raise ValueError(f"W must have shape ({R.n}, {C.n}), got {W.shape}")
+    Wp = W[np.ix_(R.perm, C.perm)]
+    r0, m, c0, n, adm = bt.leaf_arrays()
+    ops = []
+    for i in range(r0.size):
+        B = Wp[r0[i]:r0[i] + m[i], c0[i]:c0[i] + n[i]]
+        if not adm[i]:
+            ops.append(hmat.Dense(np.array(B)))
+            continue
+        k = min(int(rank), int(m[i]), int(n[i]))
+        u, s, vh = np.linalg.svd(B, full_matrices=False)
+        sq = np.sqrt(s[:k])
+        ops.append(hmat.LowRank(np.ascontiguousarray(u[:, :k] * sq), np.ascontiguousarray(vh[:k].T * sq)))
+    return ops
+
+
+def geometric_hmatrix_linear(in_points, out_points, *, leaf_size=32, eta=2.0, rank=4, init="glorot",
+                             tol=None, bias=True, dtype=torch.float32, generator=None, split="bbox"):
+    """A :class:`pinn.HMatrixLinear` whose block structure comes from the neurons' coordinates.
+
+    Parameters
+    ----------
+    in_points : array_like, shape (in_features, d)
+        Coordinates of the input neurons (e.g. grid nodes of the input function).
+    out_points : array_like, shape (out_features, d)
+        Coordinates of the output neurons.
+    leaf_size : int
+        Cluster-tree leaf size (dense diagonal/near-field blocks are at most this big).
+    eta : float > 0
+        Strong-admissibility parameter.
+    rank : int >= 0
+        Rank of every admissible (low-rank) leaf for ``init="glorot"``/``"zeros"``
+        or an array ``init`` without ``tol``.
+    init : {"glorot", "zeros"} or array_like (out_features, in_features)
+        * ``"glorot"``: dense leaves Glorot normal, low-rank factors random with
+          ``U V^T`` of Glorot variance;
+        * ``"zeros"``: the weight is exactly zero, yet trainable: dense leaves and
+          ``V`` are zero, ``U`` random (so ``dL/dV = G^T U`` is not zero);
+        * an array ``W``: with ``tol`` the certified compression
+          ``hmat.from_dense(W, tol=tol, points=(out_points, in_points), ...)``
+          (``||W - H||_F <= tol ||W||_F``, adaptive ranks); without ``tol`` the
+          Frobenius-best approximation with admissible leaves of rank ``rank``
+          (:func:`project_to_structure`).
+    tol : float > 0, optional
+        Only with an array ``init``.
+    bias : bool or array_like (out_features,)
+        ``True``: a zero bias; ``False``: none; an array: its values.
+    dtype : torch.dtype
+    generator : torch.Generator, optional
+        For the random initialisations.
+    split : {"bbox", "pca", "cardinality"}
+
+    Returns
+    -------
+    pinn.HMatrixLinear
+        ``forward(x)`` takes ``x[..., j]`` = value at ``in_points[j]`` and
+        returns values at ``out_points`` in their given order (the cluster-tree
+        permutations are internal).
+
+    Examples
+    --------
+    >>> x = np.linspace(0, 1, 256)[:, None]
+    >>> layer = geometric_hmatrix_linear(x, x, leaf_size=16, eta=1.0, rank=2)
+    """
+    if not isinstance(dtype, torch.dtype) or not dtype.is_floating_point:
+        raise TypeError(f"dtype must be a floating torch.dtype, got {dtype!r}")
+    rank = _check_int(rank, "rank", 0)
+    if tol is not None and not (isinstance(tol, (int, float)) and not isinstance(tol, bool) and tol > 0):
+        raise ValueError(f"tol must be a number > 0, got {tol!r}")
+    xin = _as_points(in_points, "in_points")
+    xout = _as_points(out_points, "out_points")
+    n_in, n_out = xin.shape[0], xout.shape[0]
+    if isinstance(init, str):
+        if init not in INITS:
+            raise ValueError(f"init must be one of {INITS} or an array, got {init!r}")
+        if tol is not None:
+            raise ValueError("tol is only used with an array init")
+        W = None
+    else:
+        W = np.asarray(init.detach().cpu().numpy() if isinstance(init, torch.Tensor) else init,
+                       dtype=np.float64)
+        if W.shape != (n_out, n_in):
+            raise ValueError(f"init must have shape (out_features, in_features) = ({n_out}, {n_in}), "
+                             f"got {W.shape}")
+        if not np.all(np.isfinite(W)):
+            raise ValueError("init must be finite")
+    if isinstance(bias, bool):
+        b = torch.zeros(n_out, dtype=dtype) if bias else None
+    else:
+        b = torch.as_tensor(np.asarray(bias, dtype=np.float64), dtype=dtype)
+        if b.shape != (n_out,):
+            raise ValueError(f"bias must be a bool or have shape ({n_out},), got {tuple(b.shape)}")
+
+    if W is not None and tol is not None:
+        H = hmat.from_dense(W, tol=float(tol), points=(xout, xin), eta=float(eta),
+                            leaf_size=_check_int(leaf_size, "leaf_size", 1), split=split)
+        layer = HMatrixLinear.from_hblock(H, bias=b, dtype=dtype)
+        layer.tol = float(tol)
+        return layer
+
+    bt = geometric_block_tree(xin, xout, leaf_size=leaf_size, eta=eta, split=split)
+    if W is not None:
+        ops = project_to_structure(W, bt, rank)
+    else:
+        ops = _random_leaves(bt, rank, init, n_out, n_in, generator)
+    H = hblock_from_blocktree(bt, ops)
+    return HMatrixLinear.from_hblock(H, bias=b, dtype=dtype)
+
+
+def _random_leaves(bt, rank, init, n_out, n_in, generator):
+    r0, m, c0, n, adm = bt.leaf_arrays()
+    sd = math.sqrt(2.0 / (n_out + n_in))
+    ops = []
+    for i in range(r0.size):
+        mi, ni = int(m[i]), int(n[i])
+        if not adm[i]:
+            A = torch.zeros(mi, ni, dtype=torch.float64) if init == "zeros" else \
+                torch.randn(mi, ni, dtype=torch.float64, generator=generator) * sd
+            ops.append(hmat.Dense(A.numpy()))
+            continue
+        k = min(rank, mi, ni)
+        s = (sd**2 / max(k, 1)) ** 0.25
+        U = torch.randn(mi, k, dtype=torch.float64, generator=generator) * s
+        if init == "zeros":
+            V = torch.zeros(ni, k, dtype=torch.float64)
+        else:
+            V = torch.randn(ni, k, dtype=torch.float64, generator=generator) * s
+        ops.append(hmat.LowRank(U.numpy(), V.numpy()))
+    return ops

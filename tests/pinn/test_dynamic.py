@@ -1,0 +1,135 @@
+import pytest
+import torch
+
+import pinn
+from pinn import HMatrixLinear, MLP
+from pinn.dynamic import DynamicHCompression
+from pinn.train import make_model, train
+
+D = torch.float64
+
+
+def _model(rank=2, leaf=4, width=16, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    return MLP([2, width, width, 1], generator=g,
+               hidden_layer=lambda a, b: HMatrixLinear(a, b, leaf_size=leaf, rank=rank, dtype=D,
+                                                       generator=g)).double()
+
+
+def _adam_state(model, steps=3):
+    opt = torch.optim.Adam(model.parameters(), lr=1e-2)
+    x = torch.rand(10, 2, dtype=D)
+    for _ in range(steps):
+        opt.zero_grad()
+        model(x).pow(2).sum().backward()
+        opt.step()
+    return opt
+
+
+def _probe(model, dyn):
+    L = model.layers[1]
+    L.start_probe()
+    x = torch.rand(10, 2, dtype=D)
+    model(x).pow(2).sum().backward()
+    dyn._G[id(L)] = L._probe.grad.clone()
+    dyn._nprobe = 1
+    L.stop_probe()
+
+
+def test_growth_keeps_function_and_carries_adam_state():
+    model = _model(rank=1)
+    opt = _adam_state(model)
+    dyn = DynamicHCompression(tol=1e-12, every=10, grow_rank=2, split_fraction=2.0, merge=False)
+    _probe(model, dyn)
+    L = model.layers[1]
+    ranks0 = [d["rank"] for d in L.leaf_info() if d["kind"] == "lowrank"]
+    x = torch.rand(7, 2, dtype=D)
+    y0 = model(x).detach()
+    entry = dyn.refine(model, opt, step=10)
+    ranks1 = [d["rank"] for d in L.leaf_info() if d["kind"] == "lowrank"]
+    assert entry["grown"] > 0 and sum(ranks1) > sum(ranks0)
+    torch.testing.assert_close(model(x), y0, rtol=1e-10, atol=1e-10)
+    # every parameter of the layer is in the optimizer with a carried-over state
+    ids = {id(p) for g in opt.param_groups for p in g["params"]}
+    for p in L.factors:
+        assert id(p) in ids
+        st = opt.state[p]
+        assert float(st["step"]) == 3 and st["exp_avg"].shape == p.shape
+    # training continues with the new parameters
+    opt.zero_grad()
+    model(x).pow(2).sum().backward()
+    opt.step()
+
+
+def test_recompression_moments_map_exactly():
+    """m_U' = m_U T_v for a pure change of basis (no truncation)."""
+    from pinn.dynamic import _Leaf, _recompress
+
+    g = torch.Generator().manual_seed(0)
+    U, V = torch.randn(8, 3, generator=g, dtype=D), torch.randn(6, 3, generator=g, dtype=D)
+    mU, mV = torch.randn(8, 3, generator=g, dtype=D), torch.randn(6, 3, generator=g, dtype=D)
+    mom = lambda m: {"step": torch.tensor(5.0), "exp_avg": m, "exp_avg_sq": m * m}
+    lf = _Leaf("lowrank", 0, 0, 8, 6, [U, V], [mom(mU), mom(mV)], None)
+    _recompress(lf, 0.0)
+    U2, V2 = lf.factors
+    torch.testing.assert_close(U2 @ V2.T, U @ V.T)
+    # any G: grad_U' = G V' and m maps with the same linear map
+    G = torch.randn(8, 6, generator=g, dtype=D)
+    Tv = torch.linalg.pinv(V) @ V2
+    torch.testing.assert_close(G @ V2, (G @ V) @ Tv)
+    torch.testing.assert_close(lf.moments[0]["exp_avg"], mU @ Tv)
+
+
+def test_split_and_merge():
+    model = _model(rank=2, leaf=4, width=32)
+    opt = _adam_state(model)
+    L = model.layers[1]
+    n0 = L.num_leaves
+    x = torch.rand(5, 2, dtype=D)
+    y0 = model(x).detach()
+    dyn = DynamicHCompression(tol=1e-10, every=10, grow_rank=0, split_fraction=0.05, min_leaf=4,
+                              merge=False)
+    e = dyn.refine(model, opt)
+    assert e["split"] > 0 and L.num_leaves > n0
+    torch.testing.assert_close(model(x), y0, rtol=1e-8, atol=1e-8)
+    # merging back: the split children of a rank-2 block form one cheaper low-rank block
+    dyn2 = DynamicHCompression(tol=1e-6, every=10, grow_rank=0, split_fraction=10.0, merge=True)
+    e2 = dyn2.refine(model, opt)
+    assert e2["merged"] > 0 and L.num_leaves < n0 + 3 * e["split"]
+    torch.testing.assert_close(model(x), y0, rtol=1e-4, atol=1e-4)
+    for p in L.factors:
+        assert p in opt.state
+
+
+def test_budget_bytes_respected():
+    model = _model(rank=3, width=32)
+    opt = _adam_state(model)
+    L = model.layers[1]
+    budget = int(0.8 * L.nbytes)
+    dyn = DynamicHCompression(tol=1e-12, every=10, budget_bytes=budget, merge=False,
+                              split_fraction=10.0)
+    _probe(model, dyn)
+    dyn.refine(model, opt)
+    assert L.nbytes <= budget
+
+
+def test_dynamic_training_end_to_end():
+    p = pinn.get_problem("poisson1d")
+    model = make_model(p, 16, 3, seed=0, hidden_layer=lambda a, b: HMatrixLinear(a, b, leaf_size=4,
+                                                                                 rank=2))
+    dyn = DynamicHCompression(tol=1e-2, every=20, probe_steps=5, budget_bytes=4000)
+    h = train(model, p, adam_steps=100, lbfgs_steps=10, n_collocation=32, callbacks=[dyn],
+              progress=False)
+    assert [e["step"] for e in dyn.log] == [20, 40, 60, 80, 100]
+    assert h["loss"][-1] < h["loss"][0]
+    assert sum(l.nbytes for l in model.modules() if isinstance(l, HMatrixLinear)) <= 4000
+
+
+def test_bad_dynamic_input():
+    with pytest.raises(ValueError, match="tol"):
+        DynamicHCompression(tol=0)
+    with pytest.raises(ValueError, match="every"):
+        DynamicHCompression(tol=0.1, every=0)
+    m = make_model("poisson1d", 8, 3)
+    with pytest.raises(ValueError, match="no HMatrixLinear"):
+        train(m, "poisson1d", adam_steps=2, callbacks=[DynamicHCompression(0.1)], progress=False)
