@@ -17,6 +17,8 @@ INV4PI = 1.0 / (4.0 * math.pi)
 INV2PI = 1.0 / (2.0 * math.pi)
 SQRT3 = math.sqrt(3.0)
 SQRT5 = math.sqrt(5.0)
+# reassociation and contraction only: vectorised sums, results change by rounding only
+_FM = {"reassoc", "contract", "nsz"}
 
 
 def _value(a, re, im):  # pragma: no cover - replaced by the overload in compiled code
@@ -28,6 +30,17 @@ def _value_impl(a, re, im):
     if isinstance(a.dtype, types.Complex):
         return lambda a, re, im: complex(re, im)
     return lambda a, re, im: re
+
+
+def _abs2(x):  # pragma: no cover - replaced by the overload in compiled code
+    raise NotImplementedError
+
+
+@overload(_abs2)
+def _abs2_impl(x):
+    if isinstance(x, types.Complex):
+        return lambda x: x.real * x.real + x.imag * x.imag
+    return lambda x: x * x
 
 
 @njit(cache=True, nogil=True, inline="always")
@@ -67,8 +80,24 @@ def eval_block(code, p, X, Y, out):
             out[i, j] = _value(out, re, im)
 
 
+@njit(cache=True, nogil=True, inline="always")
+def _lap3(x0, x1, x2, Y, s, n, out):
+    """Laplace 3-D row ``out[j] = 1 / (4 pi |x - Y[s + j]|)`` (0 at r = 0); straight-line
+    IEEE sqrt and division, so the loop vectorises and results are identical to the
+    generic path."""
+    for j in range(n):
+        d0 = x0 - Y[s + j, 0]
+        d1 = x1 - Y[s + j, 1]
+        d2 = x2 - Y[s + j, 2]
+        r = math.sqrt(d0 * d0 + d1 * d1 + d2 * d2)
+        out[j] = INV4PI / r if r > 0.0 else 0.0
+
+
 @njit(cache=True, nogil=True)
 def _row(code, p, x, Y, c0, n, out):
+    if code == 1 and Y.shape[1] == 3:
+        _lap3(x[0], x[1], x[2], Y, c0, n, out)
+        return
     for j in range(n):
         re, im = _entry(code, p, x, Y[c0 + j])
         out[j] = _value(out, re, im)
@@ -76,6 +105,9 @@ def _row(code, p, x, Y, c0, n, out):
 
 @njit(cache=True, nogil=True)
 def _col(code, p, X, r0, m, y, out):
+    if code == 1 and X.shape[1] == 3:
+        _lap3(y[0], y[1], y[2], X, r0, m, out)
+        return
     for i in range(m):
         re, im = _entry(code, p, X[r0 + i], y)
         out[i] = _value(out, re, im)
@@ -98,17 +130,22 @@ def _pick_unused(used, h):
     return -1
 
 
-@njit(cache=True, nogil=True)
+@njit(cache=True, nogil=True, fastmath=_FM)
 def aca(code, p, X, r0, m, Y, c0, n, tol, tol_check, kmax, proto):
     """ACA with partial pivoting and residual checks on random rows and columns (ACA+ style).
 
-    Returns ``(U, V, k, evals, ok)``: ``U`` (k, m) and ``V`` (k, n) with the block
+    Returns ``(U, V, Gu, Gv, k, evals, ok)``: ``U`` (k, m) and ``V`` (k, n) with the block
     approximated by ``sum_l U[l][:, None] * conj(V[l])[None, :]``. ``ok`` is False when ACA
     reached ``kmax`` (low rank not profitable or no convergence): use the exact block.
+    ``Gu[a, b] = <U[a], U[b]>`` and ``Gv[a, b] = <V[a], V[b]>`` are the Gram matrices of the
+    factors (64-bit), a by-product of the norm estimate that recompression reuses.
     """
     kcap = max(1, min(16, kmax))
     U = np.empty((kcap, m), proto.dtype)
     V = np.empty((kcap, n), proto.dtype)
+    wide = _wide(proto)
+    Gu = np.empty((kcap, kcap), wide.dtype)
+    Gv = np.empty((kcap, kcap), wide.dtype)
     row = np.empty(n, proto.dtype)
     col = np.empty(m, proto.dtype)
     used_r = np.zeros(m, np.bool_)
@@ -122,7 +159,7 @@ def aca(code, p, X, r0, m, Y, c0, n, tol, tol_check, kmax, proto):
     tiny = 1e-300
     while True:
         if k >= kmax:
-            return U, V, k, evals, False
+            return U, V, Gu, Gv, k, evals, False
         verify = False
         if i < 0:
             verify = True
@@ -167,17 +204,21 @@ def aca(code, p, X, r0, m, Y, c0, n, tol, tol_check, kmax, proto):
                     V2 = np.empty((kcap2, n), proto.dtype)
                     U2[:k] = U[:k]
                     V2[:k] = V[:k]
-                    U, V, kcap = U2, V2, kcap2
+                    Gu2 = np.empty((kcap2, kcap2), wide.dtype)
+                    Gv2 = np.empty((kcap2, kcap2), wide.dtype)
+                    Gu2[:k, :k] = Gu[:k, :k]
+                    Gv2[:k, :k] = Gv[:k, :k]
+                    U, V, Gu, Gv, kcap = U2, V2, Gu2, Gv2, kcap2
                 for ii in range(m):
                     U[k, ii] = col[ii] / piv
                 for j in range(n):
                     V[k, j] = np.conj(row[j])
                 nu = 0.0
                 for ii in range(m):
-                    nu += abs(U[k, ii]) ** 2
+                    nu += _abs2(U[k, ii])
                 nv = 0.0
                 for j in range(n):
-                    nv += abs(V[k, j]) ** 2
+                    nv += _abs2(V[k, j])
                 cross = 0.0
                 for l in range(k):
                     a = U[l, 0] * 0
@@ -187,6 +228,12 @@ def aca(code, p, X, r0, m, Y, c0, n, tol, tol_check, kmax, proto):
                     for j in range(n):
                         b += np.conj(V[k, j]) * V[l, j]
                     cross += (a * b).real
+                    Gu[l, k] = a
+                    Gu[k, l] = np.conj(a)
+                    Gv[k, l] = b
+                    Gv[l, k] = np.conj(b)
+                Gu[k, k] = nu
+                Gv[k, k] = nv
                 norm2 = max(norm2 + 2.0 * cross + nu * nv, 0.0)
                 k += 1
                 # next pivot row: largest entry of the new column among unused rows
@@ -218,7 +265,7 @@ def aca(code, p, X, r0, m, Y, c0, n, tol, tol_check, kmax, proto):
                     row[j] -= a * np.conj(V[l, j])
             s = 0.0
             for j in range(n):
-                s += abs(row[j]) ** 2
+                s += _abs2(row[j])
             if s * m > tol_check * tol_check * norm2:
                 bad_row = ir
         if bad_row < 0 and jc >= 0:
@@ -239,43 +286,339 @@ def aca(code, p, X, r0, m, Y, c0, n, tol, tol_check, kmax, proto):
             if not (s * n > tol_check * tol_check * norm2):
                 bad_row = -1
         if bad_row < 0 or checks > 64:
-            return U, V, k, evals, bad_row < 0
+            return U, V, Gu, Gv, k, evals, bad_row < 0
         i = bad_row
         zero_rows = 0
 
 
-@njit(cache=True, nogil=True)
-def recompress_factors(U, V, k, abs_rel, proto):
-    """QR + SVD recompression of ``sum_l U[l] conj(V[l])^T`` (rows of U, V are vectors).
+def _wide(proto):  # pragma: no cover - replaced by the overload in compiled code
+    raise NotImplementedError
 
-    Keeps the fewest singular values with tail norm <= ``abs_rel * ||S||_F``.
-    Returns ``(Uo, Vo, k2)`` with ``Uo`` (m, k2) and ``Vo`` (n, k2), C-contiguous.
+
+@overload(_wide)
+def _wide_impl(proto):
+    if isinstance(proto.dtype, types.Complex):
+        return lambda proto: np.zeros(0, np.complex128)
+    return lambda proto: np.zeros(0, np.float64)
+
+
+@njit(cache=True, nogil=True, fastmath=_FM)
+def _house_qr(A, k, m, R):
+    """Householder QR of the m x k matrix whose column l is ``A[l, :m]`` (in place).
+
+    On return ``A[j, j:]`` holds the j-th (unnormalised) reflector ``v_j``, ``tau[j]`` its
+    factor (``H_j = I - tau_j v_j v_j^H``) and ``R[:k, :k]`` the triangular factor.
+    """
+    tau = np.zeros(k)
+    for j in range(k):
+        xn2 = 0.0
+        for i in range(j, m):
+            xn2 += _abs2(A[j, i])
+        for l in range(k):
+            R[j, l] = 0
+        if xn2 == 0.0:
+            for l in range(j + 1, k):
+                R[j, l] = A[l, j]
+            continue
+        xn = math.sqrt(xn2)
+        x0 = A[j, j]
+        a0 = abs(x0)
+        ph = x0 / a0 if a0 > 0.0 else x0 * 0 + 1
+        alpha = -ph * xn
+        A[j, j] = x0 - alpha
+        t = 2.0 / (2.0 * xn2 + 2.0 * a0 * xn)
+        tau[j] = t
+        R[j, j] = alpha
+        for l in range(j + 1, k):
+            w = A[l, 0] * 0
+            for i in range(j, m):
+                w += np.conj(A[j, i]) * A[l, i]
+            w *= t
+            for i in range(j, m):
+                A[l, i] -= w * A[j, i]
+            R[j, l] = A[l, j]
+    return tau
+
+
+@njit(cache=True, nogil=True, fastmath=_FM)
+def _apply_q(A, tau, k, m, B):
+    """``B[c] <- Q @ B[c]`` for each row c (vectors of length m, zero beyond k on entry)."""
+    for c in range(B.shape[0]):
+        for j in range(k - 1, -1, -1):
+            t = tau[j]
+            if t == 0.0:
+                continue
+            w = B[c, 0] * 0
+            for i in range(j, m):
+                w += np.conj(A[j, i]) * B[c, i]
+            w *= t
+            for i in range(j, m):
+                B[c, i] -= w * A[j, i]
+
+
+@njit(cache=True, nogil=True, fastmath=_FM, inline="always")
+def _dot_rows(A, p, B, q, k):
+    g = A[p, 0] * 0
+    for i in range(k):
+        g += np.conj(A[p, i]) * B[q, i]
+    return g
+
+
+@njit(cache=True, nogil=True, fastmath=_FM, inline="always")
+def _rotate(A, p, q, c, s, e, k):
+    for i in range(k):
+        xp = A[p, i]
+        xq = A[q, i] * e
+        A[p, i] = c * xp - s * xq
+        A[q, i] = s * xp + c * xq
+
+
+@njit(cache=True, nogil=True, fastmath=_FM)
+def _jacobi(Ct, Zt, k):
+    """One-sided Jacobi: orthogonalise the rows of Ct (columns of the core) by unitary
+    column operations, accumulated in Zt (identity on entry), so ``core = Ct_out^T Zt^H``
+    (transposed rows). Returns the row norms (singular values, unsorted).
+
+    Convergence only affects how few columns the truncation keeps, never its accuracy:
+    Zt stays unitary, so the error of dropping rows of Ct is exactly their norm.
+    """
+    # Stopping at |<c_p, c_q>| <= 1e-5 |c_p| |c_q| leaves the row norms within ~1e-10 of
+    # the singular values (relative), far below any tolerance the truncation uses.
+    eps = 1e-5
+    nrm = np.empty(k)
+    for sweep in range(40):
+        for p in range(k):
+            a = 0.0
+            for i in range(k):
+                a += _abs2(Ct[p, i])
+            nrm[p] = a
+        rotated = False
+        for p in range(k - 1):
+            for q in range(p + 1, k):
+                a = nrm[p]
+                b = nrm[q]
+                g = _dot_rows(Ct, p, Ct, q, k)
+                ag = abs(g)
+                if ag == 0.0 or ag <= eps * math.sqrt(a * b):
+                    continue
+                rotated = True
+                e = np.conj(g) / ag
+                zeta = (b - a) / (2.0 * ag)
+                if zeta >= 0.0:
+                    t = 1.0 / (zeta + math.sqrt(1.0 + zeta * zeta))
+                else:
+                    t = -1.0 / (-zeta + math.sqrt(1.0 + zeta * zeta))
+                c = 1.0 / math.sqrt(1.0 + t * t)
+                s = c * t
+                _rotate(Ct, p, q, c, s, e, k)
+                _rotate(Zt, p, q, c, s, e, k)
+                nrm[p] = max(a - t * ag, 0.0)
+                nrm[q] = b + t * ag
+        if not rotated:
+            break
+    sv = np.empty(k)
+    for p in range(k):
+        a = 0.0
+        for i in range(k):
+            a += _abs2(Ct[p, i])
+        sv[p] = math.sqrt(a)
+    return sv
+
+
+@njit(cache=True, nogil=True)
+def recompress_into(U, V, k, abs_rel, out, pos):
+    """QR + SVD recompression of ``sum_l U[l] conj(V[l])^T`` (rows of U, V are vectors),
+    written to ``out[pos:]`` as U' (m x k2, row-major) then V' (n x k2, row-major).
+
+    Keeps the fewest singular values with tail norm <= ``abs_rel * ||S||_F``; the work is
+    done in 64-bit precision with compiled Householder QR and one-sided Jacobi SVD (no
+    BLAS/LAPACK call, so no thread oversubscription). Returns k2; ``out`` must have room
+    for ``k * (m + n)`` entries from ``pos``.
     """
     m = U.shape[1]
     n = V.shape[1]
     if k == 0:
-        return np.empty((m, 0), proto.dtype), np.empty((n, 0), proto.dtype), 0
-    Ut = np.ascontiguousarray(U[:k].T)
-    Vt = np.ascontiguousarray(V[:k].T)
-    Qu, Ru = np.linalg.qr(Ut)
-    Qv, Rv = np.linalg.qr(Vt)
-    core = Ru @ np.ascontiguousarray(np.conj(Rv).T)
-    W, s, Zh = np.linalg.svd(core)
+        return 0
+    w = _wide(out)
+    Au = np.empty((k, m), w.dtype)
+    Av = np.empty((k, n), w.dtype)
+    for l in range(k):
+        for i in range(m):
+            Au[l, i] = U[l, i]
+        for j in range(n):
+            Av[l, j] = V[l, j]
+    Ru = np.empty((k, k), w.dtype)
+    Rv = np.empty((k, k), w.dtype)
+    tu = _house_qr(Au, k, m, Ru)
+    tv = _house_qr(Av, k, n, Rv)
+    # Ct[p, i] = core[i, p] = sum_l Ru[i, l] conj(Rv[p, l])
+    Ct = np.zeros((k, k), w.dtype)
+    Zt = np.zeros((k, k), w.dtype)
+    for p in range(k):
+        Zt[p, p] = 1.0
+        for i in range(k):
+            acc = Ct[0, 0] * 0
+            for l in range(max(i, p), k):
+                acc += Ru[i, l] * np.conj(Rv[p, l])
+            Ct[p, i] = acc
+    sv = _jacobi(Ct, Zt, k)
+    order = np.argsort(-sv)
     tot = 0.0
-    for t in range(s.size):
-        tot += s[t] * s[t]
+    for t in range(k):
+        tot += sv[t] * sv[t]
     lim = (abs_rel * abs_rel) * tot
-    k2 = s.size
+    k2 = k
     tail = 0.0
-    while k2 > 0 and tail + s[k2 - 1] * s[k2 - 1] <= lim:
-        tail += s[k2 - 1] * s[k2 - 1]
+    while k2 > 0 and tail + sv[order[k2 - 1]] ** 2 <= lim:
+        tail += sv[order[k2 - 1]] ** 2
         k2 -= 1
-    Wk = np.empty((W.shape[0], k2), proto.dtype)
-    for a in range(W.shape[0]):
-        for b in range(k2):
-            Wk[a, b] = W[a, b] * s[b]
-    Zk = np.ascontiguousarray(np.conj(Zh[:k2]).T)
-    return np.ascontiguousarray(Qu @ Wk), np.ascontiguousarray(Qv @ Zk), k2
+    if k2 == 0:
+        return 0
+    Bu = np.zeros((k2, m), w.dtype)
+    Bv = np.zeros((k2, n), w.dtype)
+    for c in range(k2):
+        p = order[c]
+        for i in range(k):
+            Bu[c, i] = Ct[p, i]
+            Bv[c, i] = Zt[p, i]
+    _apply_q(Au, tu, k, m, Bu)
+    _apply_q(Av, tv, k, n, Bv)
+    for i in range(m):
+        for c in range(k2):
+            out[pos + i * k2 + c] = Bu[c, i]
+    o = pos + m * k2
+    for j in range(n):
+        for c in range(k2):
+            out[o + j * k2 + c] = Bv[c, j]
+    return k2
+
+
+@njit(cache=True, nogil=True)
+def _chol_upper(G, k, R):
+    """``G = R^H R`` with R upper triangular (in R). False when a pivot loses more than
+    12 digits of its diagonal (nearly dependent columns): use Householder QR instead."""
+    for j in range(k):
+        for i in range(k):
+            R[j, i] = 0
+    for j in range(k):
+        s = G[j, j].real
+        for l in range(j):
+            s -= _abs2(R[l, j])
+        if not (s > 1e-12 * G[j, j].real) or s <= 0.0:
+            return False
+        d = math.sqrt(s)
+        R[j, j] = d
+        for i in range(j + 1, k):
+            acc = G[j, i]
+            for l in range(j):
+                acc -= np.conj(R[l, j]) * R[l, i]
+            R[j, i] = acc / d
+    return True
+
+
+@njit(cache=True, nogil=True)
+def _back_solve(R, k, b, x):
+    """Solve ``R x = b`` for upper-triangular R (k x k)."""
+    for i in range(k - 1, -1, -1):
+        acc = b[i]
+        for l in range(i + 1, k):
+            acc -= R[i, l] * x[l]
+        x[i] = acc / R[i, i]
+
+
+@njit(cache=True, nogil=True, fastmath=_FM)
+def _combine(F, X, k, k2, length, out, o):
+    """``out[o + i*k2 + c] = sum_l F[l, i] X[l, c]`` (rows of F are vectors of `length`)."""
+    Bt = np.zeros((k2, length), out.dtype)
+    for c in range(k2):
+        for l in range(k):
+            a = X[l, c]
+            for i in range(length):
+                Bt[c, i] += F[l, i] * a
+    for i in range(length):
+        for c in range(k2):
+            out[o + i * k2 + c] = Bt[c, i]
+
+
+@njit(cache=True, nogil=True)
+def recompress_gram(U, V, Gu, Gv, k, abs_rel, out, pos):
+    """Recompression from the Gram matrices of the ACA factors (Cholesky QR).
+
+    The terms are first balanced (``U[l] * d_l``, ``V[l] / d_l`` with equal norms) so both
+    factors are moderately conditioned; ``R_u, R_v`` come from Cholesky of the balanced Gram
+    matrices, the core ``R_u R_v^H`` is factored by one-sided Jacobi, and the new factors
+    are ``U diag(d) R_u^{-1} (W S)_k2`` and ``V diag(1/d) R_v^{-1} Z_k2``: half the flops of
+    Householder QR and no reflector application. Returns k2, or -1 when a Cholesky pivot
+    signals nearly dependent columns (the caller then uses :func:`recompress_into`).
+    """
+    m = U.shape[1]
+    n = V.shape[1]
+    if k == 0:
+        return 0
+    w = _wide(out)
+    d = np.empty(k)
+    for l in range(k):
+        gu = Gu[l, l].real
+        gv = Gv[l, l].real
+        d[l] = math.sqrt(math.sqrt(gv / gu)) if gu > 0.0 and gv > 0.0 else 1.0
+    Bu = np.empty((k, k), w.dtype)
+    Bv = np.empty((k, k), w.dtype)
+    for a in range(k):
+        for b in range(k):
+            Bu[a, b] = Gu[a, b] * (d[a] * d[b])
+            Bv[a, b] = Gv[a, b] / (d[a] * d[b])
+    Ru = np.empty((k, k), w.dtype)
+    Rv = np.empty((k, k), w.dtype)
+    if not _chol_upper(Bu, k, Ru) or not _chol_upper(Bv, k, Rv):
+        return -1
+    Ct = np.zeros((k, k), w.dtype)
+    Zt = np.zeros((k, k), w.dtype)
+    for p in range(k):
+        Zt[p, p] = 1.0
+        for i in range(k):
+            acc = Ct[0, 0] * 0
+            for l in range(max(i, p), k):
+                acc += Ru[i, l] * np.conj(Rv[p, l])
+            Ct[p, i] = acc
+    sv = _jacobi(Ct, Zt, k)
+    order = np.argsort(-sv)
+    tot = 0.0
+    for t in range(k):
+        tot += sv[t] * sv[t]
+    lim = (abs_rel * abs_rel) * tot
+    k2 = k
+    tail = 0.0
+    while k2 > 0 and tail + sv[order[k2 - 1]] * sv[order[k2 - 1]] <= lim:
+        tail += sv[order[k2 - 1]] * sv[order[k2 - 1]]
+        k2 -= 1
+    if k2 == 0:
+        return 0
+    Xu = np.empty((k, k2), w.dtype)
+    Xv = np.empty((k, k2), w.dtype)
+    xb = np.empty(k, w.dtype)
+    for c in range(k2):
+        p = order[c]
+        _back_solve(Ru, k, Ct[p], xb)
+        for l in range(k):
+            Xu[l, c] = xb[l] * d[l]
+        _back_solve(Rv, k, Zt[p], xb)
+        for l in range(k):
+            Xv[l, c] = xb[l] / d[l]
+    _combine(U, Xu, k, k2, m, out, pos)
+    _combine(V, Xv, k, k2, n, out, pos + m * k2)
+    return k2
+
+
+@njit(cache=True, nogil=True)
+def recompress_factors(U, V, k, abs_rel, proto):
+    """Recompressed factors ``(Uo (m, k2), Vo (n, k2), k2)`` of ``sum_l U[l] conj(V[l])^T``."""
+    m = U.shape[1]
+    n = V.shape[1]
+    tmp = np.empty(max(k, 1) * (m + n), proto.dtype)
+    k2 = recompress_into(U, V, k, abs_rel, tmp, 0)
+    Uo = tmp[:m * k2].copy().reshape((m, k2))
+    Vo = tmp[m * k2:(m + n) * k2].copy().reshape((n, k2))
+    return Uo, Vo, k2
 
 
 @njit(cache=True, nogil=True)
@@ -306,20 +649,20 @@ def build_chunk(code, p, X, Y, r0s, ms, c0s, ns, adm, tol, proto):
         dense = not adm[t]
         if adm[t]:
             kmax = (m * n) // (m + n)
-            U, V, k, ev, ok = aca(code, p, X, r0, m, Y, c0, n, 0.1 * tol, 0.5 * tol, kmax, proto)
+            U, V, Gu, Gv, k, ev, ok = aca(code, p, X, r0, m, Y, c0, n, 0.1 * tol, 0.5 * tol, kmax, proto)
             evals += ev
             if ok:
-                Uo, Vo, k2 = recompress_factors(U, V, k, 0.9 * tol, proto)
-                need = k2 * (m + n)
+                need = k * (m + n)
                 if pos + need > buf.size:
                     nb = np.empty(max(2 * buf.size, pos + need), proto.dtype)
                     nb[:pos] = buf[:pos]
                     buf = nb
+                k2 = recompress_gram(U, V, Gu, Gv, k, 0.9 * tol, buf, pos)
+                if k2 < 0:
+                    k2 = recompress_into(U, V, k, 0.9 * tol, buf, pos)
                 rank[t] = k2
                 off[t] = pos
-                buf[pos:pos + m * k2] = Uo.ravel()
-                buf[pos + m * k2:pos + need] = Vo.ravel()
-                pos += need
+                pos += k2 * (m + n)
             else:
                 dense = True
         if dense:
@@ -363,3 +706,44 @@ def eval_pairs(code, p, X, Y, ii, jj, out):
     for s in range(ii.size):
         re, im = _entry(code, p, X[ii[s]], Y[jj[s]])
         out[s] = _value(out, re, im)
+
+
+#: Build each pair of mirrored leaves of a symmetric kernel matrix once (``K(x, y) = K(y, x)``
+#: with the same row and column points): the second leaf is the transpose of the first.
+#: The benchmarks switch it off to report the cost of a full build.
+SYMMETRIC_BUILD = True
+
+
+@njit(cache=True, nogil=True)
+def fill_segment(m, n, src, soff, srank, bufs, out_off, out):
+    """Assemble one packed segment from already built leaves.
+
+    Leaf ``q`` (``m[q] x n[q]``) is copied from ``bufs[src[q]]`` at ``soff[q]`` (rank
+    ``srank[q]``) when ``src[q] >= 0``, else from ``bufs[-src[q] - 1]`` as the transpose of
+    the built ``n[q] x m[q]`` leaf: dense blocks transposed, low-rank ``U V^H`` becoming
+    ``conj(V) conj(U)^H`` (the symmetric, not Hermitian, transpose).
+    """
+    for q in range(m.size):
+        mq = m[q]
+        nq = n[q]
+        k = srank[q]
+        o = out_off[q]
+        so = soff[q]
+        if src[q] >= 0:
+            b = bufs[src[q]]
+            size = mq * nq if k < 0 else k * (mq + nq)
+            for t in range(size):
+                out[o + t] = b[so + t]
+        else:
+            b = bufs[-src[q] - 1]
+            if k < 0:
+                # built leaf is nq x mq (row-major): out[i, j] = b[j, i]
+                for i in range(mq):
+                    for j in range(nq):
+                        out[o + i * nq + j] = b[so + j * mq + i]
+            else:
+                # built leaf: U (nq x k) then V (mq x k); ours: U' = conj(V), V' = conj(U)
+                for t in range(mq * k):
+                    out[o + t] = np.conj(b[so + nq * k + t])
+                for t in range(nq * k):
+                    out[o + mq * k + t] = np.conj(b[so + t])

@@ -8,6 +8,8 @@ disjoint set of leaves with its own output buffer (race-free accumulation).
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 
 from . import _threads
@@ -136,4 +138,39 @@ def _assign(segs, threads):
     return [g for g in groups if g]
 
 
-__all__ = ["Packed", "Segment", "pack_leaves"]
+def cost_chunks(cost, threads):
+    """Contiguous index ranges ``[(a, b)]`` of similar total ``cost`` (enough for ``threads``)."""
+    q = cost.size
+    if q == 0:
+        return []
+    nchunks = int(min(q, max(16 * threads, math.ceil(q / 256))))
+    csum = np.cumsum(cost)
+    cuts = np.searchsorted(csum, csum[-1] * np.arange(1, nchunks) / nchunks, side="left") + 1
+    bounds = [0, *sorted(set(int(c) for c in cuts if 0 < c < q)), q]
+    return list(zip(bounds[:-1], bounds[1:]))
+
+
+def mirror_partner(Xp, Yp, r0, m, c0, n, code):
+    """For a symmetric kernel on identical row and column points: the index of each leaf's
+    transposed twin (``partner[q]`` covers ``(c0[q], r0[q])``), or None when the leaf set is
+    not symmetric (then every leaf is built)."""
+    from . import _aca_numba
+
+    if not _aca_numba.SYMMETRIC_BUILD or not (0 <= code <= 6) or r0.size == 0:
+        return None
+    if Xp.shape != Yp.shape or not (Xp is Yp or np.array_equal(Xp, Yp)):
+        return None
+    N = int(Xp.shape[0]) + 1
+    key = r0 * N + c0
+    order = np.argsort(key, kind="stable")
+    skey = key[order]
+    pos = np.searchsorted(skey, c0 * N + r0)
+    if np.any(pos >= skey.size):
+        return None
+    partner = order[pos]
+    if not (np.array_equal(skey[pos], c0 * N + r0) and np.array_equal(m[partner], n) and np.array_equal(n[partner], m)):
+        return None
+    return partner
+
+
+__all__ = ["Packed", "Segment", "pack_leaves", "cost_chunks", "mirror_partner"]

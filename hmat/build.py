@@ -120,35 +120,84 @@ def from_kernel(
 
 
 def _chunks(r0, m, c0, n, admissible, threads):
+    """Contiguous ranges of leaves (depth-first order) of similar build cost."""
+    from . import _packed
+
     cost = np.where(admissible, 24 * (m + n), m * n).astype(np.float64)
-    q = r0.size
-    nchunks = int(min(q, max(16 * threads, math.ceil(q / 256))))
-    csum = np.cumsum(cost)
-    cuts = np.searchsorted(csum, csum[-1] * np.arange(1, nchunks) / nchunks, side="left") + 1
-    bounds = [0, *sorted(set(int(c) for c in cuts if 0 < c < q)), q]
-    return list(zip(bounds[:-1], bounds[1:]))
+    return _packed.cost_chunks(cost, threads)
 
 
 def _build_compiled(kernel, Xp, Yp, r0, m, c0, n, admissible, tol, dtype, progress):
+    """Parallel compiled build: chunks of leaves -> packed segments (GIL released).
+
+    For a symmetric kernel on one point set, only the leaves on or above the diagonal
+    (``r0 <= c0``) are computed (ACA + recompression or dense evaluation); the others are
+    filled in as transposes by a second, cheap pass. Returns ``(Packed, kernel evaluations)``.
+    """
+    from numba.typed import List
+
+    from . import _packed
+    from ._aca_numba import fill_segment
+
     threads = _threads.get_num_threads()
-    chunks = _chunks(r0, m, c0, n, admissible, threads)
     proto = np.zeros(0, dtype)
     code, param = kernel.code, float(kernel.param)
+    partner = _packed.mirror_partner(Xp, Yp, r0, m, c0, n, code)
+    built = np.ones(r0.size, bool) if partner is None else (r0 <= c0)
+    cost = np.where(admissible, 24 * (m + n), m * n).astype(np.float64)
+    cost = np.where(built, cost, 0.05 * cost)
+    chunks = _packed.cost_chunks(cost, threads)
+    run = (lambda f, xs: list(map(f, xs))) if threads <= 1 else (lambda f, xs: list(_threads.executor().map(f, xs)))
 
     def work(ab):
         a, b = ab
-        rank, off, buf, ev = build_chunk(
-            code, param, Xp, Yp, r0[a:b], m[a:b], c0[a:b], n[a:b], admissible[a:b], tol, proto
-        )
-        return Segment(r0[a:b].copy(), m[a:b].copy(), c0[a:b].copy(), n[a:b].copy(), rank, off, buf), ev
+        idx = np.flatnonzero(built[a:b]) + a
+        if idx.size == b - a:
+            sl = slice(a, b)
+            return build_chunk(code, param, Xp, Yp, r0[sl], m[sl], c0[sl], n[sl], admissible[sl], tol, proto)
+        return build_chunk(code, param, Xp, Yp, r0[idx], m[idx], c0[idx], n[idx], admissible[idx], tol, proto)
 
-    segs, evals = [], 0
+    evals = 0
     with progress_bar(total=int(r0.size), desc="hmat build", unit="leaf", disable=not progress) as bar:
-        results = map(work, chunks) if threads <= 1 else _threads.executor().map(work, chunks)
-        for (a, b), (seg, ev) in zip(chunks, results):
-            segs.append(seg)
-            evals += int(ev)
-            bar.update(b - a)
+        results = []
+        it = map(work, chunks) if threads <= 1 else _threads.executor().map(work, chunks)
+        for (a, b), res in zip(chunks, it):
+            results.append(res)
+            evals += int(res[3])
+            bar.update(int(built[a:b].sum()) if partner is not None else b - a)
+        if partner is None:
+            segs = [
+                Segment(r0[a:b].copy(), m[a:b].copy(), c0[a:b].copy(), n[a:b].copy(), rank, off, buf)
+                for (a, b), (rank, off, buf, _) in zip(chunks, results)
+            ]
+            return Packed(segs), evals
+        # where each built leaf lives: chunk id and offset in that chunk's buffer
+        where_c = np.full(r0.size, -1, np.int64)
+        where_o = np.zeros(r0.size, np.int64)
+        where_k = np.zeros(r0.size, np.int64)
+        for ci, ((a, b), (rank, off, buf, _)) in enumerate(zip(chunks, results)):
+            idx = np.flatnonzero(built[a:b]) + a
+            where_c[idx], where_o[idx], where_k[idx] = ci, off, rank
+        bufs = List([res[2] for res in results])
+
+        def assemble(ci):
+            a, b = chunks[ci]
+            if built[a:b].all():
+                rank, off, buf, _ = results[ci]
+                return Segment(r0[a:b].copy(), m[a:b].copy(), c0[a:b].copy(), n[a:b].copy(), rank, off, buf)
+            q = np.arange(a, b)
+            srcq = np.where(built[q], q, partner[q])
+            src = np.where(built[q], where_c[srcq], -where_c[srcq] - 1)
+            rank = where_k[srcq]
+            size = np.where(rank < 0, m[q] * n[q], rank * (m[q] + n[q]))
+            off = np.zeros(q.size, np.int64)
+            np.cumsum(size[:-1], out=off[1:])
+            out = np.empty(int(size.sum()), dtype)
+            fill_segment(m[q], n[q], src, where_o[srcq], rank, bufs, off, out)
+            return Segment(r0[a:b].copy(), m[a:b].copy(), c0[a:b].copy(), n[a:b].copy(), rank, off, out)
+
+        segs = run(assemble, range(len(chunks)))
+        bar.update(int((~built).sum()))
     return Packed(segs), evals
 
 

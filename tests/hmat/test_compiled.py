@@ -1,0 +1,181 @@
+"""Tests of the compiled build and matvec kernels (private modules)."""
+
+import numpy as np
+import pytest
+
+import hmat
+from hmat import _aca_numba, _threads
+from hmat._matvec_numba import apply_segment, apply_segment_vec
+
+DTYPES = [np.float32, np.float64, np.complex64, np.complex128]
+
+
+def sphere(n):
+    i = np.arange(n)
+    z = 1 - (2 * i + 1) / n
+    r = np.sqrt(1 - z * z)
+    ph = i * np.pi * (3 - np.sqrt(5))
+    return np.c_[r * np.cos(ph), r * np.sin(ph), z]
+
+
+def laplace_dense(P):
+    D = hmat.kernels.Laplace(3).block(P, P)
+    np.fill_diagonal(D, 0)
+    return D
+
+
+@pytest.fixture(scope="module")
+def pts():
+    return sphere(1500)
+
+
+@pytest.fixture(scope="module")
+def dense(pts):
+    return laplace_dense(pts)
+
+
+def rtol_for(dtype):
+    return 1e-3 if np.dtype(dtype) in (np.float32, np.complex64) else 1e-6
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_matvec_matmat_adjoint_vs_dense(pts, dense, dtype):
+    H = hmat.from_kernel(hmat.kernels.Laplace(3), pts, tol=1e-7, leaf_size=32, dtype=dtype)
+    rng = np.random.default_rng(1)
+    x = rng.random(pts.shape[0]).astype(dtype)
+    X = rng.random((pts.shape[0], 3)).astype(dtype)
+    if np.dtype(dtype).kind == "c":
+        x = x + 1j * rng.random(x.shape).astype(dtype)
+    tol = rtol_for(dtype)
+    D = dense.astype(np.complex128 if np.dtype(dtype).kind == "c" else np.float64)
+    y = H @ x
+    assert y.dtype == np.dtype(dtype)
+    assert np.linalg.norm(y - D @ x) <= tol * np.linalg.norm(D @ x)
+    assert np.linalg.norm(H @ X - D @ X) <= tol * np.linalg.norm(D @ X)
+    assert np.linalg.norm(H.H @ x - D.conj().T @ x) <= tol * np.linalg.norm(D @ x)
+    assert np.linalg.norm(H.H @ X - D.conj().T @ X) <= tol * np.linalg.norm(D @ X)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_segment_kernels_match_dense_leaves(dtype):
+    """apply_segment(_vec) on a hand-made segment: one dense and one low-rank leaf."""
+    rng = np.random.default_rng(2)
+    cplx = np.dtype(dtype).kind == "c"
+
+    def rnd(*s):
+        a = rng.standard_normal(s)
+        return (a + 1j * rng.standard_normal(s) if cplx else a).astype(dtype)
+
+    Dl, U, V = rnd(5, 7), rnd(6, 3), rnd(4, 3)
+    buf = np.concatenate([Dl.ravel(), U.ravel(), V.ravel()])
+    r0, m, c0, n = np.array([0, 5]), np.array([5, 6]), np.array([0, 7]), np.array([7, 4])
+    rank, off = np.array([-1, 3]), np.array([0, 35])
+    A = np.zeros((11, 11), dtype)
+    A[0:5, 0:7] = Dl
+    A[5:11, 7:11] = U @ V.conj().T
+    x, X = rnd(11), rnd(11, 2)
+    for adj, M in ((False, A), (True, A.conj().T)):
+        y = np.zeros(11, dtype)
+        apply_segment_vec(r0, m, c0, n, rank, off, buf, x, y, adj)
+        np.testing.assert_allclose(y, M @ x, rtol=1e-4, atol=1e-4)
+        Y = np.zeros((11, 2), dtype)
+        apply_segment(r0, m, c0, n, rank, off, buf, X, Y, adj)
+        np.testing.assert_allclose(Y, M @ X, rtol=1e-4, atol=1e-4)
+
+
+def test_threads_agree(pts):
+    H = hmat.from_kernel(hmat.kernels.Laplace(3), pts, tol=1e-6, leaf_size=32)
+    x = np.random.default_rng(3).random(pts.shape[0])
+    old = _threads._state["n"]
+    try:
+        _threads.set_num_threads(1)
+        y1 = H._packed.apply(x, x.size, threads=1)
+        H1 = hmat.from_kernel(hmat.kernels.Laplace(3), pts, tol=1e-6, leaf_size=32)
+        _threads.set_num_threads(2)
+        y2 = H._packed.apply(x, x.size, threads=2)
+        H2 = hmat.from_kernel(hmat.kernels.Laplace(3), pts, tol=1e-6, leaf_size=32)
+    finally:
+        _threads.set_num_threads(old)
+    np.testing.assert_allclose(y2, y1, rtol=1e-12)
+    # the build is deterministic: same leaves, same data whatever the thread count
+    b1 = np.concatenate([s.buf for s in H1._packed.segments])
+    b2 = np.concatenate([s.buf for s in H2._packed.segments])
+    np.testing.assert_array_equal(b1, b2)
+
+
+@pytest.mark.parametrize("kernel", [hmat.kernels.Laplace(3), hmat.kernels.Helmholtz(2.0)])
+def test_symmetric_build_mirrors_leaves(pts, kernel):
+    H = hmat.from_kernel(kernel, pts, tol=1e-6, leaf_size=32)
+    leaves = {(lf.row_start, lf.col_start): lf.op for lf in H.leaves()}
+    for (r, c), op in leaves.items():
+        if r > c:
+            np.testing.assert_allclose(op.to_dense(), leaves[(c, r)].to_dense().T, rtol=1e-12, atol=1e-15)
+    old = _aca_numba.SYMMETRIC_BUILD
+    try:
+        _aca_numba.SYMMETRIC_BUILD = False
+        Hf = hmat.from_kernel(kernel, pts, tol=1e-6, leaf_size=32)
+    finally:
+        _aca_numba.SYMMETRIC_BUILD = old
+    assert H._kernel_evals < 0.6 * Hf._kernel_evals
+    D = kernel.block(pts, pts)
+    if kernel.code == 1:
+        np.fill_diagonal(D, 0)
+    for G in (H, Hf):
+        assert np.linalg.norm(G.to_dense() - D) <= 1e-6 * np.linalg.norm(D)
+
+
+def test_no_mirror_with_distinct_targets(pts):
+    H = hmat.from_kernel(hmat.kernels.Laplace(3), pts[:1000], targets=pts[500:], tol=1e-6, leaf_size=32)
+    D = hmat.kernels.Laplace(3).block(pts[500:], pts[:1000])
+    D[~np.isfinite(D)] = 0
+    assert np.linalg.norm(H.to_dense() - D) <= 1e-6 * np.linalg.norm(D)
+
+
+@pytest.mark.parametrize("cplx", [False, True])
+def test_recompression_paths_agree_with_svd(cplx):
+    rng = np.random.default_rng(4)
+    k, m, n = 12, 40, 50
+    scale = 0.2 ** np.arange(k)
+    U = rng.standard_normal((k, m)) * scale[:, None]
+    V = rng.standard_normal((k, n))
+    if cplx:
+        U = U + 1j * rng.standard_normal((k, m)) * scale[:, None]
+        V = V + 1j * rng.standard_normal((k, n))
+    S = U.T @ V.conj()
+    Gu = U.conj() @ U.T
+    Gv = V.conj() @ V.T
+    s = np.linalg.svd(S, compute_uv=False)
+    for rel in (1e-2, 1e-5, 1e-9):
+        tail = np.sqrt(np.cumsum(s[::-1] ** 2))[::-1]
+        k_opt = int(np.sum(tail > rel * np.linalg.norm(s)))
+        for f in ("gram", "house"):
+            out = np.empty(k * (m + n), U.dtype)
+            if f == "gram":
+                k2 = _aca_numba.recompress_gram(U, V, Gu, Gv, k, rel, out, 0)
+            else:
+                k2 = _aca_numba.recompress_into(U, V, k, rel, out, 0)
+            assert k2 == k_opt, (f, rel, k2, k_opt)
+            Uo = out[:m * k2].reshape(m, k2)
+            Vo = out[m * k2:(m + n) * k2].reshape(n, k2)
+            err = np.linalg.norm(S - Uo @ Vo.conj().T) / np.linalg.norm(S)
+            assert err <= rel * (1 + 1e-6)
+
+
+def test_gram_falls_back_on_dependent_columns():
+    rng = np.random.default_rng(5)
+    U = rng.standard_normal((3, 20))
+    U[2] = U[0] + 1e-9 * U[1]
+    V = rng.standard_normal((3, 25))
+    out = np.empty(3 * 45)
+    assert _aca_numba.recompress_gram(U, V, U @ U.T, V @ V.T, 3, 1e-6, out, 0) == -1
+    assert _aca_numba.recompress_into(U, V, 3, 1e-6, out, 0) >= 1
+
+
+def test_aca_returns_gram_and_meets_tolerance(pts):
+    X = np.ascontiguousarray(pts)
+    U, V, Gu, Gv, k, ev, ok = _aca_numba.aca(1, 0.0, X, 0, 100, X, 1000, 120, 1e-7, 5e-7, 50, np.zeros(0))
+    assert ok and k > 0 and ev > 0
+    np.testing.assert_allclose(Gu[:k, :k], U[:k].conj() @ U[:k].T, rtol=1e-10, atol=1e-14)
+    np.testing.assert_allclose(Gv[:k, :k], V[:k].conj() @ V[:k].T, rtol=1e-10, atol=1e-14)
+    D = laplace_dense(pts)[0:100, 1000:1120]
+    assert np.linalg.norm(U[:k].T @ V[:k].conj() - D) <= 1e-6 * np.linalg.norm(D)
