@@ -43,6 +43,8 @@ def main(argv=None):
     c.add_argument("--reorder", default="none",
                    choices=["none", "spectral-weight", "spectral-activation"])
     c.add_argument("--dynamic-tol", type=float, default=DEFAULT_CONFIG["dynamic_tol"])
+    c.add_argument("--ntk-points", type=int, nargs=2, default=None, metavar=("N_B", "N_R"),
+                   help="boundary and residual points of the NTK (default 32 64)")
     c.add_argument("--threads", type=int, default=None)
     c.add_argument("--no-progress", action="store_true")
 
@@ -66,6 +68,8 @@ def main(argv=None):
                        lbfgs_steps=a.lbfgs_steps, finetune_steps=a.finetune_steps,
                        n_collocation=a.n_collocation, leaf_size=a.leaf_size, reorder=a.reorder,
                        dynamic_tol=a.dynamic_tol, progress=not a.no_progress)
+            if a.ntk_points:
+                cfg["ntk_boundary"], cfg["ntk_residual"] = a.ntk_points
             res = run_study(cfg, out=a.out)
         except ValueError as e:
             ap.error(str(e))

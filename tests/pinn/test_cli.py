@@ -12,7 +12,7 @@ def test_compare_cli_tiny(tmp_path, capsys):
     rc = main(["compare", "--pde", "poisson1d", "--width", "8", "--depth", "3", "--budgets",
                "0.5", "--seeds", "0", "--adam-steps", "30", "--lbfgs-steps", "5",
                "--finetune-steps", "5", "--n-collocation", "16", "--leaf-size", "4",
-               "--out", str(out), "--no-progress"])
+               "--ntk-points", "4", "8", "--out", str(out), "--no-progress"])
     assert rc == 0
     res = json.loads((out / "results.json").read_text())
     methods = {r["method"] for r in res["records"]}
