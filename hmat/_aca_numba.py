@@ -74,6 +74,10 @@ def _entry(code, p, x, y):
 @njit(cache=True, nogil=True)
 def eval_block(code, p, X, Y, out):
     """``out[i, j] = k(X[i], Y[j])`` for all i, j."""
+    if code == 1 and X.shape[1] == 3:
+        for i in range(X.shape[0]):
+            _lap3(X[i, 0], X[i, 1], X[i, 2], Y, 0, Y.shape[0], out[i])
+        return
     for i in range(X.shape[0]):
         for j in range(Y.shape[0]):
             re, im = _entry(code, p, X[i], Y[j])
@@ -85,12 +89,14 @@ def _lap3(x0, x1, x2, Y, s, n, out):
     """Laplace 3-D row ``out[j] = 1 / (4 pi |x - Y[s + j]|)`` (0 at r = 0); straight-line
     IEEE sqrt and division, so the loop vectorises and results are identical to the
     generic path."""
+    Ys = Y[s:s + n]
+    o = out[:n]
     for j in range(n):
-        d0 = x0 - Y[s + j, 0]
-        d1 = x1 - Y[s + j, 1]
-        d2 = x2 - Y[s + j, 2]
+        d0 = x0 - Ys[j, 0]
+        d1 = x1 - Ys[j, 1]
+        d2 = x2 - Ys[j, 2]
         r = math.sqrt(d0 * d0 + d1 * d1 + d2 * d2)
-        out[j] = INV4PI / r if r > 0.0 else 0.0
+        o[j] = INV4PI / r if r > 0.0 else 0.0
 
 
 @njit(cache=True, nogil=True)
@@ -732,18 +738,17 @@ def fill_segment(m, n, src, soff, srank, bufs, out_off, out):
         if src[q] >= 0:
             b = bufs[src[q]]
             size = mq * nq if k < 0 else k * (mq + nq)
-            for t in range(size):
-                out[o + t] = b[so + t]
+            out[o:o + size] = b[so:so + size]
         else:
             b = bufs[-src[q] - 1]
             if k < 0:
                 # built leaf is nq x mq (row-major): out[i, j] = b[j, i]
+                dst = out[o:o + mq * nq].reshape((mq, nq))
+                srcb = b[so:so + mq * nq].reshape((nq, mq))
                 for i in range(mq):
                     for j in range(nq):
-                        out[o + i * nq + j] = b[so + j * mq + i]
+                        dst[i, j] = srcb[j, i]
             else:
                 # built leaf: U (nq x k) then V (mq x k); ours: U' = conj(V), V' = conj(U)
-                for t in range(mq * k):
-                    out[o + t] = np.conj(b[so + nq * k + t])
-                for t in range(nq * k):
-                    out[o + mq * k + t] = np.conj(b[so + t])
+                out[o:o + mq * k] = np.conj(b[so + nq * k:so + (nq + mq) * k])
+                out[o + mq * k:o + (mq + nq) * k] = np.conj(b[so:so + nq * k])

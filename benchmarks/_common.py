@@ -1,0 +1,125 @@
+"""Shared helpers of the benchmark scripts: machine description, streaming bandwidth,
+peak RSS, timing."""
+
+from __future__ import annotations
+
+import os
+import platform
+import resource
+import time
+
+import numpy as np
+from numba import njit, prange
+
+
+@njit(cache=True, nogil=True, fastmath=True)
+def _sum_serial(a):
+    s0 = 0.0
+    for i in range(a.size):
+        s0 += a[i]
+    return s0
+
+
+@njit(cache=True, nogil=True, fastmath=True, parallel=True)
+def _sum_parallel(a, nchunks):
+    n = a.size
+    part = np.zeros(nchunks)
+    for c in prange(nchunks):
+        s = 0.0
+        for i in range(c * n // nchunks, (c + 1) * n // nchunks):
+            s += a[i]
+        part[c] = s
+    return part.sum()
+
+
+def read_bandwidth(nbytes=512 * 2**20, threads=1, repeat=5):
+    """Streaming read bandwidth in bytes/s: best of ``repeat`` sums over a float64 array of
+    ``nbytes`` (far larger than the caches), vectorised compiled loop, ``threads`` threads."""
+    a = np.ones(nbytes // 8)
+    best = float("inf")
+    if threads <= 1:
+        _sum_serial(a[:16])
+        for _ in range(repeat):
+            t = time.perf_counter()
+            _sum_serial(a)
+            best = min(best, time.perf_counter() - t)
+    else:
+        import numba
+
+        old = numba.get_num_threads()
+        numba.set_num_threads(min(threads, numba.config.NUMBA_NUM_THREADS))
+        try:
+            _sum_parallel(a[:64], threads)
+            for _ in range(repeat):
+                t = time.perf_counter()
+                _sum_parallel(a, threads)
+                best = min(best, time.perf_counter() - t)
+        finally:
+            numba.set_num_threads(old)
+    return a.nbytes / best
+
+
+def peak_rss_mb():
+    """Peak resident set size of this process so far, MB (10^6 bytes)."""
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024 / 1e6
+
+
+def current_rss_mb():
+    try:
+        with open("/proc/self/statm") as f:
+            return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 1e6
+    except OSError:  # pragma: no cover - non-Linux
+        return float("nan")
+
+
+def best_of(f, repeat=3):
+    """Minimum wall time of ``repeat`` calls of ``f()`` and the last result."""
+    best, out = float("inf"), None
+    for _ in range(repeat):
+        t = time.perf_counter()
+        out = f()
+        best = min(best, time.perf_counter() - t)
+    return best, out
+
+
+def machine():
+    """One line describing the machine, the libraries and the current load."""
+    import numba
+    import scipy
+
+    cpu = platform.processor() or ""
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    cpu = line.split(":", 1)[1].strip()
+                    break
+    except OSError:  # pragma: no cover
+        pass
+    try:
+        ncpu = len(os.sched_getaffinity(0))
+    except AttributeError:  # pragma: no cover
+        ncpu = os.cpu_count()
+    try:
+        load = " ".join(f"{x:.2f}" for x in os.getloadavg())
+    except OSError:  # pragma: no cover
+        load = "?"
+    mem = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30
+    return (
+        f"{cpu}, {ncpu} CPUs, {mem:.0f} GiB RAM; Python {platform.python_version()}, "
+        f"numpy {np.__version__}, scipy {scipy.__version__}, numba {numba.__version__}; "
+        f"load average (1/5/15 min) {load}"
+    )
+
+
+def loadavg():
+    try:
+        return os.getloadavg()[0]
+    except OSError:  # pragma: no cover
+        return float("nan")
+
+
+def fit_exponent(x, y):
+    """Least-squares slope of log y against log x."""
+    x, y = np.log(np.asarray(x, float)), np.log(np.asarray(y, float))
+    return float(np.polyfit(x, y, 1)[0]) if x.size >= 2 else float("nan")
