@@ -9,7 +9,7 @@ import resource
 import time
 
 import numpy as np
-from numba import njit, prange
+from numba import njit
 
 
 @njit(cache=True, nogil=True, fastmath=True)
@@ -18,18 +18,6 @@ def _sum_serial(a):
     for i in range(a.size):
         s0 += a[i]
     return s0
-
-
-@njit(cache=True, nogil=True, fastmath=True, parallel=True)
-def _sum_parallel(a, nchunks):
-    n = a.size
-    part = np.zeros(nchunks)
-    for c in prange(nchunks):
-        s = 0.0
-        for i in range(c * n // nchunks, (c + 1) * n // nchunks):
-            s += a[i]
-        part[c] = s
-    return part.sum()
 
 
 def read_bandwidth(nbytes=512 * 2**20, threads=1, repeat=5):
@@ -44,18 +32,15 @@ def read_bandwidth(nbytes=512 * 2**20, threads=1, repeat=5):
             _sum_serial(a)
             best = min(best, time.perf_counter() - t)
     else:
-        import numba
+        from concurrent.futures import ThreadPoolExecutor
 
-        old = numba.get_num_threads()
-        numba.set_num_threads(min(threads, numba.config.NUMBA_NUM_THREADS))
-        try:
-            _sum_parallel(a[:64], threads)
+        parts = [a[i * a.size // threads:(i + 1) * a.size // threads] for i in range(threads)]
+        with ThreadPoolExecutor(threads) as ex:
+            list(ex.map(_sum_serial, [p[:16] for p in parts]))
             for _ in range(repeat):
                 t = time.perf_counter()
-                _sum_parallel(a, threads)
+                list(ex.map(_sum_serial, parts))
                 best = min(best, time.perf_counter() - t)
-        finally:
-            numba.set_num_threads(old)
     return a.nbytes / best
 
 

@@ -1,0 +1,293 @@
+"""The sphere-1/r benchmark (DESIGN.md section 6), exactly as the peers were measured.
+
+N Fibonacci points on the unit sphere, G(x, y) = 1 / (4 pi |x - y|), G(x, x) = 0,
+tol 1e-6, eta 2 (strong admissibility), leaf size 64. For each N and thread count:
+build time, stored MB, peak RSS, matvec time, the relative 2-norm error of H x on 50
+evenly spaced rows (i = s N / 50) against direct summation with x uniform in [0, 1), and
+two ratios measured in the same run: matvec time / (stored bytes / streaming read
+bandwidth), and dense-matvec time / H-matvec time where the dense matrix fits in memory.
+Then growth exponents over N, a memory-accuracy curve over tol, and the first-call
+compile latency (measured in fresh processes, kept out of every timing above).
+
+Every (N, threads) case runs in its own process, so peak RSS belongs to that case only.
+Timings are the best of ``--repeat`` runs; CPU time is reported next to wall time because a
+shared machine's load inflates wall time (the load average is printed).
+
+    python benchmarks/sphere.py                 # N = 10k, 20k, 40k, 80k; 1 and all threads
+    python benchmarks/sphere.py --large         # adds N = 160k
+    python benchmarks/sphere.py --sizes 2000 4000 --curve-n 4000 --quick   # smoke test
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+
+import numpy as np
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+ROOT = os.path.dirname(HERE)
+sys.path.insert(0, HERE)
+sys.path.insert(0, ROOT)
+
+# DESIGN.md section 6: 2-vCPU machine, one thread (build s, MB, matvec s, sampled error)
+PEERS = {
+    10_000: {"H2Lib": (0.61, 153, 0.030, 4e-8), "Htool": (0.55, 168, 0.041, 5e-8), "hmat-oss": (4.1, 76, 0.024, 4e-7)},
+    80_000: {"H2Lib": (5.3, 1925, 0.240, 1e-7), "Htool": (5.9, 2156, 0.297, 7e-8), "hmat-oss": (23, 845, 0.130, 2e-7)},
+}
+
+
+def fibonacci_sphere(n):
+    i = np.arange(n, dtype=np.float64)
+    z = 1.0 - (2.0 * i + 1.0) / n
+    r = np.sqrt(1.0 - z * z)
+    phi = i * np.pi * (3.0 - np.sqrt(5.0))
+    return np.ascontiguousarray(np.c_[r * np.cos(phi), r * np.sin(phi), z])
+
+
+def reference_rows(P, x, rows):
+    """Direct summation of (G x)[i] for the given rows, G(x, x) = 0."""
+    out = np.empty(rows.size)
+    for a, i in enumerate(rows):
+        d = np.sqrt(((P - P[i]) ** 2).sum(axis=1))
+        d[i] = np.inf
+        out[a] = (x / (4.0 * np.pi * d)).sum()
+    return out
+
+
+def protocol_error(H, P, seed=0):
+    N = P.shape[0]
+    x = np.random.default_rng(seed).random(N)
+    rows = (np.arange(50) * N) // 50
+    y = H @ x
+    ref = reference_rows(P, x, rows)
+    return float(np.linalg.norm(y[rows] - ref) / np.linalg.norm(ref))
+
+
+# ----------------------------------------------------------------------------- worker
+def worker(args):
+    """One case in this process; prints one JSON line."""
+    import hmat
+    from hmat import _aca_numba, _threads
+
+    import _common as C
+
+    th = args.threads[0]
+    threads = th if th > 0 else _threads.get_num_threads()
+    _threads.set_num_threads(threads)
+    _aca_numba.SYMMETRIC_BUILD = not args.full
+    K = hmat.kernels.Laplace(3)
+    # warm-up: loads (or compiles) every compiled function outside the timings
+    Pw = fibonacci_sphere(3000)
+    Hw = hmat.from_kernel(K, Pw, tol=args.tol, eta=2.0, leaf_size=64)
+    Hw @ np.ones(3000)
+    Hw.H @ np.ones(3000)
+    del Hw
+    P = fibonacci_sphere(args.n)
+    rss0 = C.current_rss_mb()
+    builds, cpus, H = [], [], None
+    for _ in range(args.repeat):
+        H = None
+        t, c = time.perf_counter(), time.process_time()
+        H = hmat.from_kernel(K, P, tol=args.tol, eta=2.0, leaf_size=64)
+        builds.append(time.perf_counter() - t)
+        cpus.append(time.process_time() - c)
+    peak = C.peak_rss_mb()
+    stored = H._packed.nbytes
+    st = H.stats()
+    x = np.random.default_rng(0).random(args.n)
+    H @ x
+    mv, _ = C.best_of(lambda: H @ x, max(5, args.repeat))
+    c = time.process_time()
+    H @ x
+    mv_cpu = time.process_time() - c
+    err = protocol_error(H, P)
+    bw = C.read_bandwidth(threads=threads)
+    floor = stored / bw
+    out = {
+        "n": args.n, "threads": threads, "tol": args.tol, "symmetric": not args.full,
+        "build_s": min(builds), "build_cpu_s": min(cpus), "builds": builds,
+        "stored_mb": stored / 1e6, "peak_rss_mb": peak, "rss_before_build_mb": rss0,
+        "matvec_s": mv, "matvec_cpu_s": mv_cpu, "error": err, "bandwidth_gbs": bw / 1e9,
+        "floor_s": floor, "matvec_over_floor": mv / floor,
+        "kernel_evals": int(st["kernel_evaluations"]), "n_leaves": st["n_leaves"],
+        "rank_mean": st["rank_mean"], "rank_max": st["rank_max"], "error_estimate": H.error_estimate,
+        "load": C.loadavg(),
+    }
+    if args.dense:
+        out.update(dense_ratio(P, x, mv, threads, args))
+    print("RESULT " + json.dumps(out), flush=True)
+
+
+def dense_ratio(P, x, h_mv, threads, args):
+    """Dense matvec time / H matvec time, when an N x N float64 matrix fits comfortably."""
+    N = P.shape[0]
+    need = 8.0 * N * N
+    try:
+        with open("/proc/meminfo") as f:
+            avail = next(int(line.split()[1]) * 1024 for line in f if line.startswith("MemAvailable"))
+    except (OSError, StopIteration):  # pragma: no cover
+        avail = 0
+    if need > 0.4 * avail:
+        return {"dense_over_h": None, "dense_note": f"dense {need / 1e9:.1f} GB does not fit"}
+    import hmat
+
+    import _common as C
+
+    K = hmat.kernels.Laplace(3)
+    D = np.empty((N, N))
+    step = max(1, int(2e7 // N))
+    for a in range(0, N, step):
+        D[a:a + step] = K.block(P[a:a + step], P)
+    D[np.arange(N), np.arange(N)] = 0.0
+    D @ x
+    t, _ = C.best_of(lambda: D @ x, 3)
+    return {"dense_matvec_s": t, "dense_over_h": t / h_mv}
+
+
+# ----------------------------------------------------------------------------- driver
+def run_case(n, threads, tol, repeat, dense, full=False, timeout=3600):
+    env = dict(os.environ)
+    if threads == 1:  # the dense reference matvec (BLAS) runs on one thread too
+        env.setdefault("OPENBLAS_NUM_THREADS", "1")
+        env.setdefault("OMP_NUM_THREADS", "1")
+        env.setdefault("MKL_NUM_THREADS", "1")
+    cmd = [sys.executable, os.path.abspath(__file__), "--worker", "--n", str(n), "--threads", str(threads),
+           "--tol", repr(tol), "--repeat", str(repeat)]
+    if dense:
+        cmd.append("--dense")
+    if full:
+        cmd.append("--full")
+    p = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=timeout)
+    for line in p.stdout.splitlines():
+        if line.startswith("RESULT "):
+            return json.loads(line[7:])
+    raise RuntimeError(f"worker failed for n={n} threads={threads}:\n{p.stdout}\n{p.stderr}")
+
+
+def compile_latency():
+    """Seconds of the first from_kernel + matvec in a fresh process: with an empty Numba
+    cache (cold: everything compiles) and with the on-disk cache (warm: loads only)."""
+    code = (
+        "import time; t = time.perf_counter(); import numpy as np, hmat; "
+        "i = np.arange(2000); z = 1 - (2 * i + 1) / 2000; r = np.sqrt(1 - z * z); ph = i * np.pi * (3 - 5 ** 0.5); "
+        "P = np.c_[r * np.cos(ph), r * np.sin(ph), z]; t1 = time.perf_counter(); "
+        "H = hmat.from_kernel(hmat.kernels.Laplace(3), P); H @ np.ones(2000); "
+        "print('LAT', t1 - t, time.perf_counter() - t1)"
+    )
+    out = {}
+    with tempfile.TemporaryDirectory() as d:
+        for name, cache in (("cold", d), ("warm", None)):
+            env = dict(os.environ)
+            if cache:
+                env["NUMBA_CACHE_DIR"] = cache
+            p = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, cwd=ROOT)
+            line = [x for x in p.stdout.splitlines() if x.startswith("LAT")]
+            out[name] = tuple(float(v) for v in line[0].split()[1:]) if line else (float("nan"), float("nan"))
+    return out
+
+
+def fmt(v, spec):
+    return "-" if v is None else format(v, spec)
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--sizes", type=int, nargs="*", default=[10_000, 20_000, 40_000, 80_000])
+    ap.add_argument("--large", action="store_true", help="add N = 160,000")
+    ap.add_argument("--threads", type=int, nargs="*", default=[1, 0], help="0 = all CPUs")
+    ap.add_argument("--repeat", type=int, default=3)
+    ap.add_argument("--tol", type=float, default=1e-6)
+    ap.add_argument("--curve-n", type=int, default=40_000, help="N of the memory-accuracy curve (0: skip)")
+    ap.add_argument("--curve-tols", type=float, nargs="*",
+                    default=[1e-8, 1e-7, 1e-6, 1e-5, 3e-5, 1e-4, 3e-4, 1e-3])
+    ap.add_argument("--full-too", action="store_true",
+                    help="also time the build without the symmetric (mirrored-leaf) shortcut, 1 thread")
+    ap.add_argument("--quick", action="store_true", help="repeat 1, no compile-latency probe")
+    ap.add_argument("--json", help="write all results to this file")
+    ap.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
+    ap.add_argument("--n", type=int, help=argparse.SUPPRESS)
+    ap.add_argument("--dense", action="store_true", help=argparse.SUPPRESS)
+    ap.add_argument("--full", action="store_true", help=argparse.SUPPRESS)
+    args = ap.parse_args()
+    if args.worker:
+        worker(args)
+        return
+    import _common as C
+
+    sizes = sorted(set(args.sizes + ([160_000] if args.large else [])))
+    repeat = 1 if args.quick else args.repeat
+    print("# sphere-1/r benchmark (DESIGN.md section 6)")
+    print(f"machine: {C.machine()}")
+    print(f"date: {time.strftime('%Y-%m-%d %H:%M:%S %Z')}; command: python benchmarks/{' '.join([os.path.basename(__file__)] + sys.argv[1:])}")
+    print(f"tol {args.tol:g}, eta 2, leaf 64; timings best of {repeat}; x uniform [0,1) seed 0; error on rows i = s*N/50\n")
+    results = {"machine": C.machine(), "cases": [], "curve": [], "full": []}
+    if not args.quick:
+        lat = compile_latency()
+        results["latency"] = lat
+        print(f"compile latency (first from_kernel + matvec, N = 2000, fresh process): "
+              f"cold cache {lat['cold'][1]:.1f} s (+ import {lat['cold'][0]:.1f} s), "
+              f"warm cache {lat['warm'][1]:.1f} s (+ import {lat['warm'][0]:.1f} s)\n")
+    hdr = ("| N | threads | build s | build CPU s | stored MB | peak RSS MB | matvec s | sampled error "
+           "| matvec / floor | dense / H matvec | kernel evals / N^2 | load |")
+    print(hdr)
+    print("|---" * (hdr.count("|") - 1) + "|")
+    for n in sizes:
+        for th in args.threads:
+            r = run_case(n, th, args.tol, repeat, dense=True)
+            results["cases"].append(r)
+            print(f"| {n:,} | {r['threads']} | {r['build_s']:.2f} | {r['build_cpu_s']:.2f} | {r['stored_mb']:.0f} "
+                  f"| {r['peak_rss_mb']:.0f} | {r['matvec_s']:.4f} | {r['error']:.1e} | {r['matvec_over_floor']:.2f} "
+                  f"(bw {r['bandwidth_gbs']:.1f} GB/s) | {fmt(r.get('dense_over_h'), '.1f')} "
+                  f"| {r['kernel_evals'] / n / n:.4f} | {r['load']:.1f} |", flush=True)
+    one = [r for r in results["cases"] if r["threads"] == 1]
+    if len(one) >= 2:
+        ns = [r["n"] for r in one]
+        print(f"\ngrowth exponents (1 thread, N = {ns[0]:,}..{ns[-1]:,}): build wall {C.fit_exponent(ns, [r['build_s'] for r in one]):.2f}, "
+              f"build CPU {C.fit_exponent(ns, [r['build_cpu_s'] for r in one]):.2f}, "
+              f"stored MB {C.fit_exponent(ns, [r['stored_mb'] for r in one]):.2f} "
+              f"(N log N over this range: {C.fit_exponent(ns, [n * np.log(n) for n in ns]):.2f}), "
+              f"matvec {C.fit_exponent(ns, [r['matvec_s'] for r in one]):.2f}")
+    multi = {(r["n"], r["threads"]): r for r in results["cases"]}
+    sp = [(n, multi[(n, 1)], r) for (n, t), r in multi.items() if t > 1 and (n, 1) in multi]
+    if sp:
+        print("\nspeed-up with all threads (wall, same run): " + "; ".join(
+            f"N={n:,}: build {a['build_s'] / b['build_s']:.2f}x, matvec {a['matvec_s'] / b['matvec_s']:.2f}x ({b['threads']} threads)"
+            for n, a, b in sp))
+    if args.full_too:
+        print("\nbuild without the symmetric shortcut (every leaf computed), 1 thread:")
+        for n in sizes:
+            r = run_case(n, 1, args.tol, repeat, dense=False, full=True)
+            results["full"].append(r)
+            print(f"  N={n:,}: build {r['build_s']:.2f} s (CPU {r['build_cpu_s']:.2f} s), stored {r['stored_mb']:.0f} MB, "
+                  f"error {r['error']:.1e}, kernel evals / N^2 {r['kernel_evals'] / n / n:.4f}", flush=True)
+    if args.curve_n:
+        n = args.curve_n
+        print(f"\nmemory-accuracy curve, N = {n:,}, 1 thread:\n")
+        print("| tol | stored MB | sampled error | build s | build CPU s | matvec s | rank mean |")
+        print("|---|---|---|---|---|---|---|")
+        for tol in args.curve_tols:
+            r = run_case(n, 1, tol, 1, dense=False)
+            results["curve"].append(r)
+            print(f"| {tol:g} | {r['stored_mb']:.0f} | {r['error']:.1e} | {r['build_s']:.2f} | {r['build_cpu_s']:.2f} "
+                  f"| {r['matvec_s']:.4f} | {r['rank_mean']:.1f} |", flush=True)
+        ok = [r for r in results["curve"] if r["error"] <= 1e-6]
+        if ok:
+            best = max(ok, key=lambda r: r["tol"])
+            print(f"\nlargest tol on this grid with sampled error <= 1e-6: {best['tol']:g} "
+                  f"({best['stored_mb']:.0f} MB, error {best['error']:.1e})")
+    print("\nPeers (DESIGN.md section 6, 1 thread, their own tol = 1e-6): build s / MB / matvec s / error")
+    for n, libs in PEERS.items():
+        print(f"  N={n:,}: " + "; ".join(f"{k} {v[0]} / {v[1]} / {v[2]} / {v[3]:.0e}" for k, v in libs.items()))
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump(results, f, indent=1)
+
+
+if __name__ == "__main__":
+    main()
