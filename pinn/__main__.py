@@ -38,6 +38,8 @@ def main(argv=None):
     c.add_argument("--adam-steps", type=int, default=DEFAULT_CONFIG["adam_steps"])
     c.add_argument("--lbfgs-steps", type=int, default=DEFAULT_CONFIG["lbfgs_steps"])
     c.add_argument("--finetune-steps", type=int, default=DEFAULT_CONFIG["finetune_steps"])
+    c.add_argument("--finetune-lbfgs-steps", type=int,
+                   default=DEFAULT_CONFIG["finetune_lbfgs_steps"])
     c.add_argument("--n-collocation", type=int, default=None)
     c.add_argument("--leaf-size", type=int, default=DEFAULT_CONFIG["leaf_size"])
     c.add_argument("--reorder", default="none",
@@ -66,6 +68,7 @@ def main(argv=None):
             cfg = dict(pdes=_strs(a.pde), width=a.width, depth=a.depth, budgets=_floats(a.budgets),
                        seeds=_ints(a.seeds), methods=_strs(a.methods), adam_steps=a.adam_steps,
                        lbfgs_steps=a.lbfgs_steps, finetune_steps=a.finetune_steps,
+                       finetune_lbfgs_steps=a.finetune_lbfgs_steps,
                        n_collocation=a.n_collocation, leaf_size=a.leaf_size, reorder=a.reorder,
                        dynamic_tol=a.dynamic_tol, progress=not a.no_progress)
             if a.ntk_points:

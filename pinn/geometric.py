@@ -150,7 +150,8 @@ def project_to_structure(W, bt, rank):
 
 
 def geometric_hmatrix_linear(in_points, out_points, *, leaf_size=32, eta=2.0, rank=4, init="glorot",
-                             tol=None, bias=True, dtype=torch.float32, generator=None, split="bbox"):
+                             tol=None, bias=True, dtype=torch.float32, generator=None, split="bbox",
+                             factor_scale=None):
     """A :class:`pinn.HMatrixLinear` whose block structure comes from the neurons' coordinates.
 
     Parameters
@@ -184,6 +185,9 @@ def geometric_hmatrix_linear(in_points, out_points, *, leaf_size=32, eta=2.0, ra
     generator : torch.Generator, optional
         For the random initialisations.
     split : {"bbox", "pca", "cardinality"}
+    factor_scale : float > 0, optional
+        Standard deviation of the entries of the random low-rank factors
+        (default: Glorot-derived, ``(2 / (in + out) / rank)^(1/4)``).
 
     Returns
     -------
@@ -237,12 +241,15 @@ def geometric_hmatrix_linear(in_points, out_points, *, leaf_size=32, eta=2.0, ra
     if W is not None:
         ops = project_to_structure(W, bt, rank)
     else:
-        ops = _random_leaves(bt, rank, init, n_out, n_in, generator)
+        if factor_scale is not None and not (isinstance(factor_scale, (int, float))
+                                             and not isinstance(factor_scale, bool) and factor_scale > 0):
+            raise ValueError(f"factor_scale must be a number > 0, got {factor_scale!r}")
+        ops = _random_leaves(bt, rank, init, n_out, n_in, generator, factor_scale)
     H = hblock_from_blocktree(bt, ops)
     return HMatrixLinear.from_hblock(H, bias=b, dtype=dtype)
 
 
-def _random_leaves(bt, rank, init, n_out, n_in, generator):
+def _random_leaves(bt, rank, init, n_out, n_in, generator, factor_scale=None):
     r0, m, c0, n, adm = bt.leaf_arrays()
     sd = math.sqrt(2.0 / (n_out + n_in))
     ops = []
@@ -254,7 +261,7 @@ def _random_leaves(bt, rank, init, n_out, n_in, generator):
             ops.append(hmat.Dense(A.numpy()))
             continue
         k = min(rank, mi, ni)
-        s = (sd**2 / max(k, 1)) ** 0.25
+        s = (sd**2 / max(k, 1)) ** 0.25 if factor_scale is None else float(factor_scale)
         U = torch.randn(mi, k, dtype=torch.float64, generator=generator) * s
         if init == "zeros":
             V = torch.zeros(ni, k, dtype=torch.float64)

@@ -13,6 +13,7 @@ import torch
 from .compress import (clone_model, compress, count_parameters, dense_hidden_bytes, dynamic_int8,
                        hidden_bytes)
 from .dynamic import DynamicHCompression
+from .layers import LowRankLinear
 from .ntk import ntk, ntk_compare
 from .problems import get_problem
 from .train import make_model, train
@@ -20,13 +21,14 @@ from .train import make_model, train
 __all__ = ["STUDY_METHODS", "DEFAULT_CONFIG", "run_study", "write_report", "summarize"]
 
 STUDY_METHODS = ("dense", "hmatrix", "hmatrix+finetune", "hmatrix-dynamic", "svd", "svd+finetune",
-                 "prune", "prune+finetune", "quantize-int8", "quantize-int4")
+                 "prune", "prune+finetune", "quantize-int8", "quantize-int4", "lowrank-scratch")
 BUDGETED = ("hmatrix", "hmatrix+finetune", "hmatrix-dynamic", "svd", "svd+finetune", "prune",
-            "prune+finetune")
+            "prune+finetune", "lowrank-scratch")
 
 DEFAULT_CONFIG = dict(
     pdes=["poisson1d"], width=32, depth=3, budgets=[0.5, 0.25], seeds=[0],
     methods=list(STUDY_METHODS), adam_steps=1000, lbfgs_steps=300, finetune_steps=200,
+    finetune_lbfgs_steps=50,
     n_collocation=None, n_boundary=None, leaf_size=8, dynamic_tol=0.05, dynamic_every=100,
     ntk_boundary=32, ntk_residual=64, reorder="none", progress=True,
 )
@@ -145,7 +147,7 @@ def run_study(config=None, out=None):
                 rec("dense", model, train_time=h["train_time"],
                     extra={"ntk_cond": dense_cmp["cond"], "ntk_trace_ratio": dense_cmp["trace_ratio"]})
             tick()
-            ft = dict(tr, adam_steps=cfg["finetune_steps"], lbfgs_steps=0)
+            ft = dict(tr, adam_steps=cfg["finetune_steps"], lbfgs_steps=cfg["finetune_lbfgs_steps"])
 
             for q in ("quantize-int8", "quantize-int4"):
                 if q in methods:
@@ -189,6 +191,21 @@ def run_study(config=None, out=None):
                         rec("hmatrix-dynamic", hm, b, train_time=hd["train_time"], info=info, K=K,
                             extra={"dynamic_log": [{k: v for k, v in e.items() if k != "ranks"}
                                                    for e in dyn.log]})
+                    tick()
+                if "lowrank-scratch" in methods:
+                    # control for hmatrix-dynamic: a low-rank network of the same size trained
+                    # from scratch with the same schedule
+                    w = cfg["width"]
+                    k = int(b * w * w // (2 * w))
+                    if k < 1:
+                        rec("lowrank-scratch", None, b)
+                    else:
+                        g = torch.Generator().manual_seed(int(seed))
+                        lm = make_model(prob, w, cfg["depth"], seed=seed,
+                                        hidden_layer=lambda a_, c_: LowRankLinear(a_, c_, k, generator=g))
+                        hl = train(lm, prob, seed=seed, **tr)
+                        rec("lowrank-scratch", lm, b, train_time=hl["train_time"], K=K,
+                            extra={"setting": {"rank": k}})
                     tick()
     if bar is not None:
         bar.close()
@@ -249,8 +266,10 @@ def write_report(result, out):
              "NTK columns compare the compressed network's NTK with the trained dense "
              "network's NTK at the same points (float64): relative Frobenius error of the "
              "whole kernel, kernel alignment, max relative error of the top-10 eigenvalues, "
-             "condition number. Train time: dense / dynamic = full training; +finetune = the "
-             "fine-tuning only; post-hoc = 0. Inference: forward pass on 10k points "
+             "condition number. Train time: dense / dynamic / lowrank-scratch = full training "
+             "from the Glorot initialization (lowrank-scratch: LowRankLinear hidden layers of the "
+             "budget's rank, a control for hmatrix-dynamic); +finetune = the fine-tuning only "
+             "(the same Adam + L-BFGS steps for every method); post-hoc = 0. Inference: forward pass on 10k points "
              "(median of 5), float32.", ""]
     hdr = ("| method | budget | fraction | params | bytes | L2 error | NTK rel. err | alignment "
            "| top-eig err | cond | train s | infer s/10k |")

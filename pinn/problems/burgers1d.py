@@ -65,7 +65,9 @@ class Burgers1D(Problem):
     name = "burgers1d"
     time_dependent = True
     hessian_rows = (0,)
-    defaults = dict(width=32, depth=4, adam_steps=4000, lbfgs_steps=2000, lr=1e-3,
+    # 8 hidden layers of 20 (as Raissi et al. 2019): with 3 hidden layers of 20 or 32 the
+    # error varied between 1.3e-2 and 0.3 over seeds; see benchmarks/PINN_RESULTS.md
+    defaults = dict(width=20, depth=8, adam_steps=2000, lbfgs_steps=5000, lr=1e-3,
                     n_collocation=2540, n_boundary=160)
 
     def __init__(self, nu=NU):

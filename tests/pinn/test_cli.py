@@ -11,7 +11,7 @@ def test_compare_cli_tiny(tmp_path, capsys):
     out = tmp_path / "study"
     rc = main(["compare", "--pde", "poisson1d", "--width", "8", "--depth", "3", "--budgets",
                "0.5", "--seeds", "0", "--adam-steps", "30", "--lbfgs-steps", "5",
-               "--finetune-steps", "5", "--n-collocation", "16", "--leaf-size", "4",
+               "--finetune-steps", "5", "--finetune-lbfgs-steps", "2", "--n-collocation", "16", "--leaf-size", "4",
                "--ntk-points", "4", "8", "--out", str(out), "--no-progress"])
     assert rc == 0
     res = json.loads((out / "results.json").read_text())

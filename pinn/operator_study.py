@@ -1,0 +1,766 @@
+"""Operator-learning comparison: where geometry-aware H-layers should win.
+
+A single grid-indexed linear layer ``u = W f + c`` is trained on
+:class:`pinn.problems.elliptic_operator.EllipticOperatorProblem` (PDE residual
+only, random Gaussian-random-field sources, no solution data); its exact
+minimiser is the discrete Green's function ``W = A^{-1}``. Methods compared at
+equal storage (the storage of the geometric H-layer of rank ``r``):
+
+``dense``               nn.Linear trained (the uncompressed reference)
+``hmatrix``             geometric H-layer (strong admissibility) trained from scratch
+``hmatrix-dynamic``     the same with :class:`pinn.DynamicHCompression` during Adam
+``hmatrix-posthoc``     dense-trained weight projected onto the H-structure
+                        (Frobenius-best per block, same leaves and ranks as ``hmatrix``)
+``hmatrix+finetune``    ``hmatrix-posthoc`` fine-tuned
+``lowrank``             ``U V^T`` trained from scratch at the same storage
+``svd``                 truncated SVD of the dense-trained weight, same storage
+``svd+finetune``
+``prune``               magnitude pruning of the dense-trained weight, same storage (CSR)
+``prune+finetune``      fine-tuned with the mask fixed
+``oracle-hmatrix``      best H-approximation of the *true* ``G`` (no training) -- what
+``oracle-svd``          the format can represent at this storage (reference rows)
+``oracle-prune``
+
+Metrics: relative error on held-out sources against the sparse direct solve,
+relative Frobenius error of the weight against ``G``, parameters, bytes
+(values at the training dtype's size; pruning also 4-byte column indices and row
+pointers), training time, forward time (torch layer, and for H the compiled
+``hmat`` packed matmat), all measured in the same run.
+
+Command line: ``python -m pinn.operator_study --dim 1 --n 1024 --out DIR``
+(to be exposed as ``python -m pinn operator``).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import platform
+import sys
+import time
+
+import numpy as np
+import torch
+from torch import nn
+
+from .geometric import geometric_block_tree, geometric_hmatrix_linear, hblock_from_blocktree, \
+    project_to_structure
+from .layers import HMatrixLinear, LowRankLinear
+from .problems.elliptic_operator import LOSSES, EllipticOperatorProblem
+
+__all__ = ["main", "run_study", "train_operator", "OperatorNet", "MaskedLinear", "METHODS",
+           "DEFAULTS", "weight_of", "layer_bytes", "evaluate"]
+
+METHODS = ("dense", "hmatrix", "hmatrix-dynamic", "hmatrix-posthoc", "hmatrix+finetune",
+           "lowrank", "svd", "svd+finetune", "prune", "prune+finetune",
+           "oracle-hmatrix", "oracle-svd", "oracle-prune")
+
+DEFAULTS = dict(dim=1, n=256, coefficient="smooth", loss="precond", ranks=[2], leaf_size=16,
+                eta=1.0, adam_steps=1500, lbfgs_steps=300, finetune_steps=300, batch=64,
+                lbfgs_samples=None, lr=0.05, dtype="float64", seed=0, n_test=64,
+                dynamic_tol=1e-4, dynamic_every=100, methods=list(METHODS), time_batch=64,
+                alpha=0.5)
+
+
+#: low-rank factors of from-scratch layers: random U with entries FACTOR_SCALE * h**(dim/2), V = 0;
+#: Adam learning rate of factors: lr * FACTOR_LR * h**(dim/2)
+FACTOR_SCALE = 0.5
+FACTOR_LR = 2.0
+
+# ----------------------------------------------------------------------------- model pieces
+class OperatorNet(nn.Module):
+    """``u = layer(f)``: a network of one grid-indexed linear layer.
+
+    Parameters
+    ----------
+    layer : nn.Module
+        ``nn.Linear``, :class:`pinn.HMatrixLinear`, :class:`pinn.LowRankLinear`
+        or :class:`MaskedLinear` mapping ``(k, n) -> (k, n)``.
+    """
+
+    def __init__(self, layer):
+        super().__init__()
+        if not isinstance(layer, nn.Module):
+            raise TypeError(f"layer must be an nn.Module, got {type(layer).__name__}")
+        self.layer = layer
+
+    def forward(self, f):
+        return self.layer(f)
+
+
+class MaskedLinear(nn.Module):
+    """A dense linear layer with a fixed sparsity mask (``W * mask``).
+
+    Parameters
+    ----------
+    weight : torch.Tensor (out, in)
+    mask : torch.Tensor of bool (out, in)
+    bias : torch.Tensor (out,) or None
+    """
+
+    def __init__(self, weight, mask, bias=None):
+        super().__init__()
+        if weight.shape != mask.shape:
+            raise ValueError(f"mask must have the shape of weight {tuple(weight.shape)}, "
+                             f"got {tuple(mask.shape)}")
+        self.register_buffer("mask", mask.to(torch.bool))
+        self.weight_raw = nn.Parameter((weight * self.mask).detach().clone())
+        self.bias = None if bias is None else nn.Parameter(bias.detach().clone())
+        self.in_features, self.out_features = weight.shape[1], weight.shape[0]
+
+    @property
+    def weight(self):
+        return self.weight_raw * self.mask
+
+    def forward(self, x):
+        return nn.functional.linear(x, self.weight, self.bias)
+
+    @property
+    def nnz(self):
+        return int(self.mask.count_nonzero())
+
+
+def weight_of(layer):
+    """Dense weight (out, in) of any supported layer, float64 numpy copy."""
+    if isinstance(layer, OperatorNet):
+        layer = layer.layer
+    return layer.weight.detach().double().cpu().numpy()
+
+
+def layer_bytes(layer):
+    """Storage of a layer's weight (bias excluded).
+
+    Values count at the parameters' element size; a :class:`MaskedLinear`
+    stores CSR (values + 4-byte column indices + 4-byte row pointers).
+    """
+    if isinstance(layer, OperatorNet):
+        layer = layer.layer
+    if isinstance(layer, (HMatrixLinear, LowRankLinear)):
+        return int(layer.nbytes)
+    if isinstance(layer, MaskedLinear):
+        es = layer.weight_raw.element_size()
+        return int(layer.nnz * (es + 4) + 4 * (layer.out_features + 1))
+    if isinstance(layer, nn.Linear):
+        return int(layer.weight.numel() * layer.weight.element_size())
+    raise TypeError(f"unsupported layer type {type(layer).__name__}")
+
+
+def weight_params(layer):
+    """Number of stored weight scalars (bias excluded; pruned zeros excluded)."""
+    if isinstance(layer, OperatorNet):
+        layer = layer.layer
+    if isinstance(layer, HMatrixLinear):
+        return int(sum(p.numel() for p in layer.factors))
+    if isinstance(layer, LowRankLinear):
+        return int(layer.U.numel() + layer.V.numel())
+    if isinstance(layer, MaskedLinear):
+        return layer.nnz
+    return int(layer.weight.numel())
+
+
+# ----------------------------------------------------------------------------- training
+class _State:
+    """What :class:`pinn.DynamicHCompression` expects of the training state."""
+
+    def __init__(self, model, optimizer, problem):
+        self.model, self.optimizer, self.problem = model, optimizer, problem
+        self.history = {}
+        self.step = 0
+        self.phase = "adam"
+        self.losses = {}
+
+
+def _param_kinds(model):
+    """Split parameters into entries (dense weights and leaves), low-rank factors, biases."""
+    factor_ids = set()
+    for mod in model.modules():
+        if isinstance(mod, HMatrixLinear):
+            for i, d in enumerate(mod.leaf_info()):
+                if d["kind"] == "lowrank":
+                    factor_ids.update(id(p) for p in mod.leaf_factors(i))
+        elif isinstance(mod, LowRankLinear):
+            factor_ids.update((id(mod.U), id(mod.V)))
+    bias_ids = {id(mod.bias) for mod in model.modules()
+                if isinstance(getattr(mod, "bias", None), torch.Tensor)}
+    entry, factor, bias = [], [], []
+    for p in model.parameters():
+        (factor if id(p) in factor_ids else bias if id(p) in bias_ids else entry).append(p)
+    return entry, factor, bias
+
+
+def _regroup(optimizer, model):
+    """Re-assign the model's parameters to the two groups (after structural changes).
+
+    Optimizer state is keyed by parameter, so moving a parameter between groups
+    keeps its Adam moments.
+    """
+    for g, ps in zip(optimizer.param_groups, _param_kinds(model)):
+        g["params"] = ps
+
+
+def _call(callbacks, name, state):
+    for cb in callbacks:
+        fn = getattr(cb, name, None)
+        if fn is not None:
+            fn(state)
+
+
+def train_operator(model, problem, *, adam_steps=1000, lr=0.05, lbfgs_steps=200, batch=64,
+                   lbfgs_samples=None, seed=0, callbacks=(), progress=False, log_every=100,
+                   eval_sources=None):
+    """Train ``model`` (sources -> solutions) on the residual loss of ``problem``.
+
+    Adam on fresh Gaussian-random-field sources every step (``batch`` of them),
+    cosine-decayed to 0, in two parameter groups: weight entries (dense weights,
+    dense leaves, biases) with learning rate ``lr * h**dim`` -- the Green's
+    function entries scale like the quadrature weight ``h**dim`` and Adam's
+    step is per entry -- and low-rank factors with ``lr * h**(dim/2)`` (balanced
+    factors of a block with entries ~ g have entries ~ sqrt(g)) and biases
+    (solution-sized, ``G b``) with ``lr``; then L-BFGS (strong Wolfe) on a fixed set of ``lbfgs_samples``
+    sources (default ``2 n``, so that the weight is identifiable).
+
+    Parameters
+    ----------
+    model : nn.Module
+        Maps ``(k, n)`` sources to ``(k, n)`` solutions.
+    problem : EllipticOperatorProblem
+    adam_steps, lbfgs_steps : int >= 0
+    lr : float > 0
+    batch : int >= 1
+    lbfgs_samples : int, optional
+    seed : int
+    callbacks : sequence
+        Objects with optional ``on_train_begin``, ``after_backward``,
+        ``on_step_end`` (called in the Adam phase with a state having
+        ``model, optimizer, step, phase``) -- e.g. :class:`pinn.DynamicHCompression`.
+    progress : bool
+        Print a line every ``log_every`` steps.
+    eval_sources : numpy.ndarray (k, n), optional
+        Held-out sources: the relative error is recorded every ``log_every`` steps.
+
+    Returns
+    -------
+    dict
+        ``step``, ``loss`` (lists, every ``log_every`` steps and at the end),
+        ``test_step``, ``test_error``, ``train_time`` (seconds, evaluation excluded).
+    """
+    if not isinstance(problem, EllipticOperatorProblem):
+        raise TypeError(f"problem must be an EllipticOperatorProblem, got {type(problem).__name__}")
+    for name, v in (("adam_steps", adam_steps), ("lbfgs_steps", lbfgs_steps)):
+        if not isinstance(v, (int, np.integer)) or isinstance(v, bool) or v < 0:
+            raise ValueError(f"{name} must be an integer >= 0, got {v!r}")
+    if not isinstance(batch, (int, np.integer)) or batch < 1:
+        raise ValueError(f"batch must be a positive integer, got {batch!r}")
+    if not (isinstance(lr, (int, float)) and lr > 0):
+        raise ValueError(f"lr must be a number > 0, got {lr!r}")
+    dtype = next(model.parameters()).dtype
+    rng = np.random.default_rng(seed)
+    torch.manual_seed(seed)
+    hist = {"step": [], "loss": [], "test_step": [], "test_error": []}
+    t_train = 0.0
+
+    def log(step, loss):
+        hist["step"].append(int(step))
+        hist["loss"].append(float(loss))
+        if eval_sources is not None:
+            hist["test_step"].append(int(step))
+            hist["test_error"].append(evaluate(model, problem, eval_sources)["rel_error"])
+        if progress:
+            te = f" test {hist['test_error'][-1]:.3e}" if eval_sources is not None else ""
+            print(f"  step {step:6d} loss {float(loss):.4e}{te}", flush=True)
+
+    step = 0
+    if adam_steps:
+        scale = problem.h ** problem.dim
+        entry, factor, bias = _param_kinds(model)
+        base = {"entry": lr * scale, "factor": lr * FACTOR_LR * math.sqrt(scale), "bias": lr}
+        opt = torch.optim.Adam([{"params": entry, "lr": base["entry"], "kind": "entry"},
+                                {"params": factor, "lr": base["factor"], "kind": "factor"},
+                                {"params": bias, "lr": base["bias"], "kind": "bias"}])
+        state = _State(model, opt, problem)
+        _call(callbacks, "on_train_begin", state)
+        for step in range(adam_steps):
+            t0 = time.perf_counter()
+            opt = state.optimizer
+            if callbacks:
+                _regroup(opt, model)
+            for g in opt.param_groups:
+                g["lr"] = base[g["kind"]] * 0.5 * (1 + math.cos(math.pi * step / adam_steps))
+            f = torch.as_tensor(problem.sample_sources(batch, seed=rng), dtype=dtype)
+            opt.zero_grad(set_to_none=True)
+            loss = problem.loss(model(f), f)
+            if not torch.isfinite(loss):
+                raise FloatingPointError(f"non-finite loss at Adam step {step}: {float(loss)}")
+            loss.backward()
+            state.step, state.phase = step, "adam"
+            _call(callbacks, "after_backward", state)
+            state.optimizer.step()
+            state.step = step + 1
+            _call(callbacks, "on_step_end", state)
+            t_train += time.perf_counter() - t0
+            if log_every and step % log_every == 0:
+                log(step, loss.detach())
+        step = adam_steps
+        for mod in model.modules():
+            if isinstance(mod, HMatrixLinear):
+                mod.stop_probe()
+    if lbfgs_steps:
+        t0 = time.perf_counter()
+        k = lbfgs_samples or 2 * problem.n
+        F = torch.as_tensor(problem.sample_sources(int(k), seed=rng), dtype=dtype)
+        lb = torch.optim.LBFGS(model.parameters(), lr=1.0, max_iter=min(50, lbfgs_steps),
+                               max_eval=25 * 50, history_size=50, line_search_fn="strong_wolfe",
+                               tolerance_grad=0.0, tolerance_change=0.0)
+        last = {}
+
+        def closure():
+            lb.zero_grad(set_to_none=True)
+            loss = problem.loss(model(F), F)
+            loss.backward()
+            last["loss"] = loss.detach()
+            return loss
+
+        done = 0
+        t_train += time.perf_counter() - t0
+        while done < lbfgs_steps:
+            t0 = time.perf_counter()
+            lb.param_groups[0]["max_iter"] = min(50, lbfgs_steps - done)
+            before = lb.state[lb._params[0]].get("n_iter", 0)
+            lb.step(closure)
+            it = lb.state[lb._params[0]].get("n_iter", 0) - before
+            done += it
+            t_train += time.perf_counter() - t0
+            if not torch.isfinite(last["loss"]):
+                raise FloatingPointError(f"non-finite loss in L-BFGS after {done} iterations")
+            if log_every:
+                log(step + done, last["loss"])
+            if it < lb.param_groups[0]["max_iter"]:
+                break
+        step += done
+    hist["train_time"] = t_train
+    hist["steps"] = int(step)
+    return hist
+
+
+# ----------------------------------------------------------------------------- evaluation
+def evaluate(model, problem, sources):
+    """Held-out metrics: mean relative error vs the direct solve, mean relative residual."""
+    dtype = next(model.parameters()).dtype
+    with torch.no_grad():
+        U = model(torch.as_tensor(sources, dtype=dtype)).double().numpy()
+    return {"rel_error": problem.relative_error(U, sources),
+            "residual": float(np.mean(problem.residual_norm(U, sources)))}
+
+
+def _median_time(fn, repeat):
+    fn()
+    ts = []
+    for _ in range(repeat):
+        t0 = time.perf_counter()
+        fn()
+        ts.append(time.perf_counter() - t0)
+    return float(np.median(ts))
+
+
+def forward_times(layer, n, batch, dtype, repeat=7):
+    """Forward time (s) of the torch layer on ``batch`` sources; for H-layers also ``hmat``'s."""
+    x = torch.randn(batch, n, dtype=dtype)
+    out = {}
+    with torch.no_grad():
+        out["forward_s"] = _median_time(lambda: layer(x), repeat)
+    if isinstance(layer, HMatrixLinear):
+        H = layer.operator()
+        if dtype == torch.float32:
+            H = H.astype(np.float32)
+        X = np.ascontiguousarray(x.numpy().T)
+        out["forward_hmat_s"] = _median_time(lambda: H @ X, repeat)
+    return out
+
+
+# ----------------------------------------------------------------------------- methods
+def _dense_layer(n, dtype):
+    lin = nn.Linear(n, n, dtype=dtype)
+    with torch.no_grad():
+        lin.weight.zero_()
+        lin.bias.zero_()
+    return lin
+
+
+def _lowrank_from(W, bias, rank, dtype):
+    u, s, vh = np.linalg.svd(W, full_matrices=False)
+    sq = np.sqrt(s[:rank])
+    n_out, n_in = W.shape
+    lay = LowRankLinear(n_in, n_out, rank, bias=bias is not None, dtype=dtype)
+    with torch.no_grad():
+        lay.U.copy_(torch.as_tensor(u[:, :rank] * sq))
+        lay.V.copy_(torch.as_tensor(vh[:rank].T * sq))
+        if bias is not None:
+            lay.bias.copy_(torch.as_tensor(bias))
+    return lay
+
+
+def _pruned_from(W, bias, nnz, dtype):
+    flat = np.abs(W).ravel()
+    nnz = int(max(0, min(nnz, flat.size)))
+    mask = np.zeros(flat.size, bool)
+    if nnz:
+        mask[np.argpartition(-flat, nnz - 1)[:nnz]] = True
+    mask = torch.as_tensor(mask.reshape(W.shape))
+    b = None if bias is None else torch.as_tensor(bias, dtype=dtype)
+    return MaskedLinear(torch.as_tensor(W, dtype=dtype), mask, b)
+
+
+def _svd_rank_for(budget, n_out, n_in, es):
+    return int(max(0, min(budget // (es * (n_out + n_in)), min(n_out, n_in))))
+
+
+def _prune_nnz_for(budget, n_out, es):
+    return int(max(0, (budget - 4 * (n_out + 1)) // (es + 4)))
+
+
+def _structured_hmatrix(problem, rank, leaf_size, eta, dtype, W=None, bias=None, init="zeros",
+                        seed=0):
+    pts = problem.points
+    if W is not None:
+        return geometric_hmatrix_linear(pts, pts, leaf_size=leaf_size, eta=eta, rank=rank, init=W,
+                                        bias=bias if bias is not None else True, dtype=dtype)
+    g = torch.Generator().manual_seed(int(seed))
+    return geometric_hmatrix_linear(pts, pts, leaf_size=leaf_size, eta=eta, rank=rank, init=init,
+                                    bias=True, dtype=dtype, generator=g,
+                                    factor_scale=FACTOR_SCALE * math.sqrt(problem.h ** problem.dim))
+
+
+# ----------------------------------------------------------------------------- the study
+def _parse_methods(methods):
+    methods = list(methods)
+    bad = [m for m in methods if m not in METHODS]
+    if bad:
+        raise ValueError(f"unknown method(s) {bad}; choose from {list(METHODS)}")
+    return methods
+
+
+def run_study(config=None, progress=True):
+    """Run the comparison; returns the results dict (see :func:`main` for the keys)."""
+    cfg = dict(DEFAULTS)
+    cfg.update(config or {})
+    methods = _parse_methods(cfg["methods"])
+    if cfg["dtype"] not in ("float32", "float64"):
+        raise ValueError(f"dtype must be 'float32' or 'float64', got {cfg['dtype']!r}")
+    dtype = getattr(torch, cfg["dtype"])
+    if cfg["loss"] not in LOSSES:
+        raise ValueError(f"loss must be one of {LOSSES}, got {cfg['loss']!r}")
+    ranks = [int(r) for r in cfg["ranks"]]
+    if not ranks or min(ranks) < 0:
+        raise ValueError(f"ranks must be non-empty integers >= 0, got {cfg['ranks']!r}")
+    problem = EllipticOperatorProblem(cfg["dim"], cfg["n"], cfg["coefficient"], loss=cfg["loss"],
+                                      alpha=cfg["alpha"])
+    n = problem.n
+    es = torch.tensor([], dtype=dtype).element_size()
+    f_test = problem.sample_sources(cfg["n_test"], seed=10_000 + cfg["seed"])
+    t0 = time.perf_counter()
+    G = problem.green()
+    Gb = problem.exact_bias()
+    green_time = time.perf_counter() - t0
+    Gn = np.linalg.norm(G)
+    tr_kw = dict(adam_steps=cfg["adam_steps"], lr=cfg["lr"], lbfgs_steps=cfg["lbfgs_steps"],
+                 batch=cfg["batch"], lbfgs_samples=cfg["lbfgs_samples"], seed=cfg["seed"],
+                 progress=progress, log_every=max(1, (cfg["adam_steps"] + cfg["lbfgs_steps"]) // 10),
+                 eval_sources=f_test[:16])
+    ft_kw = dict(tr_kw, adam_steps=0, lbfgs_steps=cfg["finetune_steps"])
+    rows = []
+
+    def record(method, rank, layer, hist=None, extra=None, budget=None):
+        model = layer if isinstance(layer, OperatorNet) else OperatorNet(layer)
+        W = weight_of(model)
+        b = model.layer.bias
+        row = dict(method=method, rank_param=rank, budget_bytes=budget,
+                   params=weight_params(model), bytes=layer_bytes(model),
+                   bytes_ratio=layer_bytes(model) / (es * n * n),
+                   green_error=float(np.linalg.norm(W - G) / Gn),
+                   bias_error=(None if b is None or not np.any(Gb) else
+                               float(np.linalg.norm(b.detach().double().numpy() - Gb)
+                                     / np.linalg.norm(Gb))),
+                   train_time=None if hist is None else hist["train_time"],
+                   steps=None if hist is None else hist["steps"],
+                   history=None if hist is None else {k: hist[k] for k in
+                                                       ("step", "loss", "test_step", "test_error")})
+        row.update(evaluate(model, problem, f_test))
+        row.update(forward_times(model.layer, n, cfg["time_batch"], dtype))
+        if isinstance(model.layer, HMatrixLinear):
+            info = model.layer.leaf_info()
+            lr_ranks = [d["rank"] for d in info if d["kind"] == "lowrank"]
+            row["leaves"] = len(info)
+            row["max_rank"] = max(lr_ranks) if lr_ranks else 0
+        if extra:
+            row.update(extra)
+        rows.append(row)
+        if progress:
+            print(f"[{method} r={rank}] bytes {row['bytes']} ({row['bytes_ratio']:.3f} of dense) "
+                  f"test {row['rel_error']:.3e} green {row['green_error']:.3e} "
+                  f"fwd {row['forward_s'] * 1e3:.2f} ms"
+                  + (f" train {row['train_time']:.1f} s" if row['train_time'] is not None else ""),
+                  flush=True)
+        return row
+
+    def note(msg):
+        if progress:
+            print(msg, flush=True)
+
+    need_dense = any(m in methods for m in ("dense", "hmatrix-posthoc", "hmatrix+finetune", "svd",
+                                            "svd+finetune", "prune", "prune+finetune"))
+    dense_model = None
+    if need_dense:
+        note(f"== dense ({n} x {n})")
+        dense_model = OperatorNet(_dense_layer(n, dtype))
+        h = train_operator(dense_model, problem, **tr_kw)
+        record("dense", None, dense_model, h)
+        if "dense" not in methods:
+            rows.pop()
+    Wd = None if dense_model is None else weight_of(dense_model)
+    bd = None if dense_model is None else dense_model.layer.bias.detach().double().numpy()
+
+    for r in ranks:
+        bt = geometric_block_tree(problem.points, problem.points, leaf_size=cfg["leaf_size"],
+                                  eta=cfg["eta"])
+        ref = _structured_hmatrix(problem, r, cfg["leaf_size"], cfg["eta"], dtype)
+        budget = layer_bytes(ref)
+        k_svd = _svd_rank_for(budget, n, n, es)
+        nnz = _prune_nnz_for(budget, n, es)
+        note(f"== rank {r}: H-structure {ref.num_leaves} leaves, budget {budget} bytes "
+             f"({budget / (es * n * n):.3f} of dense) -> SVD rank {k_svd}, pruning nnz {nnz}")
+        if "hmatrix" in methods:
+            m = OperatorNet(_structured_hmatrix(problem, r, cfg["leaf_size"], cfg["eta"], dtype,
+                                                seed=cfg["seed"]))
+            h = train_operator(m, problem, **tr_kw)
+            record("hmatrix", r, m, h, budget=budget)
+        if "hmatrix-dynamic" in methods:
+            from .dynamic import DynamicHCompression
+
+            m = OperatorNet(_structured_hmatrix(problem, r, cfg["leaf_size"], cfg["eta"], dtype,
+                                                seed=cfg["seed"]))
+            cb = DynamicHCompression(cfg["dynamic_tol"], every=cfg["dynamic_every"],
+                                     budget_bytes=budget)
+            try:
+                h = train_operator(m, problem, callbacks=[cb], **tr_kw)
+                record("hmatrix-dynamic", r, m, h, budget=budget,
+                       extra={"dynamic_log": [{k: e[k] for k in ("step", "bytes", "grown", "split",
+                                                                   "merged", "densified")}
+                                              for e in cb.log]})
+            except Exception as e:  # reported, not hidden
+                note(f"hmatrix-dynamic failed: {type(e).__name__}: {e}")
+                rows.append(dict(method="hmatrix-dynamic", rank_param=r, error=f"{type(e).__name__}: {e}"))
+        if "hmatrix-posthoc" in methods or "hmatrix+finetune" in methods:
+            ops = project_to_structure(Wd, bt, r)
+            H = hblock_from_blocktree(bt, ops)
+            lay = HMatrixLinear.from_hblock(H, bias=torch.as_tensor(bd), dtype=dtype)
+            if "hmatrix-posthoc" in methods:
+                record("hmatrix-posthoc", r, lay, budget=budget)
+            if "hmatrix+finetune" in methods:
+                m = OperatorNet(lay)
+                h = train_operator(m, problem, **ft_kw)
+                record("hmatrix+finetune", r, m, h, budget=budget)
+        if "lowrank" in methods:
+            g = torch.Generator().manual_seed(cfg["seed"])
+            lay = LowRankLinear(n, n, k_svd, dtype=dtype, generator=g)
+            with torch.no_grad():
+                lay.U.normal_(0.0, FACTOR_SCALE * math.sqrt(problem.h ** problem.dim), generator=g)
+                lay.V.zero_()
+            m = OperatorNet(lay)
+            h = train_operator(m, problem, **tr_kw)
+            record("lowrank", r, m, h, budget=budget, extra={"rank": k_svd})
+        if "svd" in methods or "svd+finetune" in methods:
+            lay = _lowrank_from(Wd, bd, k_svd, dtype)
+            if "svd" in methods:
+                record("svd", r, lay, budget=budget, extra={"rank": k_svd})
+            if "svd+finetune" in methods:
+                m = OperatorNet(lay)
+                h = train_operator(m, problem, **ft_kw)
+                record("svd+finetune", r, m, h, budget=budget, extra={"rank": k_svd})
+        if "prune" in methods or "prune+finetune" in methods:
+            lay = _pruned_from(Wd, bd, nnz, dtype)
+            if "prune" in methods:
+                record("prune", r, lay, budget=budget, extra={"nnz": nnz})
+            if "prune+finetune" in methods:
+                m = OperatorNet(lay)
+                h = train_operator(m, problem, **ft_kw)
+                record("prune+finetune", r, m, h, budget=budget, extra={"nnz": nnz})
+        if "oracle-hmatrix" in methods:
+            H = hblock_from_blocktree(bt, project_to_structure(G, bt, r))
+            record("oracle-hmatrix", r, HMatrixLinear.from_hblock(H, bias=torch.as_tensor(Gb),
+                                                                  dtype=dtype), budget=budget)
+        if "oracle-svd" in methods:
+            record("oracle-svd", r, _lowrank_from(G, Gb, k_svd, dtype), budget=budget,
+                   extra={"rank": k_svd})
+        if "oracle-prune" in methods:
+            record("oracle-prune", r, _pruned_from(G, Gb, nnz, dtype), budget=budget,
+                   extra={"nnz": nnz})
+
+    return {"config": cfg, "problem": repr(problem), "n": n, "green_solve_time": green_time,
+            "machine": _machine(), "rows": rows}
+
+
+def _machine():
+    info = {"platform": platform.platform(), "python": platform.python_version(),
+            "torch": torch.__version__, "numpy": np.__version__,
+            "cpu_count": os.cpu_count(), "torch_threads": torch.get_num_threads(),
+            "date": time.strftime("%Y-%m-%d %H:%M:%S %Z")}
+    try:
+        info["load_average"] = os.getloadavg()
+    except OSError:  # pragma: no cover
+        pass
+    return info
+
+
+# ----------------------------------------------------------------------------- report
+_COLS = [("method", "method", "{}"), ("rank_param", "r", "{}"), ("params", "params", "{}"),
+         ("bytes", "bytes", "{}"), ("bytes_ratio", "of dense", "{:.3f}"),
+         ("rel_error", "held-out rel. error", "{:.2e}"), ("green_error", "‖W−G‖/‖G‖", "{:.2e}"),
+         ("train_time", "train s", "{:.1f}"), ("forward_s", "fwd ms (torch)", "ms"),
+         ("forward_hmat_s", "fwd ms (hmat)", "ms")]
+
+
+def _fmt(v, f):
+    if v is None:
+        return "–"
+    if f == "ms":
+        return f"{v * 1e3:.2f}"
+    return f.format(v)
+
+
+def write_report(results, out):
+    """Write ``results.json``, ``report.md`` and (if matplotlib is present) plots to ``out``."""
+    os.makedirs(out, exist_ok=True)
+    with open(os.path.join(out, "results.json"), "w") as fh:
+        json.dump(results, fh, indent=1, default=float)
+    cfg = results["config"]
+    lines = [f"# Operator study: {results['problem']}", "",
+             f"Command config: `{json.dumps({k: v for k, v in cfg.items() if k != 'methods'})}`", "",
+             f"Methods: {', '.join(cfg['methods'])}", "",
+             f"Machine: {results['machine']}", "",
+             "| " + " | ".join(c[1] for c in _COLS) + " |",
+             "|" + "---|" * len(_COLS)]
+    for row in results["rows"]:
+        if "error" in row:
+            lines.append(f"| {row['method']} | {row.get('rank_param')} | failed: {row['error']} |")
+            continue
+        lines.append("| " + " | ".join(_fmt(row.get(k), f) for k, _, f in _COLS) + " |")
+    lines += ["", "held-out rel. error: mean over held-out sources of ‖u − u*‖/‖u*‖ (u* = sparse "
+              "direct solve); ‖W−G‖/‖G‖: Frobenius error of the learned weight against the discrete "
+              "Green's function; bytes at the training dtype (pruning: CSR). `oracle-*` rows are "
+              "best approximations of the true G in each format (no training)."]
+    with open(os.path.join(out, "report.md"), "w") as fh:
+        fh.write("\n".join(lines) + "\n")
+    plots = []
+    try:
+        plots = _plots(results, out)
+    except ImportError:  # pragma: no cover
+        pass
+    return plots
+
+
+def _plots(results, out, prefix="operator"):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    rows = [r for r in results["rows"] if "error" not in r]
+    tag = f"{prefix}_d{results['config']['dim']}_n{results['n']}"
+    paths = []
+    fig, axes = plt.subplots(1, 2, figsize=(9, 3.6), dpi=80)
+    markers = {"dense": "k*", "hmatrix": "bo", "hmatrix-dynamic": "bs", "hmatrix-posthoc": "c^",
+               "hmatrix+finetune": "cv", "lowrank": "ro", "svd": "m^", "svd+finetune": "mv",
+               "prune": "g^", "prune+finetune": "gv", "oracle-hmatrix": "bx", "oracle-svd": "rx",
+               "oracle-prune": "gx"}
+    for ax, key, title in ((axes[0], "rel_error", "held-out relative error"),
+                           (axes[1], "green_error", "‖W − G‖_F / ‖G‖_F")):
+        for meth in dict.fromkeys(r["method"] for r in rows):
+            pts = sorted((r["bytes"], max(r[key], 1e-17)) for r in rows if r["method"] == meth)
+            ax.loglog([p[0] for p in pts], [p[1] for p in pts], markers.get(meth, "k.") + "-",
+                      label=meth, ms=6, lw=0.8)
+        ax.set_xlabel("bytes of the weight")
+        ax.set_title(title, fontsize=9)
+        ax.grid(True, which="both", lw=0.3)
+    axes[1].legend(fontsize=6, loc="best")
+    fig.suptitle(results["problem"], fontsize=9)
+    fig.tight_layout()
+    p = os.path.join(out, f"{tag}_error_vs_bytes.png")
+    fig.savefig(p)
+    plt.close(fig)
+    paths.append(p)
+    return paths
+
+
+# ----------------------------------------------------------------------------- CLI
+def _ints(s):
+    return [int(v) for v in str(s).replace(",", " ").split()]
+
+
+def build_parser(prog="python -m pinn operator"):
+    d = DEFAULTS
+    ap = argparse.ArgumentParser(prog=prog, description=__doc__.split("\n")[0])
+    ap.add_argument("--dim", type=int, choices=(1, 2), default=d["dim"])
+    ap.add_argument("--n", type=int, default=d["n"],
+                    help="unknowns: 1-D grid size, or m*m in 2-D (e.g. 1024 for 32x32)")
+    ap.add_argument("--coefficient", choices=("constant", "smooth"), default=d["coefficient"])
+    ap.add_argument("--loss", choices=LOSSES, default=d["loss"])
+    ap.add_argument("--methods", default=",".join(d["methods"]),
+                    help="comma-separated subset of: " + ", ".join(METHODS))
+    ap.add_argument("--ranks", default=",".join(map(str, d["ranks"])),
+                    help="ranks of the admissible H-leaves; each defines a storage budget")
+    ap.add_argument("--leaf-size", type=int, default=d["leaf_size"])
+    ap.add_argument("--eta", type=float, default=d["eta"])
+    ap.add_argument("--adam-steps", type=int, default=d["adam_steps"])
+    ap.add_argument("--lbfgs-steps", type=int, default=d["lbfgs_steps"])
+    ap.add_argument("--finetune-steps", type=int, default=d["finetune_steps"])
+    ap.add_argument("--batch", type=int, default=d["batch"])
+    ap.add_argument("--lbfgs-samples", type=int, default=None)
+    ap.add_argument("--lr", type=float, default=d["lr"], help="Adam lr in units of h**dim")
+    ap.add_argument("--alpha", type=float, default=d["alpha"], help="GRF smoothness (0 = white)")
+    ap.add_argument("--dtype", choices=("float32", "float64"), default=d["dtype"])
+    ap.add_argument("--seed", type=int, default=d["seed"])
+    ap.add_argument("--n-test", type=int, default=d["n_test"])
+    ap.add_argument("--dynamic-tol", type=float, default=d["dynamic_tol"])
+    ap.add_argument("--dynamic-every", type=int, default=d["dynamic_every"])
+    ap.add_argument("--time-batch", type=int, default=d["time_batch"])
+    ap.add_argument("--threads", type=int, default=None, help="torch threads")
+    ap.add_argument("--out", default="results/operator")
+    ap.add_argument("--quiet", action="store_true")
+    return ap
+
+
+def main(argv=None):
+    """``python -m pinn operator``: run the study, write results.json, report.md, plots."""
+    ap = build_parser()
+    a = ap.parse_args(argv)
+    if a.threads is not None:
+        if a.threads < 1:
+            ap.error("--threads must be >= 1")
+        torch.set_num_threads(a.threads)
+    methods = [m for m in a.methods.replace(",", " ").split() if m]
+    try:
+        _parse_methods(methods)
+        ranks = _ints(a.ranks)
+    except ValueError as e:
+        ap.error(str(e))
+    cfg = dict(dim=a.dim, n=a.n, coefficient=a.coefficient, loss=a.loss, methods=methods,
+               ranks=ranks, leaf_size=a.leaf_size, eta=a.eta, adam_steps=a.adam_steps,
+               lbfgs_steps=a.lbfgs_steps, finetune_steps=a.finetune_steps, batch=a.batch,
+               lbfgs_samples=a.lbfgs_samples, lr=a.lr, alpha=a.alpha, dtype=a.dtype, seed=a.seed,
+               n_test=a.n_test, dynamic_tol=a.dynamic_tol, dynamic_every=a.dynamic_every,
+               time_batch=a.time_batch)
+    try:
+        res = run_study(cfg, progress=not a.quiet)
+    except ValueError as e:
+        ap.error(str(e))
+    res["command"] = "python -m pinn operator " + " ".join(sys.argv[1:] if argv is None else argv)
+    plots = write_report(res, a.out)
+    if not a.quiet:
+        print(f"wrote {os.path.join(a.out, 'results.json')}, report.md"
+              + (", " + ", ".join(plots) if plots else ""))
+    return 0
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())
