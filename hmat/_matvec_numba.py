@@ -63,17 +63,49 @@ def apply_segment_vec(r0, m, c0, n, rank, off, buf, x, y, adjoint):
         else:
             fin = buf[o + mq * k:o + (mq + nq) * k]
             fout = buf[o:o + mq * k]
-        for j in range(cols_in):
-            f = fin[j * k:(j + 1) * k]
-            xj = xs[j]
+        # two input rows per step, four output rows per step: independent accumulators
+        j = 0
+        while j + 2 <= cols_in:
+            f0 = fin[j * k:(j + 1) * k]
+            f1 = fin[(j + 1) * k:(j + 2) * k]
+            x0 = xs[j]
+            x1 = xs[j + 1]
             for l in range(k):
-                t[l] += np.conj(f[l]) * xj
-        for i in range(rows_out):
-            f = fout[i * k:(i + 1) * k]
-            acc = zero
+                t[l] += np.conj(f0[l]) * x0 + np.conj(f1[l]) * x1
+            j += 2
+        if j < cols_in:
+            f0 = fin[j * k:(j + 1) * k]
+            x0 = xs[j]
             for l in range(k):
-                acc += f[l] * t[l]
-            ys[i] += acc
+                t[l] += np.conj(f0[l]) * x0
+        i = 0
+        while i + 4 <= rows_out:
+            f0 = fout[i * k:(i + 1) * k]
+            f1 = fout[(i + 1) * k:(i + 2) * k]
+            f2 = fout[(i + 2) * k:(i + 3) * k]
+            f3 = fout[(i + 3) * k:(i + 4) * k]
+            a0 = zero
+            a1 = zero
+            a2 = zero
+            a3 = zero
+            for l in range(k):
+                tl = t[l]
+                a0 += f0[l] * tl
+                a1 += f1[l] * tl
+                a2 += f2[l] * tl
+                a3 += f3[l] * tl
+            ys[i] += a0
+            ys[i + 1] += a1
+            ys[i + 2] += a2
+            ys[i + 3] += a3
+            i += 4
+        while i < rows_out:
+            f0 = fout[i * k:(i + 1) * k]
+            a0 = zero
+            for l in range(k):
+                a0 += f0[l] * t[l]
+            ys[i] += a0
+            i += 1
 
 
 @njit(cache=True, nogil=True, fastmath=_FM)
