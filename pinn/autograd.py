@@ -20,6 +20,8 @@ permuted position ``p`` (likewise ``col_perm``).
 A ``vmap`` rule folds a vmapped batch dimension of ``x`` into the row
 dimension (one matmat), so ``torch.func.vmap``/``jacrev`` work (the NTK needs
 them); if leaf factors themselves are batched it falls back to a loop.
+Forward mode (``torch.func.jvp``/``jacfwd``, hence ``torch.func.hessian``) is
+not implemented: use ``jacrev(jacrev(f))`` for Hessians.
 """
 from __future__ import annotations
 

@@ -21,7 +21,7 @@ import hmat
 
 from .layers import HMatrixLinear
 
-__all__ = ["geometric_hmatrix_linear", "geometric_block_tree", "hblock_from_blocktree",
+__all__ = ["geometric_hmatrix_linear", "geometric_block_tree", "hblock_from_blocktree", "GroupedHForward",
            "project_to_structure", "INITS"]
 
 INITS = ("glorot", "zeros")
@@ -269,3 +269,78 @@ def _random_leaves(bt, rank, init, n_out, n_in, generator, factor_scale=None):
             V = torch.randn(ni, k, dtype=torch.float64, generator=generator) * s
         ops.append(hmat.LowRank(U.numpy(), V.numpy()))
     return ops
+
+
+class GroupedHForward:
+    """Fast inference snapshot of an :class:`pinn.HMatrixLinear`: leaves batched by shape.
+
+    The layer's own forward walks its leaves one by one in Python (one small
+    matmul per leaf, twice for low-rank leaves), so for thousands of leaves the
+    interpreter overhead dominates. Geometric trees on grids have few distinct
+    leaf shapes; this snapshot stacks the leaves of each ``(kind, m, n, rank)``
+    into one tensor and applies each group with one gathered batched product
+    and one ``index_add_``: a handful of torch calls per forward.
+
+    Parameters
+    ----------
+    layer : pinn.HMatrixLinear
+        Its current factors are copied (detached): rebuild the snapshot after
+        the layer changes.
+
+    Notes
+    -----
+    ``snapshot(x)`` for ``x`` of shape ``(..., in_features)`` equals
+    ``layer(x)`` up to rounding; it is meant for inference timing and
+    evaluation (no gradients w.r.t. the factors).
+    """
+
+    def __init__(self, layer):
+        if not isinstance(layer, HMatrixLinear):
+            raise TypeError(f"layer must be a pinn.HMatrixLinear, got {type(layer).__name__}")
+        self.in_features, self.out_features = layer.in_features, layer.out_features
+        groups = {}
+        for i, d in enumerate(layer.leaf_info()):
+            key = (d["kind"], d["m"], d["n"], d["rank"] if d["kind"] == "lowrank" else -1)
+            groups.setdefault(key, []).append((d["r0"], d["c0"], [f.detach() for f in layer.leaf_factors(i)]))
+        self.groups = []
+        for (kind, m, n, k), items in groups.items():
+            rows = torch.stack([torch.arange(r0, r0 + m) for r0, _, _ in items])  # (g, m)
+            cols = torch.stack([torch.arange(c0, c0 + n) for _, c0, _ in items])  # (g, n)
+            if kind == "dense":
+                facs = (torch.stack([f[0] for _, _, f in items]),)  # (g, m, n)
+            else:
+                if k == 0:
+                    continue
+                facs = (torch.stack([f[0] for _, _, f in items]),  # U (g, m, k)
+                        torch.stack([f[1] for _, _, f in items]))  # V (g, n, k)
+            self.groups.append((kind, rows.reshape(-1), cols, facs))
+        self.row_perm, self.col_perm = layer.row_perm, layer.col_perm
+        self.inv_row_perm = None if layer.row_perm is None else torch.argsort(layer.row_perm)
+        self.bias = None if layer.bias is None else layer.bias.detach()
+        self.dtype = layer.factors[0].dtype
+
+    @property
+    def num_groups(self):
+        return len(self.groups)
+
+    def __call__(self, x):
+        if x.shape[-1] != self.in_features:
+            raise ValueError(f"x: last dimension must be {self.in_features}, got shape {tuple(x.shape)}")
+        lead = x.shape[:-1]
+        X = x.reshape(-1, self.in_features)
+        # work in the transposed layout (features, batch): gathers and bmm need no permutes
+        XT = (X if self.col_perm is None else X.index_select(1, self.col_perm)).t().contiguous()
+        YT = XT.new_zeros(self.out_features, X.shape[0])
+        for kind, rows, cols, facs in self.groups:
+            Xg = XT[cols]  # (g, n, b)
+            if kind == "dense":
+                Yg = torch.bmm(facs[0], Xg)  # (g, m, b)
+            else:
+                Yg = torch.bmm(facs[0], torch.bmm(facs[1].transpose(1, 2), Xg))
+            YT.index_add_(0, rows, Yg.reshape(-1, X.shape[0]))
+        Y = YT.t()
+        if self.inv_row_perm is not None:
+            Y = Y.index_select(1, self.inv_row_perm)
+        if self.bias is not None:
+            Y = Y + self.bias
+        return Y.reshape(*lead, self.out_features)

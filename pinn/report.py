@@ -207,15 +207,21 @@ def run_study(config=None, out=None):
                         rec("lowrank-scratch", lm, b, train_time=hl["train_time"], K=K,
                             extra={"setting": {"rank": k}})
                     tick()
+            if out:  # partial results after every (pde, seed)
+                write_report(_result(cfg, records, spectra, t_start), out)
     if bar is not None:
         bar.close()
-    result = {"config": cfg, "records": records, "spectra": spectra,
-              "wall_time": time.perf_counter() - t_start,
-              "machine": {"platform": platform.platform(), "torch": torch.__version__,
-                          "threads": torch.get_num_threads(), "cpus": os.cpu_count()}}
+    result = _result(cfg, records, spectra, t_start)
     if out:
         write_report(result, out)
     return result
+
+
+def _result(cfg, records, spectra, t_start):
+    return {"config": cfg, "records": records, "spectra": spectra,
+            "wall_time": time.perf_counter() - t_start,
+            "machine": {"platform": platform.platform(), "torch": torch.__version__,
+                        "threads": torch.get_num_threads(), "cpus": os.cpu_count()}}
 
 
 def _fmt(x, f="{:.2e}"):

@@ -160,3 +160,24 @@ def test_hblock_from_blocktree_bad_input():
         hblock_from_blocktree("tree", [])
     with pytest.raises(ValueError, match="leaf_ops"):
         hblock_from_blocktree(bt, [])
+
+
+@pytest.mark.parametrize("dim,n,rank", [(1, 200, 2), (2, 144, 3), (1, 64, 0)])
+def test_grouped_forward_matches_layer(dim, n, rank):
+    from pinn.geometric import GroupedHForward
+
+    p = EllipticOperatorProblem(dim, n, "smooth")
+    pts = p.points[np.random.default_rng(0).permutation(n)]  # arbitrary neuron order
+    lay = geometric_hmatrix_linear(pts, p.points, leaf_size=8, eta=1.0, rank=rank,
+                                   dtype=torch.float64, generator=torch.Generator().manual_seed(2))
+    with torch.no_grad():
+        lay.bias.normal_()
+    g = GroupedHForward(lay)
+    assert g.num_groups <= lay.num_leaves
+    x = torch.randn(2, 3, n, dtype=torch.float64)
+    with torch.no_grad():
+        torch.testing.assert_close(g(x), lay(x), rtol=1e-12, atol=1e-12)
+    with pytest.raises(ValueError, match="last dimension"):
+        g(torch.zeros(2, n + 1, dtype=torch.float64))
+    with pytest.raises(TypeError, match="HMatrixLinear"):
+        GroupedHForward(torch.nn.Linear(3, 3))
