@@ -369,12 +369,18 @@ def _median_time(fn, repeat):
 
 
 def forward_times(layer, n, batch, dtype, repeat=7):
-    """Forward time (s) of the torch layer on ``batch`` sources; for H-layers also ``hmat``'s."""
+    """Forward time (s) of the torch layer on ``batch`` sources; for H-layers also of
+    :class:`pinn.geometric.GroupedHForward` and of ``hmat``'s compiled matmat."""
     x = torch.randn(batch, n, dtype=dtype)
     out = {}
     with torch.no_grad():
         out["forward_s"] = _median_time(lambda: layer(x), repeat)
     if isinstance(layer, HMatrixLinear):
+        from .geometric import GroupedHForward
+
+        grouped = GroupedHForward(layer)
+        with torch.no_grad():
+            out["forward_grouped_s"] = _median_time(lambda: grouped(x), repeat)
         H = layer.operator()
         if dtype == torch.float32:
             H = H.astype(np.float32)
@@ -624,7 +630,7 @@ _COLS = [("method", "method", "{}"), ("rank_param", "r", "{}"), ("params", "para
          ("rel_error", "held-out rel. error", "{:.2e}"), ("test_loss", "held-out loss", "{:.1e}"),
          ("green_error", "‖W−G‖/‖G‖", "{:.2e}"),
          ("train_time", "train s", "{:.1f}"), ("forward_s", "fwd ms (torch)", "ms"),
-         ("forward_hmat_s", "fwd ms (hmat)", "ms")]
+         ("forward_grouped_s", "fwd ms (grouped)", "ms"), ("forward_hmat_s", "fwd ms (hmat)", "ms")]
 
 
 def _fmt(v, f):

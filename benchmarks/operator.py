@@ -1,0 +1,118 @@
+"""Forward time of grid-indexed layers: dense vs H (three implementations) vs low rank.
+
+For each grid, the weight is the discrete Green's function of
+``-div(a grad u) = f`` (smooth a), stored as
+
+* ``dense``    : ``nn.Linear`` (torch, MKL gemm),
+* ``H torch``  : :class:`pinn.HMatrixLinear` forward (the training path: one small
+                 matmul per leaf in Python, custom autograd),
+* ``H grouped``: :class:`pinn.geometric.GroupedHForward` (leaves of equal shape
+                 stacked: one gather + bmm + index_add per shape group),
+* ``H hmat``   : ``hmat.HBlock @ X`` (compiled packed-leaf matmat, numba),
+* ``lowrank``  : ``LowRankLinear`` at the same storage as the H-matrix,
+
+all float32, the H-matrix = the Frobenius-best projection of G onto the geometric
+block structure (leaf size, eta, rank as given). Times are medians over
+interleaved repeats in one process, reported with the ratio to dense measured in
+the same run.
+
+Usage: ``python benchmarks/operator.py [--quick] [--out FILE.json]``
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+
+import numpy as np
+import torch
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+from pinn.geometric import GroupedHForward, geometric_hmatrix_linear  # noqa: E402
+from pinn.layers import LowRankLinear  # noqa: E402
+from pinn.problems.elliptic_operator import EllipticOperatorProblem  # noqa: E402
+
+CASES = [  # dim, n, leaf_size, eta, rank
+    (1, 256, 16, 1.0, 1), (1, 1024, 16, 1.0, 1), (1, 4096, 32, 1.0, 1),
+    (2, 1024, 16, 2.0, 4), (2, 4096, 32, 2.0, 4),
+]
+
+
+def _timeit(fns, repeat):
+    """Median seconds per function, the functions interleaved round-robin."""
+    for f in fns.values():
+        f()
+    ts = {k: [] for k in fns}
+    for _ in range(repeat):
+        for k, f in fns.items():
+            t0 = time.perf_counter()
+            f()
+            ts[k].append(time.perf_counter() - t0)
+    return {k: float(np.median(v)) for k, v in ts.items()}
+
+
+def run(cases, batches, repeat):
+    torch.set_num_threads(1)
+    rows = []
+    for dim, n, leaf, eta, rank in cases:
+        p = EllipticOperatorProblem(dim, n, "smooth")
+        G = p.green()
+        H = geometric_hmatrix_linear(p.points, p.points, leaf_size=leaf, eta=eta, rank=rank, init=G,
+                                     dtype=torch.float32, bias=False)
+        Hop = H.operator().astype(np.float32)
+        grouped = GroupedHForward(H)
+        lin = torch.nn.Linear(n, n, bias=False)
+        with torch.no_grad():
+            lin.weight.copy_(torch.as_tensor(G, dtype=torch.float32))
+        k = int(H.nbytes // (4 * 2 * n))
+        u, s, vh = np.linalg.svd(G)
+        lr = LowRankLinear(n, n, k, bias=False, dtype=torch.float32)
+        with torch.no_grad():
+            lr.U.copy_(torch.as_tensor(u[:, :k] * np.sqrt(s[:k])))
+            lr.V.copy_(torch.as_tensor(vh[:k].T * np.sqrt(s[:k])))
+        Gn = np.linalg.norm(G)
+        err_h = float(np.linalg.norm(H.weight.detach().double().numpy() - G) / Gn)
+        err_lr = float(np.sqrt(np.sum(s[k:] ** 2)) / np.linalg.norm(s))
+        for b in batches:
+            x = torch.randn(b, n)
+            X = np.ascontiguousarray(x.numpy().T)
+            with torch.no_grad():
+                fns = {"dense": lambda: lin(x), "H torch": lambda: H(x),
+                       "H grouped": lambda: grouped(x), "H hmat": lambda: Hop @ X,
+                       "lowrank": lambda: lr(x)}
+                t = _timeit(fns, repeat)
+            row = dict(dim=dim, n=n, grid=(f"{n}" if dim == 1 else f"{p.m}x{p.m}"), leaf_size=leaf,
+                       eta=eta, rank=rank, leaves=H.num_leaves, groups=grouped.num_groups, batch=b,
+                       h_bytes_ratio=H.nbytes / (4 * n * n), lowrank_rank=k, h_green_error=err_h,
+                       lowrank_green_error=err_lr, times=t)
+            rows.append(row)
+            print(f"{row['grid']:>7} b={b:<3} leaves {H.num_leaves:5d} groups {grouped.num_groups:2d} "
+                  f"H/dense bytes {row['h_bytes_ratio']:.3f} | dense {t['dense'] * 1e3:8.2f} ms | "
+                  + " | ".join(f"{k} {t[k] * 1e3:8.2f} ms ({t['dense'] / t[k]:5.2f}x)"
+                               for k in ("H torch", "H grouped", "H hmat", "lowrank")), flush=True)
+    return rows
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--quick", action="store_true", help="only the 1-D n=256 and 1024 cases")
+    ap.add_argument("--batches", default="1,64")
+    ap.add_argument("--repeat", type=int, default=15)
+    ap.add_argument("--out", default=None)
+    a = ap.parse_args(argv)
+    cases = CASES[:2] if a.quick else CASES
+    batches = [int(v) for v in a.batches.split(",")]
+    rows = run(cases, batches, a.repeat)
+    if a.out:
+        info = {"date": time.strftime("%Y-%m-%d %H:%M:%S %Z"), "load_average": os.getloadavg(),
+                "cpu_count": os.cpu_count(), "torch": torch.__version__, "threads": 1}
+        with open(a.out, "w") as fh:
+            json.dump({"machine": info, "rows": rows}, fh, indent=1)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
