@@ -27,7 +27,7 @@ import numpy as np
 from ..dense import Dense
 from ..hblock import HBlock, _trusted_node
 from ..lowrank import LowRank
-from ..svd import recompress
+from ._recompress import recompress, truncate_dense
 
 DENSE, LOWRANK, HIER = 0, 1, 2
 
@@ -39,7 +39,7 @@ class StructureError(ValueError):
 class Node:
     """One block: dense ``a``, low-rank ``U V^H`` (+ pending pieces), or a grid ``ch``."""
 
-    __slots__ = ("kind", "m", "n", "a", "U", "V", "pend", "ch", "ro", "co")
+    __slots__ = ("kind", "m", "n", "a", "U", "V", "pend", "acc", "ch", "ro", "co")
 
     def __init__(self, kind, m, n):
         self.kind = kind
@@ -47,6 +47,7 @@ class Node:
         self.n = n
         self.a = self.U = self.V = self.ch = self.ro = self.co = None
         self.pend = None
+        self.acc = None  # dense accumulator of pending updates (small low-rank leaves)
 
     @staticmethod
     def dense(a):
@@ -121,6 +122,7 @@ def copy_tree(node):
     if node.kind == LOWRANK:
         nd = Node.lowrank(node.U, node.V)
         nd.pend = None if node.pend is None else list(node.pend)
+        nd.acc = None if node.acc is None else node.acc.copy()
         return nd
     return Node.hier([[copy_tree(c) for c in row] for row in node.ch])
 
@@ -193,20 +195,24 @@ class Engine:
     # ------------------------------------------------------------------ low-rank leaves
     def lr(self, node):
         """Flushed factors ``(U, V)`` of a low-rank node."""
-        if node.pend:
+        if node.pend or node.acc is not None:
             self.flush(node)
         return node.U, node.V
 
     def flush(self, node):
         """Truncate the pending updates of a low-rank leaf (one QR+SVD for all of them)."""
-        if not node.pend:
+        if node.acc is not None:
+            acc, node.acc = node.acc, None
+            if node.U.shape[1]:
+                acc += node.U @ node.V.conj().T
+            U, V = truncate_dense(acc, self.tol, rank_guess=node.U.shape[1])
+        elif node.pend:
+            Us = [node.U] + [p[0] for p in node.pend]
+            Vs = [node.V] + [p[1] for p in node.pend]
+            node.pend = None
+            U, V = recompress(np.concatenate(Us, axis=1), np.concatenate(Vs, axis=1), self.tol)
+        else:
             return
-        Us = [node.U] + [p[0] for p in node.pend]
-        Vs = [node.V] + [p[1] for p in node.pend]
-        node.pend = None
-        U = np.concatenate(Us, axis=1)
-        V = np.concatenate(Vs, axis=1)
-        U, V, _ = recompress(U, V, tol=self.tol)
         self.n_recompress += 1
         node.U, node.V = U.astype(self.dtype, copy=False), V.astype(self.dtype, copy=False)
 
@@ -225,11 +231,22 @@ class Engine:
         if C.kind == DENSE:
             C.a += U @ V.conj().T
         elif C.kind == LOWRANK:
+            if C.acc is not None:
+                C.acc += U @ V.conj().T
+                return
             if C.pend is None:
                 C.pend = []
             C.pend.append((U, V))
             pending = sum(p[0].shape[1] for p in C.pend)
-            if pending > max(32, 2 * C.U.shape[1]) and pending > min(C.m, C.n) // 4:
+            m, n = C.m, C.n
+            if 2 * pending * (m + n) >= m * n:
+                # the pieces are about as large as the block: accumulate densely (no more
+                # memory than the pieces), one SVD at the flush
+                acc = np.zeros((m, n), self.dtype)
+                for pu, pv in C.pend:
+                    acc += pu @ pv.conj().T
+                C.acc, C.pend = acc, None
+            elif pending > max(32, 2 * C.U.shape[1]) and pending > min(m, n) // 4:
                 self.flush(C)
         else:
             for i, row in enumerate(C.ch):
@@ -362,7 +379,7 @@ class Engine:
         V = np.concatenate(Vs, axis=1)
         if U.shape[1] > min(m, n) // 2:
             # keep the stack small; 0.1 tol of this partial product
-            U, V, _ = recompress(U, V, tol=0.1 * self.tol)
+            U, V = recompress(U, V, 0.1 * self.tol)
             self.n_recompress += 1
         return U, V
 
@@ -434,7 +451,7 @@ class Engine:
                 scale_tree(new, beta)
             self.add_lr(new, U, V)
             C.kind, C.ch, C.ro, C.co = HIER, new.ch, new.ro, new.co
-            C.U = C.V = C.pend = None
+            C.U = C.V = C.pend = C.acc = None
 
 
 def scale_tree(node, alpha):
@@ -445,6 +462,8 @@ def scale_tree(node, alpha):
         node.U = node.U * alpha
         if node.pend:
             node.pend = [(u * alpha, v) for u, v in node.pend]
+        if node.acc is not None:
+            node.acc *= alpha
     else:
         for row in node.ch:
             for c in row:
@@ -453,6 +472,11 @@ def scale_tree(node, alpha):
 
 def flush_exact(node):
     """Concatenate pending pieces without truncation (used only as a safety net)."""
+    if node.acc is not None:
+        acc, node.acc = node.acc, None
+        if node.U.shape[1]:
+            acc += node.U @ node.V.conj().T
+        node.U, node.V = acc, np.eye(node.n, dtype=acc.dtype)
     if node.pend:
         node.U = np.concatenate([node.U] + [p[0] for p in node.pend], axis=1)
         node.V = np.concatenate([node.V] + [p[1] for p in node.pend], axis=1)

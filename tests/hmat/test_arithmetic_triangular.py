@@ -11,7 +11,7 @@ from hmat.arithmetic import Identity, add, lu, solve_triangular
 def factors(request):
     dtype = request.param
     rng = np.random.default_rng(0)
-    n = 900
+    n = 700
     X = rng.random((n, 2))
     K = hmat.kernels.Matern(0.3).block(X, X) + 2 * np.eye(n)
     if np.dtype(dtype).kind == "c":
