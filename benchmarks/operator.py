@@ -102,6 +102,7 @@ def main(argv=None):
     ap.add_argument("--batches", default="1,64")
     ap.add_argument("--repeat", type=int, default=15)
     ap.add_argument("--out", default=None)
+    ap.add_argument("--plot", default=None, help="PNG of forward time vs n (needs matplotlib)")
     a = ap.parse_args(argv)
     cases = CASES[:2] if a.quick else CASES
     batches = [int(v) for v in a.batches.split(",")]
@@ -111,7 +112,35 @@ def main(argv=None):
                 "cpu_count": os.cpu_count(), "torch": torch.__version__, "threads": 1}
         with open(a.out, "w") as fh:
             json.dump({"machine": info, "rows": rows}, fh, indent=1)
+    if a.plot:
+        plot(rows, a.plot)
     return 0
+
+
+def plot(rows, path):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    batches = sorted({r["batch"] for r in rows})
+    fig, axes = plt.subplots(1, len(batches), figsize=(4.2 * len(batches), 3.4), dpi=80, squeeze=False)
+    for ax, b in zip(axes[0], batches):
+        rs = [r for r in rows if r["batch"] == b]
+        labels = [r["grid"] + ("" if r["dim"] == 1 else " (2-D)") for r in rs]
+        xs = np.arange(len(rs))
+        for j, k in enumerate(("dense", "H torch", "H grouped", "H hmat", "lowrank")):
+            ax.bar(xs + (j - 2) * 0.16, [r["times"][k] * 1e3 for r in rs], 0.16, label=k)
+        ax.set_yscale("log")
+        ax.set_xticks(xs)
+        ax.set_xticklabels(labels, fontsize=7)
+        ax.set_ylabel("forward ms (median)")
+        ax.set_title(f"batch {b}, float32, 1 thread", fontsize=9)
+        ax.grid(True, axis="y", lw=0.3)
+    axes[0][0].legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
 
 
 if __name__ == "__main__":

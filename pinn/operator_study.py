@@ -218,7 +218,7 @@ def train_operator(model, problem, *, adam_steps=1000, lr=0.05, lbfgs_steps=200,
     function entries scale like the quadrature weight ``h**dim`` and Adam's
     step is per entry -- and low-rank factors with ``lr * h**(dim/2)`` (balanced
     factors of a block with entries ~ g have entries ~ sqrt(g)) and biases
-    (solution-sized, ``G b``) with ``lr``; then L-BFGS (strong Wolfe) on a fixed set of ``lbfgs_samples``
+    with ``lr * h**dim * sqrt(n)`` (the size of ``W f`` for a unit random ``f``); then L-BFGS (strong Wolfe) on a fixed set of ``lbfgs_samples``
     sources (default ``2 n``, so that the weight is identifiable).
 
     Parameters
@@ -275,7 +275,8 @@ def train_operator(model, problem, *, adam_steps=1000, lr=0.05, lbfgs_steps=200,
     if adam_steps:
         scale = problem.h ** problem.dim
         entry, factor, bias = _param_kinds(model)
-        base = {"entry": lr * scale, "factor": lr * FACTOR_LR * math.sqrt(scale), "bias": lr}
+        base = {"entry": lr * scale, "factor": lr * FACTOR_LR * math.sqrt(scale),
+                "bias": lr * scale * math.sqrt(problem.n)}
         opt = torch.optim.Adam([{"params": entry, "lr": base["entry"], "kind": "entry"},
                                 {"params": factor, "lr": base["factor"], "kind": "factor"},
                                 {"params": bias, "lr": base["bias"], "kind": "bias"}])
