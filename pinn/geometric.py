@@ -22,6 +22,7 @@ import hmat
 from .layers import HMatrixLinear
 
 __all__ = ["geometric_hmatrix_linear", "geometric_block_tree", "hblock_from_blocktree", "GroupedHForward",
+           "install_geometric_structure",
            "project_to_structure", "INITS"]
 
 INITS = ("glorot", "zeros")
@@ -344,3 +345,41 @@ class GroupedHForward:
         if self.bias is not None:
             Y = Y + self.bias
         return Y.reshape(*lead, self.out_features)
+
+
+def install_geometric_structure(layer, in_points, out_points, *, leaf_size=32, eta=2.0, rank=2,
+                                generator=None, split="bbox"):
+    """Give an existing :class:`pinn.HMatrixLinear` the geometric block structure (in place).
+
+    The leaves are re-initialised as for ``geometric_hmatrix_linear(...,
+    init="glorot")``; the bias is kept. This is what
+    ``HMatrixLinear(in_features, out_features, in_points=..., out_points=...)``
+    calls.
+
+    Parameters
+    ----------
+    layer : pinn.HMatrixLinear
+    in_points : array_like, shape (layer.in_features, d)
+    out_points : array_like, shape (layer.out_features, d)
+    leaf_size, eta, rank, generator, split
+        As for :func:`geometric_hmatrix_linear`.
+
+    Returns
+    -------
+    layer
+    """
+    if not isinstance(layer, HMatrixLinear):
+        raise TypeError(f"layer must be a pinn.HMatrixLinear, got {type(layer).__name__}")
+    xin = _as_points(in_points, "in_points")
+    xout = _as_points(out_points, "out_points")
+    if xin.shape[0] != layer.in_features:
+        raise ValueError(f"in_points must have in_features = {layer.in_features} rows, got {xin.shape[0]}")
+    if xout.shape[0] != layer.out_features:
+        raise ValueError(f"out_points must have out_features = {layer.out_features} rows, "
+                         f"got {xout.shape[0]}")
+    dtype = layer.factors[0].dtype if len(layer.factors) else torch.get_default_dtype()
+    src = geometric_hmatrix_linear(xin, xout, leaf_size=leaf_size, eta=eta, rank=rank, init="glorot",
+                                   bias=False, dtype=dtype, generator=generator, split=split)
+    layer._set_structure(src._tree, src._geo, [src.leaf_factors(i) for i in range(src.num_leaves)],
+                         src.row_perm, src.col_perm)
+    return layer

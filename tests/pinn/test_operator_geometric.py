@@ -181,3 +181,33 @@ def test_grouped_forward_matches_layer(dim, n, rank):
         g(torch.zeros(2, n + 1, dtype=torch.float64))
     with pytest.raises(TypeError, match="HMatrixLinear"):
         GroupedHForward(torch.nn.Linear(3, 3))
+
+
+def test_install_geometric_structure_into_existing_layer():
+    # what HMatrixLinear(..., in_points=, out_points=) will call
+    from pinn.geometric import install_geometric_structure
+
+    xin = np.random.default_rng(0).uniform(size=(64, 2))
+    xout = np.random.default_rng(1).uniform(size=(48, 2))
+    lay = HMatrixLinear(64, 48, leaf_size=8, rank=1)
+    out = install_geometric_structure(lay, xin, xout, leaf_size=8, eta=1.0, rank=2,
+                                      generator=torch.Generator().manual_seed(0))
+    assert out is lay
+    ref = geometric_hmatrix_linear(xin, xout, leaf_size=8, eta=1.0, rank=2,
+                                   generator=torch.Generator().manual_seed(0))
+    assert lay.num_leaves == ref.num_leaves
+    torch.testing.assert_close(lay.weight, ref.weight)
+    x = torch.randn(3, 64)
+    torch.testing.assert_close(lay(x), x @ lay.weight.t() + lay.bias)
+    opt = torch.optim.Adam(lay.parameters(), lr=1e-3)  # the new leaves are the parameters
+    assert sum(p.numel() for g in opt.param_groups for p in g["params"]) == \
+        sum(p.numel() for p in lay.factors) + 48
+    c = HMatrixLinear(64, 48)
+    c.load_state_dict(lay.state_dict())
+    torch.testing.assert_close(c(x), lay(x))
+    with pytest.raises(ValueError, match="in_points"):
+        install_geometric_structure(lay, xin[:10], xout)
+    with pytest.raises(ValueError, match="out_points"):
+        install_geometric_structure(lay, xin, xout[:10])
+    with pytest.raises(TypeError, match="layer"):
+        install_geometric_structure(torch.nn.Linear(2, 2), xin, xout)
