@@ -129,14 +129,15 @@ def bench_gmres(sizes, build_tol):
         print(f"| {n} | {tf:.1f} | {it_m} | {tg:.2f} | {tf + tg:.1f} | {it0} | {t0:.1f} |", flush=True)
 
 
-def bench_gp(n, n_check, tol, build_tol, sigma):
-    print(f"\n## Gaussian process: Matérn-3/2 (l = 0.1) on random points in the unit cube + {sigma}^2 I\n")
+def bench_gp(n, n_check, tol, build_tol, sigma, ell):
+    print(f"\n## Gaussian process: Matérn-3/2 (l = {ell}) on random points in the unit cube + {sigma}^2 I, "
+          f"build tol {build_tol:g}, Cholesky tol {tol:g}\n")
     print("| N | build s | H MB | Cholesky s | L MB | solve s | logdet s | logdet | dense logdet | rel. diff |")
     print("|---|---|---|---|---|---|---|---|---|---|")
     for m in sorted({n_check, n}):
         rng = np.random.default_rng(1)
         X = rng.random((m, 3))
-        kern = hmat.kernels.Matern(0.1, nu=1.5)
+        kern = hmat.kernels.Matern(ell, nu=1.5)
         K, tb = timed(hmat.from_kernel, kern, X, tol=build_tol, leaf_size=64)
         A = add(K, sigma**2 * Identity(m), 1e-12)
         F, tc = timed(cholesky, A, tol)
@@ -161,7 +162,9 @@ def main(argv=None):
     p.add_argument("--gmres-sizes", type=int, nargs="*", default=None, help="default: --sizes")
     p.add_argument("--gp-n", type=int, default=50000)
     p.add_argument("--gp-check", type=int, default=5000, help="N of the dense logdet comparison")
-    p.add_argument("--gp-tol", type=float, default=1e-6)
+    p.add_argument("--gp-tol", type=float, default=1e-4, help="Cholesky tol")
+    p.add_argument("--gp-build-tol", type=float, default=1e-5)
+    p.add_argument("--gp-l", type=float, default=0.2, help="Matern length scale")
     p.add_argument("--sigma", type=float, default=0.1)
     p.add_argument("--skip", nargs="*", default=[], choices=["lu", "gmres", "gp"])
     a = p.parse_args(argv)
@@ -172,7 +175,7 @@ def main(argv=None):
     if "gmres" not in a.skip:
         bench_gmres(a.gmres_sizes if a.gmres_sizes is not None else a.sizes, 1e-6)
     if "gp" not in a.skip:
-        bench_gp(a.gp_n, a.gp_check, a.gp_tol, 1e-7, a.sigma)
+        bench_gp(a.gp_n, a.gp_check, a.gp_tol, a.gp_build_tol, a.sigma, a.gp_l)
 
 
 if __name__ == "__main__":

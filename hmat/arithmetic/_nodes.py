@@ -95,6 +95,24 @@ def from_op(op, dtype, copy=True):
     raise TypeError(f"unsupported block type {type(op).__name__}")
 
 
+def densify_small(node, limit):
+    """Replace every grid of at most ``limit x limit`` entries by one dense leaf (in place).
+
+    Fewer, larger leaves: BLAS on a 128 x 128 block beats a Python recursion over its
+    64-point children, and near-field grids are nearly dense anyway.
+    """
+    if node.kind != HIER:
+        return node
+    if node.m * node.n <= limit * limit:
+        a = np.ascontiguousarray(to_dense(node))
+        node.kind, node.a, node.ch, node.ro, node.co = DENSE, a, None, None, None
+        return node
+    for row in node.ch:
+        for c in row:
+            densify_small(c, limit)
+    return node
+
+
 def to_op(node, dtype):
     """The immutable operator (Dense | LowRank | HBlock) of a flushed node tree."""
     if node.kind == DENSE:

@@ -10,7 +10,7 @@ from __future__ import annotations
 import numpy as np
 from scipy.linalg import solve_triangular as _lapack_trsm
 
-from ._nodes import DENSE, HIER, LOWRANK, StructureError
+from ._nodes import DENSE, HIER, LOWRANK, Node, StructureError
 
 
 def _check_square_grid(T):
@@ -21,6 +21,13 @@ def _check_square_grid(T):
             "diagonal children are not square (row and column cluster trees differ)"
         )
     return p
+
+
+def _dense_as_grid(T, offs):
+    """A dense triangular block seen as a square grid of views cut at ``offs``."""
+    k = len(offs) - 1
+    return Node.hier([[Node.dense(T.a[offs[i]:offs[i + 1], offs[j]:offs[j + 1]]) for j in range(k)]
+                      for i in range(k)])
 
 
 def trsm_dense(eng, T, X, lower, unit, adj=False):
@@ -59,10 +66,13 @@ def solve_left(eng, T, B, lower, unit):
         return
     if T.kind != HIER:
         if len(B.ch) != 1:
-            raise StructureError("a leaf triangular block faces a right-hand side split by rows")
-        for c in B.ch[0]:
-            solve_left(eng, T, c, lower, unit)
-        return
+            if T.kind != DENSE:
+                raise StructureError("a low-rank triangular block faces a right-hand side split by rows")
+            T = _dense_as_grid(T, B.ro)
+        else:
+            for c in B.ch[0]:
+                solve_left(eng, T, c, lower, unit)
+            return
     p = _check_square_grid(T)
     if not np.array_equal(T.co, B.ro):
         raise StructureError("the triangular factor and the right-hand side have different row partitions")
@@ -89,10 +99,13 @@ def solve_right(eng, T, B, lower, unit, adj=False):
         return
     if T.kind != HIER:
         if len(B.ch[0]) != 1:
-            raise StructureError("a leaf triangular block faces a right-hand side split by columns")
-        for row in B.ch:
-            solve_right(eng, T, row[0], lower, unit, adj)
-        return
+            if T.kind != DENSE:
+                raise StructureError("a low-rank triangular block faces a right-hand side split by columns")
+            T = _dense_as_grid(T, B.co)
+        else:
+            for row in B.ch:
+                solve_right(eng, T, row[0], lower, unit, adj)
+            return
     p = _check_square_grid(T)
     if not np.array_equal(T.ro, B.co):
         raise StructureError("the triangular factor and the right-hand side have different column partitions")

@@ -26,9 +26,10 @@ def pair(n=600, seed=0, dtype=np.float64, eta2=2.0):
     return A, B, X
 
 
-@pytest.mark.parametrize("dtype", [np.float64, np.complex128])
-@pytest.mark.parametrize("tol", [1e-2, 1e-5, 1e-9])
-@pytest.mark.parametrize("eta2", [2.0, 0.7], ids=["same-structure", "other-structure"])
+@pytest.mark.parametrize("dtype,tol,eta2", [
+    (np.float64, 1e-2, 2.0), (np.complex128, 1e-5, 2.0), (np.float64, 1e-9, 2.0),  # same structure
+    (np.complex128, 1e-2, 0.7), (np.float64, 1e-5, 0.7), (np.complex128, 1e-9, 0.7),  # other one
+])
 def test_add_error_bound(dtype, tol, eta2):
     A, B, _ = pair(dtype=dtype, eta2=eta2)
     Ad, Bd = A.to_dense(), B.to_dense()
@@ -91,7 +92,7 @@ def test_materialize_lazy_expression():
     assert np.linalg.norm(P.to_dense() - ref) <= 2e-6 * np.linalg.norm(ref)
 
 
-@settings(max_examples=15, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=10, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(n=st.integers(5, 300), leaf=st.sampled_from([4, 16, 64]), tol=st.floats(1e-10, 0.5),
        weak=st.booleans(), seed=st.integers(0, 2**16), beta=st.floats(-3, 3))
 def test_add_law_hypothesis(n, leaf, tol, weak, seed, beta):

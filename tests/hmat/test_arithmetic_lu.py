@@ -31,17 +31,29 @@ def sphere_case():
     H = add(H0, sphere_shift(n) * Identity(n), tol=1e-12)
     assert H.stats()["n_lowrank"] > 300  # not a vacuous test
     Hd = H.to_dense()
-    return H, Hd, np.linalg.cond(Hd), np.linalg.inv(Hd)
+    sv = np.linalg.svd(Hd, compute_uv=False)
+    return H, Hd, (sv[0] / sv[-1], sv[-1]), np.linalg.inv(Hd)
 
 
 def depth(H):
     return H.depth
 
 
-@pytest.mark.parametrize("tol", [1e-2, 1e-4, 1e-6, 1e-8])
+_FACTORS = {}
+
+
+def factor(H, tol):
+    """H-LU of the module's sphere matrix, cached per tol (the tests only read it)."""
+    key = (id(H), tol)
+    if key not in _FACTORS:
+        _FACTORS[key] = lu(H, tol)
+    return _FACTORS[key]
+
+
+@pytest.mark.parametrize("tol", [1e-2, 1e-5, 1e-8])
 def test_lu_backward_and_solve_error_scale_with_tol(sphere_case, tol):
-    H, Hd, cond, _ = sphere_case
-    F = lu(H, tol)
+    H, Hd, (cond, _), _ = sphere_case
+    F = factor(H, tol)
     assert isinstance(F, LUFactorization) and isinstance(F, hmat.LinearOperator)
     assert F.shape == H.shape and F.dtype == H.dtype
     LU = F.L.to_dense() @ F.U.to_dense()
@@ -62,15 +74,15 @@ def test_lu_error_decreases_with_tol(sphere_case):
     H, Hd, _, _ = sphere_case
     errs = []
     for tol in (1e-2, 1e-5, 1e-8):
-        F = lu(H, tol)
+        F = factor(H, tol)
         errs.append(np.linalg.norm(F.L.to_dense() @ F.U.to_dense() - Hd))
     assert errs[0] > 30 * errs[1] > 30 * 30 * errs[2]
 
 
-@pytest.mark.parametrize("tol", [1e-3, 1e-6, 1e-9])
+@pytest.mark.parametrize("tol", [1e-2, 1e-5, 1e-8])
 def test_logdet_matches_slogdet(sphere_case, tol):
-    H, Hd, _, Hinv = sphere_case
-    F = lu(H, tol)
+    H, Hd, (_, smin), Hinv = sphere_case
+    F = factor(H, tol)
     sign, logabs = F.logdet()
     sign0, logabs0 = np.linalg.slogdet(Hd)
     E = F.L.to_dense() @ F.U.to_dense() - Hd
@@ -78,16 +90,17 @@ def test_logdet_matches_slogdet(sphere_case, tol):
     # Frobenius form with a factor 2 for the second-order term
     bound = 2 * np.linalg.norm(Hinv) * np.linalg.norm(E) * np.sqrt(H.shape[0])
     assert abs(logabs - logabs0) <= bound
-    assert sign == sign0
+    if np.linalg.norm(E) < smin:  # ||E||_2 <= ||E||_F < sigma_min: no eigenvalue crosses 0
+        assert sign == sign0
 
 
 def test_lu_rmatvec_is_adjoint_solve(sphere_case):
     H, Hd, _, _ = sphere_case
-    F = lu(H, 1e-10)
+    F = factor(H, 1e-8)
     rng = np.random.default_rng(1)
     b = rng.standard_normal(H.shape[0])
     x = F.rmatvec(b)
-    assert np.linalg.norm(Hd.conj().T @ x - b) / np.linalg.norm(b) < 1e-7
+    assert np.linalg.norm(Hd.conj().T @ x - b) / np.linalg.norm(b) < 1e-5
     # dot test: <F u, v> = <u, F^H v>
     u, v = rng.standard_normal((2, H.shape[0]))
     assert np.isclose(np.vdot(F @ u, v), np.vdot(u, F.H @ v), rtol=1e-10)
@@ -95,7 +108,7 @@ def test_lu_rmatvec_is_adjoint_solve(sphere_case):
 
 def test_gmres_preconditioner_few_iterations(sphere_case):
     H, Hd, _, _ = sphere_case
-    M = lu(H, tol=1e-2)
+    M = factor(H, 1e-2)
     b = np.ones(H.shape[0])
     its = {"pre": 0, "plain": 0}
 
@@ -138,7 +151,7 @@ def test_lu_dtypes(dtype):
     assert np.isclose(s, s0, atol=1e-2)
 
 
-@settings(max_examples=12, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=10, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(
     n=st.integers(20, 500),
     leaf=st.sampled_from([8, 16, 32, 64]),
@@ -162,7 +175,7 @@ def test_lu_law_random_structures(n, leaf, tol, weak, seed):
 
 def test_lu_factors_are_triangular_in_cluster_order(sphere_case):
     H = sphere_case[0]
-    F = lu(H, 1e-6)
+    F = factor(H, 1e-5)
     p = F.perm
     Lp = F.L.to_dense()[p]  # L carries row_perm only
     Up = F.U.to_dense()[:, p]
@@ -206,3 +219,50 @@ def test_lu_zero_pivot_names_block():
     H = hmat.from_kernel(hmat.kernels.Laplace(3), X, tol=1e-6)  # G(x, x) = 0: zero diagonal
     with pytest.raises(ValueError, match=r"zero pivot in the dense diagonal block rows \[0, \d+\)"):
         lu(H, 1e-6)
+
+
+def _cluster(draw, n, depth):
+    """A random binary cluster tree over ``n`` indices: ``(n, children or None)``."""
+    if n < 4 or depth == 0 or draw(st.integers(0, 4)) == 0:
+        return (n, None)
+    a = draw(st.integers(1, n - 1))
+    return (n, (_cluster(draw, a, depth - 1), _cluster(draw, n - a, depth - 1)))
+
+
+def _block(draw, s, t, rng, diag):
+    """Block (s, t) on the cluster trees: a leaf (dense, or low-rank off the diagonal), or
+    split into the children of s and/or t (a 2x2, 1x2 or 2x1 grid)."""
+    (m, sc), (n, tc) = s, t
+    if sc is None and tc is None:
+        return hmat.Dense(rng.standard_normal((m, n)))
+    if not diag and draw(st.integers(0, 2)) == 0:
+        if draw(st.booleans()):
+            k = draw(st.integers(0, 3))
+            return hmat.LowRank(rng.standard_normal((m, k)), rng.standard_normal((n, k)))
+        return hmat.Dense(rng.standard_normal((m, n)))
+    rows = sc if sc is not None else (s,)
+    cols = tc if tc is not None else (t,)
+    grid = [[_block(draw, r, c, rng, diag and i == j) for j, c in enumerate(cols)] for i, r in enumerate(rows)]
+    return hmat.HBlock(grid)
+
+
+@st.composite
+def hand_built(draw):
+    n = draw(st.integers(8, 120))
+    rng = np.random.default_rng(draw(st.integers(0, 2**16)))
+    tree = _cluster(draw, n, draw(st.integers(1, 5)))
+    H = _block(draw, tree, tree, rng, True)
+    if not isinstance(H, hmat.HBlock):
+        H = hmat.HBlock([[H]])
+    # make it diagonally dominant so that unpivoted LU is stable
+    return add(H, (2.0 * np.sqrt(n) + 5) * Identity(n), 1e-14)
+
+
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(H=hand_built(), tol=st.sampled_from([1e-3, 1e-8]))
+def test_lu_hand_built_block_trees(H, tol):
+    """Any block tree on a cluster tree (1x2 / 2x1 grids, mixed leaves): ||LU - H|| <= depth tol ||H||."""
+    F = lu(H, tol)
+    Hd = H.to_dense()
+    err = np.linalg.norm(F.L.to_dense() @ F.U.to_dense() - Hd) / np.linalg.norm(Hd)
+    assert err <= H.depth * tol + 1e-13

@@ -26,9 +26,10 @@ def operands(n=600, seed=0, dtype=np.float64, eta2=2.0):
     return A, B, X
 
 
-@pytest.mark.parametrize("dtype", [np.float64, np.complex128])
-@pytest.mark.parametrize("tol", [1e-2, 1e-8])
-@pytest.mark.parametrize("eta2", [2.0, 0.8], ids=["same-structure", "other-structure"])
+@pytest.mark.parametrize("dtype,tol,eta2", [
+    (np.float64, 1e-2, 2.0), (np.complex128, 1e-8, 2.0),  # same block structure
+    (np.float64, 1e-8, 0.8), (np.complex128, 1e-2, 0.8),  # B on another admissibility
+])
 def test_multiply_error_bound(dtype, tol, eta2):
     """Law (docstring): ||C - AB||_F <= tol ||AB||_F (one truncation per low-rank leaf)."""
     A, B, _ = operands(dtype=dtype, eta2=eta2)
@@ -60,7 +61,7 @@ def test_multiply_rectangular_needs_structure():
     assert np.linalg.norm(C.to_dense() - P) <= (1e-6 + ROUND) * np.linalg.norm(P)
 
 
-@settings(max_examples=12, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=8, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(n=st.integers(5, 300), leaf=st.sampled_from([4, 16, 64]), tol=st.floats(1e-10, 0.3),
        weak=st.booleans(), seed=st.integers(0, 2**16))
 def test_multiply_law_hypothesis(n, leaf, tol, weak, seed):
