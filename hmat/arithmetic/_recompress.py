@@ -59,6 +59,9 @@ def svd_truncate(M, tol):
 
 _rng = np.random.default_rng(20240607)
 
+#: the randomized range finder is used while FALLBACK * (sample size) < min(m, n)
+FALLBACK = 2
+
 
 def truncate_dense(M, tol, rank_guess=8):
     """Like :func:`svd_truncate`, by an adaptive randomized range finder when that is cheaper.
@@ -72,7 +75,7 @@ def truncate_dense(M, tol, rank_guess=8):
     m, n = M.shape
     p = min(m, n)
     k = max(int(rank_guess), 4) + 8
-    if 3 * k >= p:
+    if FALLBACK * k >= p:
         return svd_truncate(M, tol)
     dt = M.dtype
     norm = float(np.linalg.norm(M))
@@ -80,7 +83,7 @@ def truncate_dense(M, tol, rank_guess=8):
         return np.zeros((m, 0), dt), np.zeros((n, 0), dt)
     budget = tol * norm
     geqrf, orgqr, gesdd = _funcs(dt)
-    while 3 * k < p:
+    while FALLBACK * k < p:
         omega = _rng.standard_normal((n, k)).astype(dt, copy=False)
         qr, tau, _, _ = geqrf(np.asfortranarray(M @ omega))
         Q, _, _ = orgqr(qr, tau)
