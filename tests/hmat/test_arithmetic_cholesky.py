@@ -109,3 +109,17 @@ def test_cholesky_rejects_bad_input():
     Hp = hmat.HBlock([[hmat.Dense(K)]], row_perm=np.arange(100), col_perm=rng.permutation(100))
     with pytest.raises(ValueError, match="row_perm != col_perm"):
         cholesky(Hp, 1e-6)
+
+
+@pytest.mark.slow
+def test_cholesky_gp_4000_against_lapack():
+    n = 4000
+    K, X = gp_matrix(n, hmat.kernels.Matern(0.2, nu=1.5), 0.01)
+    H = hmat.from_dense(K, tol=1e-9, points=X)
+    F = cholesky(H, 1e-7)
+    Hd = H.to_dense()
+    L = F.L.to_dense()
+    assert np.linalg.norm(L @ L.T - Hd) <= H.depth * 1e-7 * np.linalg.norm(Hd)
+    E = L @ L.T - Hd
+    bound = 2 * np.linalg.norm(np.linalg.inv(Hd)) * np.linalg.norm(E) * np.sqrt(n)
+    assert abs(F.logdet()[1] - np.linalg.slogdet(Hd)[1]) <= bound

@@ -266,3 +266,24 @@ def test_lu_hand_built_block_trees(H, tol):
     Hd = H.to_dense()
     err = np.linalg.norm(F.L.to_dense() @ F.U.to_dense() - Hd) / np.linalg.norm(Hd)
     assert err <= H.depth * tol + 1e-13
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("tol", [1e-2, 1e-6])
+def test_lu_sphere_4000_against_lapack(tol):
+    """N = 4000: backward error and solve error against dense LAPACK (scipy lu_factor)."""
+    import scipy.linalg as sla
+
+    n = 4000
+    X = sphere(n)
+    H = add(hmat.from_kernel(hmat.kernels.Laplace(3), X, tol=1e-8), sphere_shift(n) * Identity(n), 1e-12)
+    Hd = H.to_dense()
+    F = lu(H, tol)
+    LU = F.L.to_dense() @ F.U.to_dense()
+    assert np.linalg.norm(LU - Hd) <= H.depth * tol * np.linalg.norm(Hd)
+    b = np.random.default_rng(0).standard_normal(n)
+    x_ref = sla.lu_solve(sla.lu_factor(Hd), b)
+    cond = np.linalg.cond(Hd)
+    assert np.linalg.norm(F.solve(b) - x_ref) <= cond * H.depth * tol * np.linalg.norm(x_ref)
+    assert abs(F.logdet()[1] - np.linalg.slogdet(Hd)[1]) <= 2 * np.linalg.norm(np.linalg.inv(Hd)) * \
+        np.linalg.norm(LU - Hd) * np.sqrt(n)
