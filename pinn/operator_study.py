@@ -642,6 +642,18 @@ def _fmt(v, f):
     return f.format(v)
 
 
+def markdown_table(results, columns=None):
+    """The results' rows as markdown table lines (list of str)."""
+    cols = _COLS if columns is None else [c for c in _COLS if c[0] in columns]
+    lines = ["| " + " | ".join(c[1] for c in cols) + " |", "|" + "---|" * len(cols)]
+    for row in results["rows"]:
+        if "error" in row:
+            lines.append(f"| {row['method']} | {row.get('rank_param')} | failed: {row['error']} |")
+            continue
+        lines.append("| " + " | ".join(_fmt(row.get(k), f) for k, _, f in cols) + " |")
+    return lines
+
+
 def write_report(results, out):
     """Write ``results.json``, ``report.md`` and (if matplotlib is present) plots to ``out``."""
     os.makedirs(out, exist_ok=True)
@@ -652,13 +664,7 @@ def write_report(results, out):
              f"Command config: `{json.dumps({k: v for k, v in cfg.items() if k != 'methods'})}`", "",
              f"Methods: {', '.join(cfg['methods'])}", "",
              f"Machine: {results['machine']}", "",
-             "| " + " | ".join(c[1] for c in _COLS) + " |",
-             "|" + "---|" * len(_COLS)]
-    for row in results["rows"]:
-        if "error" in row:
-            lines.append(f"| {row['method']} | {row.get('rank_param')} | failed: {row['error']} |")
-            continue
-        lines.append("| " + " | ".join(_fmt(row.get(k), f) for k, _, f in _COLS) + " |")
+             *markdown_table(results)]
     lines += ["", "held-out rel. error: mean over held-out sources of ‖u − u*‖/‖u*‖ (u* = sparse "
               "direct solve); ‖W−G‖/‖G‖: Frobenius error of the learned weight against the discrete "
               "Green's function; bytes at the training dtype (pruning: CSR). `oracle-*` rows are "
@@ -744,9 +750,17 @@ def build_parser(prog="python -m pinn operator"):
     return ap
 
 
-def main(argv=None):
-    """``python -m pinn operator``: run the study, write results.json, report.md, plots."""
-    ap = build_parser()
+def main(argv=None, prog="python -m pinn operator"):
+    """``python -m pinn operator``: run the study, write results.json, report.md, plots.
+
+    Parameters
+    ----------
+    argv : list of str, optional
+        Command-line arguments (default ``sys.argv[1:]``).
+    prog : str
+        How the command was invoked (shown in help and recorded in the results).
+    """
+    ap = build_parser(prog)
     a = ap.parse_args(argv)
     if a.threads is not None:
         if a.threads < 1:
@@ -768,7 +782,7 @@ def main(argv=None):
         res = run_study(cfg, progress=not a.quiet)
     except ValueError as e:
         ap.error(str(e))
-    res["command"] = "python -m pinn operator " + " ".join(sys.argv[1:] if argv is None else argv)
+    res["command"] = prog + " " + " ".join(sys.argv[1:] if argv is None else argv)
     plots = write_report(res, a.out)
     if not a.quiet:
         print(f"wrote {os.path.join(a.out, 'results.json')}, report.md"
@@ -777,4 +791,4 @@ def main(argv=None):
 
 
 if __name__ == "__main__":  # pragma: no cover
-    sys.exit(main())
+    sys.exit(main(prog="python -m pinn.operator_study"))
