@@ -13,8 +13,8 @@ of ``--repeats`` runs after a warm-up (robust on a shared machine), in float32 o
 as ratios to nn.Linear measured in the same run. "PDE residual" is
 ``u_xx`` of ``x -> Linear(1, w) -> tanh -> layer -> tanh -> Linear(w, 1)``
 by double backward over a batch of scalar inputs. "memory" is the bytes of
-parameters plus tensors saved for backward in the PDE-residual graph
-(``torch.autograd.graph.saved_tensors_hooks``), as a ratio to nn.Linear --
+parameters plus the distinct storages saved for backward in the PDE-residual
+graph (``torch.autograd.graph.saved_tensors_hooks``), as a ratio to nn.Linear --
 the part of the peak memory that depends on the layer type.
 """
 from __future__ import annotations
@@ -51,15 +51,17 @@ def _time(fn, repeats):
 
 
 def _saved_bytes(fn):
-    total = [0]
+    """Bytes of the distinct storages saved for backward while running ``fn``."""
+    storages = {}
 
     def pack(t):
-        total[0] += t.numel() * t.element_size()
+        st = t.untyped_storage()
+        storages[st.data_ptr()] = st.nbytes()
         return t
 
     with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
         fn()
-    return total[0]
+    return sum(storages.values())
 
 
 def bench(width, batch, tol, leaf_size, repeats):

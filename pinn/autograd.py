@@ -146,6 +146,30 @@ def _param_grads(x, gy, struct, params, needs):
     return [g if needs[i] else None for i, g in enumerate(grads)]
 
 
+def _needed(ctx):
+    """Which inputs' gradients this backward call must compute.
+
+    ``ctx.needs_input_grad`` only says which inputs require grad. When the
+    engine runs ``torch.autograd.grad(u, x)`` -- as for every PDE residual --
+    the factor gradients are not wanted, and computing them (with
+    ``create_graph``) would cost more than the input gradient. The engine's
+    own plan (``torch._C._will_engine_execute_node``, as used by
+    ``torch.utils.checkpoint``) tells; outside a plain engine run (e.g. under
+    ``torch.func``) everything that requires grad is computed.
+    """
+    needs = list(ctx.needs_input_grad)
+    try:
+        nf = ctx.next_functions
+        pos = [0] + list(range(2, len(needs)))  # tensor inputs: x, then the factors
+        if len(nf) == len(pos):
+            for p, (fn, _) in zip(pos, nf):
+                if needs[p] and fn is not None and not torch._C._will_engine_execute_node(fn):
+                    needs[p] = False
+    except (AttributeError, RuntimeError, TypeError):
+        needs = list(ctx.needs_input_grad)
+    return needs
+
+
 class StructuredLinearFn(torch.autograd.Function):
     """``y = x W^T`` for a structured ``W``; see the module docstring.
 
@@ -168,10 +192,11 @@ class StructuredLinearFn(torch.autograd.Function):
     def backward(ctx, gy):
         x, *params = ctx.saved_tensors
         struct = ctx.struct
+        needs = _needed(ctx)
         gx = None
-        if ctx.needs_input_grad[0]:
+        if needs[0]:
             gx = StructuredLinearFn.apply(gy, struct.adjoint(), *params)
-        gparams = _param_grads(x, gy, struct, params, ctx.needs_input_grad[2:])
+        gparams = _param_grads(x, gy, struct, params, needs[2:])
         return (gx, None, *gparams)
 
     @staticmethod

@@ -32,7 +32,8 @@ def test_ntk_matches_autograd(kind):
     xb = p.boundary_points(6, "uniform", 0)[:5]
     xr = p.sample_collocation(7, "uniform", 0)
     Ju, Jr = jacobians(m, p, xb, xr, chunk=4)
-    Au, Ar = _autograd_rows(pinn.compress.clone_model(m), p, xb, xr)
+    from pinn.compress import clone_model
+    Au, Ar = _autograd_rows(clone_model(m), p, xb, xr)
     torch.testing.assert_close(Ju, Au, rtol=1e-10, atol=1e-12)
     torch.testing.assert_close(Jr, Ar, rtol=1e-10, atol=1e-12)
     K = ntk(m, p, xb, xr)
