@@ -43,7 +43,7 @@ def _abs2_impl(x):
     return lambda x: x * x
 
 
-@njit(cache=True, nogil=True, inline="always")
+@njit(cache=True, nogil=True)
 def _entry(code, p, x, y):
     d = x.shape[0]
     r2 = 0.0
@@ -432,6 +432,23 @@ def _jacobi(Ct, Zt, k):
 
 
 @njit(cache=True, nogil=True)
+def _order_desc(sv):
+    """Indices sorting the (few) values of sv in decreasing order (insertion sort)."""
+    k = sv.size
+    order = np.empty(k, np.int64)
+    for a in range(k):
+        order[a] = a
+    for a in range(1, k):
+        t = order[a]
+        b = a - 1
+        while b >= 0 and sv[order[b]] < sv[t]:
+            order[b + 1] = order[b]
+            b -= 1
+        order[b + 1] = t
+    return order
+
+
+@njit(cache=True, nogil=True)
 def recompress_into(U, V, k, abs_rel, out, pos):
     """QR + SVD recompression of ``sum_l U[l] conj(V[l])^T`` (rows of U, V are vectors),
     written to ``out[pos:]`` as U' (m x k2, row-major) then V' (n x k2, row-major).
@@ -468,7 +485,7 @@ def recompress_into(U, V, k, abs_rel, out, pos):
                 acc += Ru[i, l] * np.conj(Rv[p, l])
             Ct[p, i] = acc
     sv = _jacobi(Ct, Zt, k)
-    order = np.argsort(-sv)
+    order = _order_desc(sv)
     tot = 0.0
     for t in range(k):
         tot += sv[t] * sv[t]
@@ -587,7 +604,7 @@ def recompress_gram(U, V, Gu, Gv, k, abs_rel, out, pos):
                 acc += Ru[i, l] * np.conj(Rv[p, l])
             Ct[p, i] = acc
     sv = _jacobi(Ct, Zt, k)
-    order = np.argsort(-sv)
+    order = _order_desc(sv)
     tot = 0.0
     for t in range(k):
         tot += sv[t] * sv[t]
@@ -628,20 +645,25 @@ def recompress_factors(U, V, k, abs_rel, proto):
 
 
 @njit(cache=True, nogil=True)
-def build_chunk(code, p, X, Y, r0s, ms, c0s, ns, adm, tol, proto):
+def build_chunk(code, p, X, Y, r0s, ms, c0s, ns, adm, tol, proto, extra=0):
     """Build the leaves of one chunk into one packed segment.
 
-    Returns ``(rank, off, buf, evals)``; ``rank[q] = -1`` for a dense leaf.
+    Returns ``(rank, off, buf, pos, evals)``: the leaves' data are ``buf[:pos]``;
+    ``rank[q] = -1`` for a dense leaf. ``buf`` has room for about ``extra`` more entries
+    (see :func:`append_mirrors`). Pages beyond ``pos`` were never written, so they are
+    not resident: the slack costs address space only.
     Admissible leaves use ACA (at 0.1 tol) and recompression (at 0.9 tol) and fall back to
     the exact block when ACA does not converge or low rank does not pay.
     """
     q = r0s.size
     rank = np.empty(q, np.int64)
     off = np.empty(q, np.int64)
-    cap = 1024
+    # Generous capacity (rank 32 per admissible leaf): no regrowth copies, no final trim
+    # copy (each copy would also fault in fresh pages, which is slow on a busy machine).
+    cap = 1024 + extra
     for t in range(q):
         if adm[t]:
-            cap += 8 * (ms[t] + ns[t])
+            cap += min(ms[t] * ns[t], 32 * (ms[t] + ns[t]))
         else:
             cap += ms[t] * ns[t]
     buf = np.empty(cap, proto.dtype)
@@ -665,7 +687,15 @@ def build_chunk(code, p, X, Y, r0s, ms, c0s, ns, adm, tol, proto):
                     buf = nb
                 k2 = recompress_gram(U, V, Gu, Gv, k, 0.9 * tol, buf, pos)
                 if k2 < 0:
-                    k2 = recompress_into(U, V, k, 0.9 * tol, buf, pos)
+                    # nearly dependent ACA terms (rare): keep the ACA factors themselves,
+                    # already within tolerance, just not recompressed
+                    k2 = k
+                    for i in range(m):
+                        for l in range(k):
+                            buf[pos + i * k + l] = U[l, i]
+                    for j in range(n):
+                        for l in range(k):
+                            buf[pos + m * k + j * k + l] = V[l, j]
                 rank[t] = k2
                 off[t] = pos
                 pos += k2 * (m + n)
@@ -682,21 +712,33 @@ def build_chunk(code, p, X, Y, r0s, ms, c0s, ns, adm, tol, proto):
             eval_block(code, p, X[r0:r0 + m], Y[c0:c0 + n], buf[pos:pos + need].reshape((m, n)))
             evals += need
             pos += need
-    return rank, off, buf[:pos].copy(), evals
+    return rank, off, buf, pos, evals
 
 
 @njit(cache=True, nogil=True)
 def sample_entries(r0, m, c0, n, rank, off, buf, pi, pj, out):
     """Entries at permuted positions ``(pi[s], pj[s])`` of a packed segment, added into out.
 
-    Samples are sorted by row once, so each leaf only visits the samples in its row range:
-    O(S log S + leaves log S + hits) instead of O(leaves * S).
+    Samples are bucketed by row once (counting sort), so each leaf only visits the samples
+    in its row range: O(S + rows + leaves + hits) instead of O(leaves * S).
     """
-    order = np.argsort(pi)
-    spi = pi[order]
+    rmin = r0.min() if r0.size else 0
+    rmax = (r0 + m).max() if r0.size else 0
+    cnt = np.zeros(rmax - rmin + 1, np.int64)
+    for s in range(pi.size):
+        if rmin <= pi[s] < rmax:
+            cnt[pi[s] - rmin + 1] += 1
+    for t in range(1, cnt.size):
+        cnt[t] += cnt[t - 1]
+    order = np.empty(cnt[-1], np.int64)
+    fill = cnt.copy()
+    for s in range(pi.size):
+        if rmin <= pi[s] < rmax:
+            order[fill[pi[s] - rmin]] = s
+            fill[pi[s] - rmin] += 1
     for q in range(r0.size):
-        lo = np.searchsorted(spi, r0[q])
-        hi = np.searchsorted(spi, r0[q] + m[q])
+        lo = cnt[r0[q] - rmin]
+        hi = cnt[r0[q] + m[q] - rmin]
         for t in range(lo, hi):
             s = order[t]
             i = pi[s] - r0[q]
@@ -730,34 +772,43 @@ SYMMETRIC_BUILD = True
 
 
 @njit(cache=True, nogil=True)
-def fill_segment(m, n, src, soff, srank, bufs, out_off, out):
-    """Assemble one packed segment from already built leaves.
-
-    Leaf ``q`` (``m[q] x n[q]``) is copied from ``bufs[src[q]]`` at ``soff[q]`` (rank
-    ``srank[q]``) when ``src[q] >= 0``, else from ``bufs[-src[q] - 1]`` as the transpose of
-    the built ``n[q] x m[q]`` leaf: dense blocks transposed, low-rank ``U V^H`` becoming
-    ``conj(V) conj(U)^H`` (the symmetric, not Hermitian, transpose).
+def append_mirrors(buf, pos, m, n, src, soff, srank, bufs):
+    """Write mirrored leaves after ``buf[:pos]``: leaf ``q`` (``m[q] x n[q]``) is the
+    transpose of the built ``n[q] x m[q]`` leaf at ``bufs[src[q]][soff[q]:]`` (rank
+    ``srank[q]``): dense blocks transposed, low-rank ``U V^H`` becoming
+    ``conj(V) conj(U)^H`` (the symmetric, not Hermitian, transpose). Grows ``buf`` only if
+    its capacity is short. Returns ``(buf, off, end)``.
     """
+    need = 0
+    for q in range(m.size):
+        need += m[q] * n[q] if srank[q] < 0 else srank[q] * (m[q] + n[q])
+    if pos + need > buf.size:
+        nb = np.empty(pos + need, buf.dtype)
+        nb[:pos] = buf[:pos]
+        buf = nb
+    off = np.empty(m.size, np.int64)
+    o = pos
     for q in range(m.size):
         mq = m[q]
         nq = n[q]
         k = srank[q]
-        o = out_off[q]
         so = soff[q]
-        if src[q] >= 0:
-            b = bufs[src[q]]
-            size = mq * nq if k < 0 else k * (mq + nq)
-            out[o:o + size] = b[so:so + size]
+        b = bufs[src[q]]
+        off[q] = o
+        if k < 0:
+            dst = buf[o:o + mq * nq].reshape((mq, nq))
+            sb = b[so:so + mq * nq].reshape((nq, mq))
+            for i in range(mq):
+                for j in range(nq):
+                    dst[i, j] = sb[j, i]
+            o += mq * nq
         else:
-            b = bufs[-src[q] - 1]
-            if k < 0:
-                # built leaf is nq x mq (row-major): out[i, j] = b[j, i]
-                dst = out[o:o + mq * nq].reshape((mq, nq))
-                srcb = b[so:so + mq * nq].reshape((nq, mq))
-                for i in range(mq):
-                    for j in range(nq):
-                        dst[i, j] = srcb[j, i]
-            else:
-                # built leaf: U (nq x k) then V (mq x k); ours: U' = conj(V), V' = conj(U)
-                out[o:o + mq * k] = np.conj(b[so + nq * k:so + (nq + mq) * k])
-                out[o + mq * k:o + (mq + nq) * k] = np.conj(b[so:so + nq * k])
+            u = b[so + nq * k:so + (nq + mq) * k]
+            v = b[so:so + nq * k]
+            d = buf[o:o + (mq + nq) * k]
+            for t in range(mq * k):
+                d[t] = np.conj(u[t])
+            for t in range(nq * k):
+                d[mq * k + t] = np.conj(v[t])
+            o += (mq + nq) * k
+    return buf, off, o

@@ -35,7 +35,8 @@ def build_block_tree(rl, rr, rlo, rhi, rstart, rstop, cl, cr, clo, chi, cstart, 
     rnode = np.empty(cap, np.int64)
     cnode = np.empty(cap, np.int64)
     kind = np.empty(cap, np.int64)
-    first = np.full(cap, -1, np.int64)
+    first = np.empty(cap, np.int64)
+    first[:] = -1
     nr = np.zeros(cap, np.int64)
     nc = np.zeros(cap, np.int64)
     rnode[0] = 0
@@ -78,8 +79,10 @@ def build_block_tree(rl, rr, rlo, rhi, rstart, rstop, cl, cr, clo, chi, cstart, 
 
 @njit(cache=True, nogil=True)
 def _grow(a, cap, fill):
-    out = np.full(cap, fill, a.dtype)
+    out = np.empty(cap, a.dtype)
     out[:a.size] = a
+    for i in range(a.size, cap):
+        out[i] = fill
     return out
 
 

@@ -60,9 +60,12 @@ def build_cluster_tree(points, leaf_size, split):
     perm = np.arange(n).astype(np.int64)
     start = np.empty(cap, np.int64)
     stop = np.empty(cap, np.int64)
-    left = np.full(cap, -1, np.int64)
-    right = np.full(cap, -1, np.int64)
-    parent = np.full(cap, -1, np.int64)
+    left = np.empty(cap, np.int64)
+    right = np.empty(cap, np.int64)
+    parent = np.empty(cap, np.int64)
+    left[:] = -1
+    right[:] = -1
+    parent[:] = -1
     level = np.zeros(cap, np.int64)
     lo = np.empty((cap, d))
     hi = np.empty((cap, d))

@@ -131,13 +131,14 @@ def _build_compiled(kernel, Xp, Yp, r0, m, c0, n, admissible, tol, dtype, progre
     """Parallel compiled build: chunks of leaves -> packed segments (GIL released).
 
     For a symmetric kernel on one point set, only the leaves on or above the diagonal
-    (``r0 <= c0``) are computed (ACA + recompression or dense evaluation); the others are
-    filled in as transposes by a second, cheap pass. Returns ``(Packed, kernel evaluations)``.
+    (``r0 <= c0``) are computed (ACA + recompression or dense evaluation); a second, cheap
+    pass appends the others, as transposes of their twins, to the same chunk buffers.
+    Returns ``(Packed, kernel evaluations)``.
     """
     from numba.typed import List
 
     from . import _packed
-    from ._aca_numba import fill_segment
+    from ._aca_numba import append_mirrors
 
     threads = _threads.get_num_threads()
     proto = np.zeros(0, dtype)
@@ -147,54 +148,56 @@ def _build_compiled(kernel, Xp, Yp, r0, m, c0, n, admissible, tol, dtype, progre
     cost = np.where(admissible, 24 * (m + n), m * n).astype(np.float64)
     cost = np.where(built, cost, 0.05 * cost)
     chunks = _packed.cost_chunks(cost, threads)
-    run = (lambda f, xs: list(map(f, xs))) if threads <= 1 else (lambda f, xs: list(_threads.executor().map(f, xs)))
+    room = np.where(admissible, np.minimum(m * n, 32 * (m + n)), m * n)
+    pool = None if threads <= 1 else _threads.executor()
+    run = (lambda f, xs: list(map(f, xs))) if pool is None else (lambda f, xs: list(pool.map(f, xs)))
 
     def work(ab):
         a, b = ab
-        idx = np.flatnonzero(built[a:b]) + a
-        if idx.size == b - a:
-            sl = slice(a, b)
-            return build_chunk(code, param, Xp, Yp, r0[sl], m[sl], c0[sl], n[sl], admissible[sl], tol, proto)
-        return build_chunk(code, param, Xp, Yp, r0[idx], m[idx], c0[idx], n[idx], admissible[idx], tol, proto)
+        sl = slice(a, b)
+        if built[sl].all():
+            return build_chunk(code, param, Xp, Yp, r0[sl], m[sl], c0[sl], n[sl], admissible[sl], tol, proto, 0)
+        idx = np.flatnonzero(built[sl]) + a
+        extra = int(room[sl][~built[sl]].sum())
+        return build_chunk(code, param, Xp, Yp, r0[idx], m[idx], c0[idx], n[idx], admissible[idx], tol, proto, extra)
 
     evals = 0
     with progress_bar(total=int(r0.size), desc="hmat build", unit="leaf", disable=not progress) as bar:
         results = []
-        it = map(work, chunks) if threads <= 1 else _threads.executor().map(work, chunks)
+        it = map(work, chunks) if pool is None else pool.map(work, chunks)
         for (a, b), res in zip(chunks, it):
             results.append(res)
-            evals += int(res[3])
-            bar.update(int(built[a:b].sum()) if partner is not None else b - a)
+            evals += int(res[4])
+            bar.update(int(built[a:b].sum()))
         if partner is None:
             segs = [
-                Segment(r0[a:b].copy(), m[a:b].copy(), c0[a:b].copy(), n[a:b].copy(), rank, off, buf)
-                for (a, b), (rank, off, buf, _) in zip(chunks, results)
+                Segment(r0[a:b].copy(), m[a:b].copy(), c0[a:b].copy(), n[a:b].copy(), rank, off, buf[:pos])
+                for (a, b), (rank, off, buf, pos, _) in zip(chunks, results)
             ]
             return Packed(segs), evals
-        # where each built leaf lives: chunk id and offset in that chunk's buffer
+        # where each built leaf lives: chunk id, offset and rank in that chunk's buffer
         where_c = np.full(r0.size, -1, np.int64)
         where_o = np.zeros(r0.size, np.int64)
         where_k = np.zeros(r0.size, np.int64)
-        for ci, ((a, b), (rank, off, buf, _)) in enumerate(zip(chunks, results)):
+        for ci, ((a, b), (rank, off, buf, pos, _)) in enumerate(zip(chunks, results)):
             idx = np.flatnonzero(built[a:b]) + a
             where_c[idx], where_o[idx], where_k[idx] = ci, off, rank
         bufs = List([res[2] for res in results])
 
         def assemble(ci):
             a, b = chunks[ci]
-            if built[a:b].all():
-                rank, off, buf, _ = results[ci]
-                return Segment(r0[a:b].copy(), m[a:b].copy(), c0[a:b].copy(), n[a:b].copy(), rank, off, buf)
-            q = np.arange(a, b)
-            srcq = np.where(built[q], q, partner[q])
-            src = np.where(built[q], where_c[srcq], -where_c[srcq] - 1)
-            rank = where_k[srcq]
-            size = np.where(rank < 0, m[q] * n[q], rank * (m[q] + n[q]))
-            off = np.zeros(q.size, np.int64)
-            np.cumsum(size[:-1], out=off[1:])
-            out = np.empty(int(size.sum()), dtype)
-            fill_segment(m[q], n[q], src, where_o[srcq], rank, bufs, off, out)
-            return Segment(r0[a:b].copy(), m[a:b].copy(), c0[a:b].copy(), n[a:b].copy(), rank, off, out)
+            rank_b, off_b, buf, pos, _ = results[ci]
+            mine = built[a:b]
+            if mine.all():
+                return Segment(r0[a:b].copy(), m[a:b].copy(), c0[a:b].copy(), n[a:b].copy(), rank_b, off_b, buf[:pos])
+            q = np.flatnonzero(~mine) + a
+            p = partner[q]
+            buf, off_m, end = append_mirrors(buf, pos, m[q], n[q], where_c[p], where_o[p], where_k[p], bufs)
+            rank = np.empty(b - a, np.int64)
+            off = np.empty(b - a, np.int64)
+            rank[mine], off[mine] = rank_b, off_b
+            rank[~mine], off[~mine] = where_k[p], off_m
+            return Segment(r0[a:b].copy(), m[a:b].copy(), c0[a:b].copy(), n[a:b].copy(), rank, off, buf[:end])
 
         segs = run(assemble, range(len(chunks)))
         bar.update(int((~built).sum()))
