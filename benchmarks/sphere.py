@@ -186,9 +186,14 @@ def compile_latency():
             env = dict(os.environ)
             if cache:
                 env["NUMBA_CACHE_DIR"] = cache
+            import resource
+
+            r0 = resource.getrusage(resource.RUSAGE_CHILDREN)
             p = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, cwd=ROOT)
+            r1 = resource.getrusage(resource.RUSAGE_CHILDREN)
+            cpu = (r1.ru_utime - r0.ru_utime) + (r1.ru_stime - r0.ru_stime)
             line = [x for x in p.stdout.splitlines() if x.startswith("LAT")]
-            out[name] = tuple(float(v) for v in line[0].split()[1:]) if line else (float("nan"), float("nan"))
+            out[name] = (tuple(float(v) for v in line[0].split()[1:]) if line else (float("nan"), float("nan"))) + (cpu,)
     return out
 
 
@@ -231,8 +236,8 @@ def main():
         lat = compile_latency()
         results["latency"] = lat
         print(f"compile latency (first from_kernel + matvec, N = 2000, fresh process): "
-              f"cold cache {lat['cold'][1]:.1f} s (+ import {lat['cold'][0]:.1f} s), "
-              f"warm cache {lat['warm'][1]:.1f} s (+ import {lat['warm'][0]:.1f} s)\n")
+              f"cold cache {lat['cold'][1]:.1f} s (+ import {lat['cold'][0]:.1f} s; whole process CPU {lat['cold'][2]:.1f} s), "
+              f"warm cache {lat['warm'][1]:.1f} s (+ import {lat['warm'][0]:.1f} s; whole process CPU {lat['warm'][2]:.1f} s)\n")
     hdr = ("| N | threads | build s | build CPU s | stored MB | peak RSS MB | matvec s | sampled error "
            "| matvec / floor | dense / H matvec | kernel evals / N^2 | load |")
     print(hdr)
