@@ -452,8 +452,12 @@ def _parse_methods(methods):
     return methods
 
 
-def run_study(config=None, progress=True):
-    """Run the comparison; returns the results dict (see :func:`main` for the keys)."""
+def run_study(config=None, progress=True, on_row=None):
+    """Run the comparison; returns the results dict (see :func:`main` for the keys).
+
+    ``on_row(partial_results)``, if given, is called after every recorded row
+    (the CLI uses it to keep a partial ``results.json`` on disk).
+    """
     cfg = dict(DEFAULTS)
     cfg.update(config or {})
     methods = _parse_methods(cfg["methods"])
@@ -482,6 +486,10 @@ def run_study(config=None, progress=True):
     ft_kw = dict(tr_kw, adam_steps=0, lbfgs_steps=cfg["finetune_steps"])
     rows = []
 
+    def _results(row_list):
+        return {"config": cfg, "problem": repr(problem), "n": n, "green_solve_time": green_time,
+                "machine": _machine(), "rows": list(row_list)}
+
     def record(method, rank, layer, hist=None, extra=None, budget=None):
         model = layer if isinstance(layer, OperatorNet) else OperatorNet(layer)
         W = weight_of(model)
@@ -507,6 +515,8 @@ def run_study(config=None, progress=True):
         if extra:
             row.update(extra)
         rows.append(row)
+        if on_row is not None:
+            on_row(_results(row_list=rows))
         if progress:
             print(f"[{method} r={rank}] bytes {row['bytes']} ({row['bytes_ratio']:.3f} of dense) "
                   f"test {row['rel_error']:.3e} green {row['green_error']:.3e} "
@@ -609,8 +619,7 @@ def run_study(config=None, progress=True):
             record("oracle-prune", r, _pruned_from(G, Gb, nnz, dtype), budget=budget,
                    extra={"nnz": nnz})
 
-    return {"config": cfg, "problem": repr(problem), "n": n, "green_solve_time": green_time,
-            "machine": _machine(), "rows": rows}
+    return _results(row_list=rows)
 
 
 def _machine():
@@ -778,8 +787,14 @@ def main(argv=None, prog="python -m pinn operator"):
                lbfgs_samples=a.lbfgs_samples, lr=a.lr, alpha=a.alpha, dtype=a.dtype, seed=a.seed,
                n_test=a.n_test, dynamic_tol=a.dynamic_tol, dynamic_every=a.dynamic_every,
                time_batch=a.time_batch)
+    os.makedirs(a.out, exist_ok=True)
+
+    def partial(res):
+        with open(os.path.join(a.out, "results.partial.json"), "w") as fh:
+            json.dump(res, fh, indent=1, default=float)
+
     try:
-        res = run_study(cfg, progress=not a.quiet)
+        res = run_study(cfg, progress=not a.quiet, on_row=partial)
     except ValueError as e:
         ap.error(str(e))
     res["command"] = prog + " " + " ".join(sys.argv[1:] if argv is None else argv)
