@@ -13,7 +13,7 @@ from ..hblock import HBlock
 from ..lowrank import LowRank
 from ..operator import Adjoint, Product, Scaled, Sum, Transpose
 from ._common import blas_single_thread, check_scalar, perm_or_identity, same_perm, tol_arg
-from ._nodes import DENSE, HIER, Engine, Node, StructureError, from_op, scale_tree, to_root
+from ._nodes import DENSE, HIER, Engine, StructureError, from_op, scale_tree, to_root
 from .diagonal import Diagonal
 
 __all__ = ["add", "materialize"]

@@ -8,7 +8,8 @@ from .._progress import progress_bar
 from ..operator import LinearOperator
 from ._common import blas_single_thread, check_hblock, check_square, perm_or_identity, tol_arg
 from ._dense_kernels import getrf_nopiv
-from ._nodes import DENSE, HIER, LOWRANK, Engine, Node, StructureError, copy_tree, densify_small, from_op, leaves, to_root
+from ._nodes import (DENSE, HIER, LOWRANK, Engine, Node, StructureError, copy_tree, densify_small, from_op,
+                     leaves, to_root)
 from ._solve import solve_left, solve_right, trsm_dense
 
 __all__ = ["lu", "LUFactorization"]
@@ -270,10 +271,11 @@ def _triangle(node, lower, unit, diag=True):
 
 
 def _zero_like(node):
-    dt = node.a.dtype if node.kind == DENSE else (node.U.dtype if node.kind == LOWRANK else None)
-    if node.kind == HIER:
-        dt = next(n for _, _, n in leaves(node))
-        dt = dt.a.dtype if dt.kind == DENSE else dt.U.dtype
+    """A rank-0 low-rank block of the shape (and dtype) of ``node``."""
+    probe = node
+    while probe.kind == HIER:
+        probe = probe.ch[0][0]
+    dt = probe.a.dtype if probe.kind == DENSE else probe.U.dtype
     return Node.lowrank(np.zeros((node.m, 0), dt), np.zeros((node.n, 0), dt))
 
 

@@ -6,7 +6,7 @@ import numpy as np
 
 from ..hblock import HBlock
 from ..operator import _namespace
-from ._common import blas_single_thread, check_hblock, check_square, perm_or_identity, same_perm, tol_arg
+from ._common import blas_single_thread, check_hblock, check_square, same_perm, tol_arg
 from ._nodes import Engine, StructureError, from_op, to_root
 from ._solve import solve_left, solve_right, trsm_dense
 

@@ -9,6 +9,15 @@ import hmat
 from hmat.arithmetic import CholeskyFactorization, Identity, add, cholesky
 
 
+@pytest.fixture(autouse=True, scope="module")
+def _one_blas_thread():
+    """Dense references are many small LAPACK calls: one BLAS thread is much faster."""
+    from hmat.arithmetic._common import blas_single_thread
+
+    with blas_single_thread():
+        yield
+
+
 def gp_matrix(n, kernel, noise, seed=0, dtype=np.float64):
     rng = np.random.default_rng(seed)
     X = rng.random((n, 2))

@@ -10,6 +10,15 @@ import hmat
 from hmat.arithmetic import Identity, LUFactorization, add, lu
 
 
+@pytest.fixture(autouse=True, scope="module")
+def _one_blas_thread():
+    """Dense references are many small LAPACK calls: one BLAS thread is much faster."""
+    from hmat.arithmetic._common import blas_single_thread
+
+    with blas_single_thread():
+        yield
+
+
 def sphere(n):
     i = np.arange(n)
     z = 1 - (2 * i + 1) / n

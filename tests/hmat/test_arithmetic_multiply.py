@@ -11,6 +11,15 @@ from hmat.arithmetic import multiply
 ROUND = 1e-12
 
 
+@pytest.fixture(autouse=True, scope="module")
+def _one_blas_thread():
+    """Dense references are many small LAPACK calls: one BLAS thread is much faster."""
+    from hmat.arithmetic._common import blas_single_thread
+
+    with blas_single_thread():
+        yield
+
+
 def operands(n=600, seed=0, dtype=np.float64, eta2=2.0):
     rng = np.random.default_rng(seed)
     X = rng.random((n, 2))

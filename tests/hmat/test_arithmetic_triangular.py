@@ -4,7 +4,16 @@ import numpy as np
 import pytest
 
 import hmat
-from hmat.arithmetic import Identity, add, lu, solve_triangular
+from hmat.arithmetic import lu, solve_triangular
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _one_blas_thread():
+    """Dense references are many small LAPACK calls: one BLAS thread is much faster."""
+    from hmat.arithmetic._common import blas_single_thread
+
+    with blas_single_thread():
+        yield
 
 
 @pytest.fixture(scope="module", params=[np.float64, np.complex128])

@@ -1,10 +1,20 @@
 """The truncation kernels behind formatted arithmetic: exact Frobenius error control."""
 
 import numpy as np
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from hmat.arithmetic._recompress import recompress, svd_truncate, truncate_dense
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _one_blas_thread():
+    """Dense references are many small LAPACK calls: one BLAS thread is much faster."""
+    from hmat.arithmetic._common import blas_single_thread
+
+    with blas_single_thread():
+        yield
 
 
 @st.composite
