@@ -296,3 +296,18 @@ def test_lu_sphere_4000_against_lapack(tol):
     assert np.linalg.norm(F.solve(b) - x_ref) <= cond * H.depth * tol * np.linalg.norm(x_ref)
     assert abs(F.logdet()[1] - np.linalg.slogdet(Hd)[1]) <= 2 * np.linalg.norm(np.linalg.inv(Hd)) * \
         np.linalg.norm(LU - Hd) * np.sqrt(n)
+
+
+def test_lu_with_small_grids_densified(sphere_case, monkeypatch):
+    """Merging small grids into dense leaves (DENSE_BELOW) keeps the law: dense diagonal
+    blocks then face right-hand sides split by rows/columns."""
+    import sys
+
+    lu_module = sys.modules["hmat.arithmetic.lu"]  # the package attribute `lu` is the function
+    H, Hd, _, _ = sphere_case
+    n_dense_default = factor(H, 1e-5).L.stats()["n_dense"]
+    monkeypatch.setattr(lu_module, "DENSE_BELOW", 192)
+    F = lu(H, 1e-6)
+    err = np.linalg.norm(F.L.to_dense() @ F.U.to_dense() - Hd) / np.linalg.norm(Hd)
+    assert err <= H.depth * 1e-6
+    assert F.L.stats()["n_dense"] < n_dense_default
