@@ -180,3 +180,36 @@ def test_aca_returns_gram_and_meets_tolerance(pts):
     np.testing.assert_allclose(Gv[:k, :k], V[:k].conj() @ V[:k].T, rtol=1e-10, atol=1e-14)
     D = laplace_dense(pts)[0:100, 1000:1120]
     assert np.linalg.norm(U[:k].T @ V[:k].conj() - D) <= 1e-6 * np.linalg.norm(D)
+
+
+def test_sample_entries_match_leaves(pts):
+    H = hmat.from_kernel(hmat.kernels.Laplace(3), pts, tol=1e-6, leaf_size=32)
+    n = pts.shape[0]
+    rng = np.random.default_rng(7)
+    pi = rng.integers(0, n, 500).astype(np.int64)
+    pj = rng.integers(0, n, 500).astype(np.int64)
+    out = np.zeros(500)
+    for s in H._packed.segments:
+        _aca_numba.sample_entries(*s.table(), s.buf, pi, pj, out)
+    Ap = np.zeros((n, n))
+    for lf in H.leaves():
+        Ap[lf.row_start:lf.row_start + lf.op.shape[0], lf.col_start:lf.col_start + lf.op.shape[1]] = lf.op.to_dense()
+    np.testing.assert_allclose(out, Ap[pi, pj], rtol=1e-12, atol=1e-15)
+
+
+def test_chunks_and_partner_helpers(pts):
+    from hmat import _packed
+
+    cost = np.array([1.0, 5.0, 1.0, 1.0, 8.0, 1.0])
+    ch = _packed.cost_chunks(cost, 1)
+    assert ch[0][0] == 0 and ch[-1][1] == cost.size
+    assert all(a < b and b == c for (a, b), (c, _) in zip(ch, ch[1:]))
+    assert _packed.cost_chunks(np.zeros(0), 2) == []
+    X = np.ascontiguousarray(pts[:10])
+    r0, m, c0, n = (np.array(v, np.int64) for v in ([0, 0], [5, 5], [0, 5], [5, 5]))
+    assert _packed.mirror_partner(X, X, r0, m, c0, n, 1) is None  # twin (5, 0) of (0, 5) missing
+    r0, c0 = np.array([0, 0, 5, 5]), np.array([0, 5, 0, 5])
+    m = n = np.full(4, 5)
+    np.testing.assert_array_equal(_packed.mirror_partner(X, X, r0, m, c0, n, 1), [0, 2, 1, 3])
+    assert _packed.mirror_partner(X, X + 1.0, r0, m, c0, n, 1) is None
+    assert _packed.mirror_partner(X, X, r0, m, c0, n, -1) is None
