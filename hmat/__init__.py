@@ -4,13 +4,27 @@ Operators (all :class:`scipy.sparse.linalg.LinearOperator` subclasses):
 :class:`Dense`, :class:`LowRank`, :class:`HBlock`; trees :class:`ClusterTree`,
 :class:`BlockTree`; admissibility :class:`StrongAdmissibility`, :class:`WeakAdmissibility`;
 builders :func:`from_kernel`, :func:`from_dense`; compressors :class:`ACA`, :class:`SVD`;
-recompression :func:`truncate`, :func:`coarsen`; I/O :func:`save`, :func:`load`;
-:func:`plot`.
+recompression :func:`truncate`, :func:`coarsen`; arithmetic :func:`add`,
+:func:`multiply`, :func:`lu`, :func:`cholesky`, :func:`solve_triangular`; I/O :func:`save`,
+:func:`load`; :func:`plot`; GPU :func:`to_cupy`, :func:`to_numpy`.
 """
 
 from . import kernels
 from ._threads import get_num_threads, set_num_threads
 from .aca import ACA
+from .arithmetic import (
+    CholeskyFactorization,
+    Diagonal,
+    Identity,
+    LUFactorization,
+    add,
+    cholesky,
+    lu,
+    materialize,
+    multiply,
+    solve_triangular,
+)
+from .backend import to_cupy, to_device, to_numpy
 from .admissibility import StrongAdmissibility, WeakAdmissibility
 from .blocktree import BlockTree
 from .build import from_dense, from_kernel
@@ -50,4 +64,17 @@ __all__ = [
     "plot",
     "get_num_threads",
     "set_num_threads",
+    "add",
+    "materialize",
+    "multiply",
+    "lu",
+    "LUFactorization",
+    "cholesky",
+    "CholeskyFactorization",
+    "solve_triangular",
+    "Diagonal",
+    "Identity",
+    "to_cupy",
+    "to_numpy",
+    "to_device",
 ]

@@ -52,6 +52,7 @@ def from_kernel(
     progress=False,
     n_samples=4096,
     seed=0,
+    backend="numpy",
 ):
     """Build an H-matrix of ``K[i, j] = kernel(targets[i], points[j])`` without forming it.
 
@@ -84,6 +85,9 @@ def from_kernel(
         Random entries used for ``error_estimate`` (0 to skip).
     seed : int
         Seed of the error sampling.
+    backend : {"numpy", "cupy"}
+        ``"cupy"`` moves the result to the GPU (see :func:`hmat.to_cupy`); the build
+        itself runs on the CPU.
 
     Returns
     -------
@@ -92,6 +96,8 @@ def from_kernel(
     """
     kernel = as_kernel(kernel)
     tol = check_tol(tol)
+    if backend not in ("numpy", "cupy"):
+        raise ValueError(f"unknown backend {backend!r}; use 'numpy' or 'cupy'")
     leaf_size = check_positive(leaf_size, "leaf_size", integer=True)
     adm = _admissibility(admissibility, eta, "strong")
     dtype = check_dtype(dtype if dtype is not None else getattr(kernel, "dtype", np.float64))
@@ -116,6 +122,10 @@ def from_kernel(
     H.tol = tol
     if n_samples:
         H.error_estimate = _sampled_error(H, kernel, row_tree, col_tree, Xp, Yp, int(n_samples), seed)
+    if backend == "cupy":
+        from .backend import to_cupy
+
+        return to_cupy(H)
     return H
 
 
@@ -334,7 +344,9 @@ def from_dense(A, *, tol=1e-6, points=None, eta=2.0, leaf_size=64, admissibility
         blk = Ap[r0[q]:r0[q] + m[q], c0[q]:c0[q] + n[q]].astype(work_dtype)
         W, s, Vh = np.linalg.svd(blk, full_matrices=False)
         svds[int(q)] = (W, s, Vh)
-    keep = _distribute_budget(svds, m, n, budget)
+    # with no budget beyond the rounding reserve, low-rank storage (whose factors round)
+    # cannot be certified: every block is stored exactly
+    keep = _distribute_budget(svds, m, n, budget) if budget > 0 else {}
     leaves, err2 = [], 0.0
     for q in range(r0.size):
         blk = Ap[r0[q]:r0[q] + m[q], c0[q]:c0[q] + n[q]]

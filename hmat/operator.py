@@ -252,6 +252,18 @@ class LinearOperator(spla.LinearOperator):
         """The array namespace (numpy or cupy) holding this operator's data."""
         return np
 
+    def to_cupy(self):
+        """A copy on the GPU (CuPy arrays); see :func:`hmat.to_cupy`."""
+        from .backend import to_cupy
+
+        return to_cupy(self)
+
+    def to_numpy(self):
+        """A host (numpy) version; the inverse of :meth:`to_cupy`."""
+        from .backend import to_numpy
+
+        return to_numpy(self)
+
     def to_scipy(self):
         """This operator itself: it already is a :class:`scipy.sparse.linalg.LinearOperator`."""
         return self
