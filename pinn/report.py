@@ -208,7 +208,7 @@ def run_study(config=None, out=None):
                             extra={"setting": {"rank": k}})
                     tick()
             if out:  # partial results after every (pde, seed)
-                write_report(_result(cfg, records, spectra, t_start), out)
+                write_report(_result(cfg, records, spectra, t_start), out, plots=False)
     if bar is not None:
         bar.close()
     result = _result(cfg, records, spectra, t_start)
@@ -257,8 +257,9 @@ def summarize(records):
     return out
 
 
-def write_report(result, out):
-    """Write ``results.json``, ``report.md`` and (if matplotlib is available) plots to ``out``."""
+def write_report(result, out, plots=True):
+    """Write ``results.json``, ``report.md`` and (if matplotlib is available and ``plots``)
+    the plots to ``out``."""
     os.makedirs(out, exist_ok=True)
     with open(os.path.join(out, "results.json"), "w") as f:
         json.dump(result, f, indent=1, default=float)
@@ -302,7 +303,8 @@ def write_report(result, out):
         lines.append("")
     with open(os.path.join(out, "report.md"), "w") as f:
         f.write("\n".join(lines) + "\n")
-    _plots(result, summ, out)
+    if plots:
+        _plots(result, summ, out)
     return os.path.join(out, "report.md")
 
 

@@ -7,6 +7,21 @@ from pinn.__main__ import main
 from pinn.report import STUDY_METHODS, run_study
 
 
+def test_compare_cli_subset(tmp_path):
+    out = tmp_path / "study"
+    rc = main(["compare", "--pde", "poisson1d", "--width", "8", "--depth", "3", "--budgets",
+               "0.5", "--seeds", "0", "--adam-steps", "20", "--lbfgs-steps", "3",
+               "--finetune-steps", "3", "--finetune-lbfgs-steps", "2", "--n-collocation", "16",
+               "--leaf-size", "4", "--ntk-points", "2", "4", "--methods",
+               "dense,hmatrix,svd+finetune,quantize-int8", "--out", str(out), "--no-progress"])
+    assert rc == 0
+    res = json.loads((out / "results.json").read_text())
+    assert {r["method"] for r in res["records"]} == {"dense", "hmatrix", "svd+finetune",
+                                                      "quantize-int8"}
+    assert "| hmatrix | 0.5 |" in (out / "report.md").read_text()
+
+
+@pytest.mark.slow
 def test_compare_cli_tiny(tmp_path, capsys):
     out = tmp_path / "study"
     rc = main(["compare", "--pde", "poisson1d", "--width", "8", "--depth", "3", "--budgets",
