@@ -126,6 +126,10 @@ def weight_of(layer):
     """Dense weight (out, in) of any supported layer, float64 numpy copy."""
     if isinstance(layer, OperatorNet):
         layer = layer.layer
+    if isinstance(layer, HMatrixLinear):
+        # assembled by hmat in numpy: HMatrixLinear.weight builds it with one out-of-place
+        # index_put per leaf (a full n x n copy each), far too slow for thousands of leaves
+        return np.asarray(layer.operator().to_dense(), dtype=np.float64)
     return layer.weight.detach().double().cpu().numpy()
 
 
