@@ -1,4 +1,5 @@
-"""Command line: ``python -m pinn compare ...`` (the study) and ``python -m pinn train ...``."""
+"""Command line: ``python -m pinn compare ...`` (the study), ``python -m pinn train ...`` and
+``python -m pinn operator ...`` (operator learning on grids, :mod:`pinn.operator_study`)."""
 from __future__ import annotations
 
 import argparse
@@ -21,6 +22,12 @@ def _strs(s):
 
 def main(argv=None):
     from .report import DEFAULT_CONFIG, STUDY_METHODS, run_study
+
+    argv = sys.argv[1:] if argv is None else list(argv)
+    if argv[:1] == ["operator"]:
+        from .operator_study import main as operator_main
+
+        return operator_main(argv[1:])
 
     ap = argparse.ArgumentParser(prog="python -m pinn",
                                  description="PINNs with H-matrix compressed layers")
@@ -50,6 +57,9 @@ def main(argv=None):
     c.add_argument("--threads", type=int, default=None)
     c.add_argument("--no-progress", action="store_true")
 
+    sub.add_parser("operator", add_help=False,
+                   help="operator learning on grids: geometry-aware H-layers vs dense, SVD, "
+                        "pruning (see python -m pinn operator --help)")
     t = sub.add_parser("train", help="train a dense network at the problem's default settings")
     t.add_argument("--pde", required=True)
     t.add_argument("--width", type=int, default=None)
