@@ -260,6 +260,12 @@ class HMatrixLinear(nn.Module):
         (Glorot-scaled random factors; dense leaves Glorot normal).
     dtype : torch.dtype, optional
     generator : torch.Generator, optional
+    in_points, out_points : array_like, shape (in_features, d) / (out_features, d), optional
+        Coordinates of the input and output neurons (grid-indexed layers): the block
+        structure then comes from geometric cluster trees and strong admissibility
+        (``eta``) instead of the HODLR index partition (see :mod:`pinn.geometric`).
+    eta : float
+        Strong-admissibility parameter when points are given.
 
     Notes
     -----
@@ -271,7 +277,7 @@ class HMatrixLinear(nn.Module):
     """
 
     def __init__(self, in_features, out_features, bias=True, *, leaf_size=32, rank=2,
-                 dtype=None, generator=None):
+                 dtype=None, generator=None, in_points=None, out_points=None, eta=2.0):
         super().__init__()
         self.in_features, self.out_features = int(in_features), int(out_features)
         dtype = dtype or torch.get_default_dtype()
@@ -292,6 +298,13 @@ class HMatrixLinear(nn.Module):
         self._set_structure(tree, geo, tensors, None, None)
         self.bias = nn.Parameter(torch.zeros(out_features, dtype=dtype)) if bias else None
         self.tol = None
+        if (in_points is None) != (out_points is None):
+            raise ValueError("in_points and out_points must be given together")
+        if in_points is not None:
+            from .geometric import install_geometric_structure
+
+            install_geometric_structure(self, in_points, out_points, leaf_size=leaf_size, eta=eta,
+                                        rank=rank, generator=generator)
 
     # ------------------------------------------------------------- structure
     def _set_structure(self, tree, geo, tensors, row_perm, col_perm):
