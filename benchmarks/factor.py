@@ -36,14 +36,10 @@ sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."
 
 import hmat  # noqa: E402
 from hmat.arithmetic import Identity, add, cholesky, lu  # noqa: E402
+from hmat.points import sphere_points  # noqa: E402
 
 
-def sphere(n):
-    i = np.arange(n)
-    z = 1 - (2 * i + 1) / n
-    r = np.sqrt(1 - z * z)
-    phi = i * np.pi * (3 - np.sqrt(5))
-    return np.c_[r * np.cos(phi), r * np.sin(phi), z]
+sphere = sphere_points
 
 
 def shift_for(n):

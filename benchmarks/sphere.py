@@ -43,11 +43,9 @@ PEERS = {
 
 
 def fibonacci_sphere(n):
-    i = np.arange(n, dtype=np.float64)
-    z = 1.0 - (2.0 * i + 1.0) / n
-    r = np.sqrt(1.0 - z * z)
-    phi = i * np.pi * (3.0 - np.sqrt(5.0))
-    return np.ascontiguousarray(np.c_[r * np.cos(phi), r * np.sin(phi), z])
+    from hmat.points import sphere_points
+
+    return sphere_points(n)
 
 
 def reference_rows(P, x, rows):

@@ -36,6 +36,7 @@ from .io import load, save
 from .lowrank import LowRank
 from .operator import LinearOperator
 from .plot import plot
+from .points import sphere_points
 from .svd import SVD
 from .truncate import truncate
 
@@ -62,6 +63,7 @@ __all__ = [
     "save",
     "load",
     "plot",
+    "sphere_points",
     "get_num_threads",
     "set_num_threads",
     "add",

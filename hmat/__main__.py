@@ -8,14 +8,7 @@ import time
 
 import numpy as np
 
-
-def sphere_points(n):
-    """``n`` Fibonacci points on the unit sphere (DESIGN.md §6), shape (n, 3), float64."""
-    i = np.arange(n, dtype=np.float64)
-    z = 1.0 - (2.0 * i + 1.0) / n
-    r = np.sqrt(1.0 - z * z)
-    phi = i * np.pi * (3.0 - np.sqrt(5.0))
-    return np.column_stack([r * np.cos(phi), r * np.sin(phi), z])
+from .points import sphere_points
 
 
 def sampled_row_error(H, kernel, points, x, rows=50):

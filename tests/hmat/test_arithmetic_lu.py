@@ -7,6 +7,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import hmat
+from hmat.points import sphere_points
 from hmat.arithmetic import Identity, LUFactorization, add, lu
 
 
@@ -19,12 +20,7 @@ def _one_blas_thread():
         yield
 
 
-def sphere(n):
-    i = np.arange(n)
-    z = 1 - (2 * i + 1) / n
-    r = np.sqrt(1 - z * z)
-    phi = i * np.pi * (3 - np.sqrt(5))
-    return np.c_[r * np.cos(phi), r * np.sin(phi), z]
+sphere = sphere_points
 
 
 def sphere_shift(n):

@@ -129,7 +129,7 @@ def test_from_kernel_error_below_tol(kernel, tol):
 
 def test_aca_saves_kernel_evaluations():
     """On the sphere benchmark, the build evaluates far fewer entries than N^2."""
-    from hmat.__main__ import sphere_points
+    from hmat.points import sphere_points
 
     pts = sphere_points(6000)
     H = hmat.from_kernel(hmat.kernels.Laplace(3), pts, tol=1e-6)

@@ -4,18 +4,14 @@ import numpy as np
 import pytest
 
 import hmat
+from hmat.points import sphere_points
 from hmat import _aca_numba, _threads
 from hmat._matvec_numba import apply_segment, apply_segment_vec
 
 DTYPES = [np.float32, np.float64, np.complex64, np.complex128]
 
 
-def sphere(n):
-    i = np.arange(n)
-    z = 1 - (2 * i + 1) / n
-    r = np.sqrt(1 - z * z)
-    ph = i * np.pi * (3 - np.sqrt(5))
-    return np.c_[r * np.cos(ph), r * np.sin(ph), z]
+sphere = sphere_points
 
 
 def laplace_dense(P):

@@ -9,15 +9,11 @@ import pytest
 import scipy.sparse.linalg as spla
 
 import hmat
+from hmat.points import sphere_points
 from hmat import backend as B
 
 
-def sphere(n):
-    i = np.arange(n)
-    z = 1 - (2 * i + 1) / n
-    r = np.sqrt(1 - z * z)
-    ph = i * np.pi * (3 - np.sqrt(5))
-    return np.c_[r * np.cos(ph), r * np.sin(ph), z]
+sphere = sphere_points
 
 
 DTYPES = [np.float32, np.float64, np.complex64, np.complex128]
