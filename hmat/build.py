@@ -121,7 +121,7 @@ def from_kernel(
     H._kernel_evals = evals
     H.tol = tol
     if n_samples:
-        H.error_estimate = _sampled_error(H, kernel, row_tree, col_tree, Xp, Yp, int(n_samples), seed)
+        H.error_estimate = _sampled_error(H, kernel, Xp, Yp, int(n_samples), seed)
     if backend == "cupy":
         from .backend import to_cupy
 
@@ -257,7 +257,7 @@ class _CheckedKernel:
         return _checked(self.kernel.block(x, y), (x.shape[0], y.shape[0]))
 
 
-def _sampled_error(H, kernel, row_tree, col_tree, Xp, Yp, n_samples, seed):
+def _sampled_error(H, kernel, Xp, Yp, n_samples, seed):
     rng = np.random.default_rng(seed)
     M, N = H.shape
     pi = rng.integers(0, M, n_samples).astype(np.int64)
