@@ -10,7 +10,7 @@ from ..operator import LinearOperator
 from ._common import blas_single_thread, check_hblock, check_square, perm_or_identity, same_perm, tol_arg
 from ._nodes import DENSE, HIER, LOWRANK, Engine, Node, StructureError, copy_tree, from_op, leaves, to_root
 from ._solve import solve_right, trsm_dense
-from .lu import _count_diag_leaves, _diag_values, _leaf_nbytes, _zero_like
+from .lu import _check_diagonal, _count_diag_leaves, _diag_values, _leaf_nbytes, _zero_like
 
 __all__ = ["cholesky", "CholeskyFactorization"]
 
@@ -68,14 +68,8 @@ def cholesky(H, tol=1e-6, *, progress=False):
 
 
 def _chol(eng, A, r0, bar, perm):
-    if A.kind == LOWRANK:
-        raise ValueError(
-            f"H: the diagonal block at rows [{r0}, {r0 + A.m}) is low-rank (admissible), so rows and "
-            "columns are on different cluster trees; H-Cholesky needs one cluster tree for both"
-        )
+    _check_diagonal(A, r0, "H-Cholesky")
     if A.kind == DENSE:
-        if A.m != A.n:
-            raise ValueError(f"H: the diagonal leaf at rows [{r0}, {r0 + A.m}) is not square ({A.m}x{A.n})")
         try:
             L = sla.cholesky(A.a, lower=True, check_finite=True)
         except (np.linalg.LinAlgError, ValueError) as exc:

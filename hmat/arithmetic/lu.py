@@ -78,16 +78,21 @@ def _count_diag_leaves(node):
     return sum(_count_diag_leaves(node.ch[i][i]) for i in range(p))
 
 
-def _lu(eng, A, r0, bar):
-    """In-place LU of the diagonal node ``A`` whose first row is ``r0`` (permuted)."""
+def _check_diagonal(A, r0, what):
+    """A diagonal node must be hierarchical or a square dense leaf (one cluster tree)."""
     if A.kind == LOWRANK:
         raise ValueError(
             f"H: the diagonal block at rows [{r0}, {r0 + A.m}) is low-rank (admissible), so rows and "
-            "columns are on different cluster trees; H-LU needs one cluster tree for both"
+            f"columns are on different cluster trees; {what} needs one cluster tree for both"
         )
+    if A.kind == DENSE and A.m != A.n:
+        raise ValueError(f"H: the diagonal leaf at rows [{r0}, {r0 + A.m}) is not square ({A.m}x{A.n})")
+
+
+def _lu(eng, A, r0, bar):
+    """In-place LU of the diagonal node ``A`` whose first row is ``r0`` (permuted)."""
+    _check_diagonal(A, r0, "H-LU")
     if A.kind == DENSE:
-        if A.m != A.n:
-            raise ValueError(f"H: the diagonal leaf at rows [{r0}, {r0 + A.m}) is not square ({A.m}x{A.n})")
         k = getrf_nopiv(A.a)
         if k >= 0:
             raise ValueError(

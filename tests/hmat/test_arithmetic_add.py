@@ -12,13 +12,7 @@ from hmat.arithmetic import Diagonal, Identity, add, materialize
 ROUND = 1e-12  # relative rounding allowance of float64 arithmetic on these sizes
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_blas_thread():
-    """Dense references are many small LAPACK calls: one BLAS thread is much faster."""
-    from hmat.arithmetic._common import blas_single_thread
-
-    with blas_single_thread():
-        yield
+pytestmark = pytest.mark.usefixtures("one_blas_thread")
 
 
 def pair(n=600, seed=0, dtype=np.float64, eta2=2.0):

@@ -9,13 +9,7 @@ import hmat
 from hmat.arithmetic import CholeskyFactorization, Identity, add, cholesky
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_blas_thread():
-    """Dense references are many small LAPACK calls: one BLAS thread is much faster."""
-    from hmat.arithmetic._common import blas_single_thread
-
-    with blas_single_thread():
-        yield
+pytestmark = pytest.mark.usefixtures("one_blas_thread")
 
 
 def gp_matrix(n, kernel, noise, seed=0, dtype=np.float64):

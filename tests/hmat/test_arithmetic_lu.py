@@ -11,13 +11,7 @@ from hmat.points import sphere_points
 from hmat.arithmetic import Identity, LUFactorization, add, lu
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_blas_thread():
-    """Dense references are many small LAPACK calls: one BLAS thread is much faster."""
-    from hmat.arithmetic._common import blas_single_thread
-
-    with blas_single_thread():
-        yield
+pytestmark = pytest.mark.usefixtures("one_blas_thread")
 
 
 sphere = sphere_points

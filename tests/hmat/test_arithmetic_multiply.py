@@ -11,13 +11,7 @@ from hmat.arithmetic import multiply
 ROUND = 1e-12
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_blas_thread():
-    """Dense references are many small LAPACK calls: one BLAS thread is much faster."""
-    from hmat.arithmetic._common import blas_single_thread
-
-    with blas_single_thread():
-        yield
+pytestmark = pytest.mark.usefixtures("one_blas_thread")
 
 
 def operands(n=600, seed=0, dtype=np.float64, eta2=2.0):

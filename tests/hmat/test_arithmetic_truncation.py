@@ -8,13 +8,7 @@ from hypothesis import strategies as st
 from hmat.arithmetic._recompress import recompress, svd_truncate, truncate_dense
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_blas_thread():
-    """Dense references are many small LAPACK calls: one BLAS thread is much faster."""
-    from hmat.arithmetic._common import blas_single_thread
-
-    with blas_single_thread():
-        yield
+pytestmark = pytest.mark.usefixtures("one_blas_thread")
 
 
 @st.composite
