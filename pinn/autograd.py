@@ -17,6 +17,15 @@ permuted position ``p`` (likewise ``col_perm``).
   (``dA = G^T X``, ``dU = G^T (X V)``, ``dV = X^T (G U)``), so they are
   differentiable too.
 
+Leaves are applied in *groups*, not one by one: leaves of the same kind,
+shape, rank and orientation are stacked, gathered from ``x`` with one
+``index_select`` (the permutations folded into the indices), multiplied with
+one batched matmul (``X A^T`` or ``(X V) U^T``) and scattered into ``y`` with one
+out-of-place ``index_add``; the factor gradients are batched the same way. A
+layer with hundreds of leaves thus costs a few dozen torch ops per pass. The
+grouping (and its index tensors, per device) is cached on the
+:class:`Structure`, keyed by the parameter shapes.
+
 A ``vmap`` rule folds a vmapped batch dimension of ``x`` into the row
 dimension (one matmat), so ``torch.func.vmap``/``jacrev`` work (the NTK needs
 them); if leaf factors themselves are batched it falls back to a loop.
@@ -78,6 +87,7 @@ class Structure:
         self.col_perm = col_perm
         self.inv_row_perm = None if row_perm is None else torch.argsort(row_perm)
         self._adj = None
+        self._groups = None  # (parameter shapes, leaf groups): see _groups
 
     def adjoint(self):
         """Structure of ``W^T`` over the same parameter list."""
@@ -102,47 +112,114 @@ def _factors(leaf, params):
     return (V, U) if leaf.transposed else (U, V)
 
 
+class _Group:
+    """Leaves of one kind, shape ``(m, n)``, rank ``k`` and orientation.
+
+    ``rows`` / ``cols`` (LongTensor, shape ``(g*m,)`` / ``(g*n,)``) are the
+    *original* output / input indices of the group's leaves, leaf after leaf
+    (the permutations are folded in), so a gather of ``x`` and a scatter-add
+    into ``y`` need no permuted copies. ``pidx[j]`` lists the parameter
+    positions of the ``j``-th factor of every leaf: ``(A_1, ..., A_g)`` or
+    ``(U_1, ...), (V_1, ...)`` as stored (before any transposition).
+    """
+
+    __slots__ = ("kind", "m", "n", "k", "transposed", "g", "pidx", "_index")
+
+    def __init__(self, kind, m, n, k, transposed, leaves, row_perm, col_perm):
+        self.kind, self.m, self.n, self.k, self.transposed = kind, m, n, k, transposed
+        self.g = len(leaves)
+        self.pidx = tuple(tuple(lf.idx[j] for lf in leaves) for j in range(len(leaves[0].idx)))
+        rows = torch.cat([torch.arange(lf.r0, lf.r0 + m) for lf in leaves])
+        cols = torch.cat([torch.arange(lf.c0, lf.c0 + n) for lf in leaves])
+        if row_perm is not None:
+            rows = row_perm.cpu()[rows]
+        if col_perm is not None:
+            cols = col_perm.cpu()[cols]
+        self._index = {torch.device("cpu"): (rows, cols)}
+
+    def index(self, device):
+        """``(rows, cols)`` on ``device`` (moved once, then cached)."""
+        out = self._index.get(device)
+        if out is None:
+            rows, cols = self._index[torch.device("cpu")]
+            out = self._index[device] = (rows.to(device), cols.to(device))
+        return out
+
+    def factors(self, params):
+        """Stacked factors as applied: ``(A,)`` with ``A`` (g, m, n), or ``(U, V)``
+        with ``U`` (g, m, k), ``V`` (g, n, k) (the leaves' orientation respected)."""
+        st = [torch.stack([params[i] for i in ix]) for ix in self.pidx]
+        if self.kind == "dense":
+            return (st[0].transpose(1, 2) if self.transposed else st[0],)
+        return (st[1], st[0]) if self.transposed else (st[0], st[1])
+
+
+def _groups(struct, params):
+    """The grouping of ``struct.leaves`` for these parameter shapes (cached on ``struct``)."""
+    key = tuple(p.shape for p in params)
+    cache = struct._groups
+    if cache is not None and cache[0] == key:
+        return cache[1]
+    buckets = {}
+    for lf in struct.leaves:
+        k = 0 if lf.kind == "dense" else int(params[lf.idx[0]].shape[1])
+        buckets.setdefault((lf.kind, lf.m, lf.n, k, lf.transposed), []).append(lf)
+    groups = tuple(_Group(*gk, lvs, struct.row_perm, struct.col_perm) for gk, lvs in buckets.items())
+    struct._groups = (key, groups)
+    return groups
+
+
+def _gather(zt, idx, g, size):
+    """Rows ``idx`` of ``zt`` (N, B) as a (g, size, B) batch."""
+    return zt.index_select(0, idx).reshape(g, size, zt.shape[1])
+
+
 def _apply(x, struct, params):
     m, n = struct.shape
     if x.shape[-1] != n:
         raise ValueError(f"x: last dimension must be {n}, got shape {tuple(x.shape)}")
     lead = x.shape[:-1]
-    x2 = x.reshape(-1, n)
-    xp = x2 if struct.col_perm is None else x2.index_select(1, struct.col_perm)
-    yp = x2.new_zeros((x2.shape[0], m))
-    for lf in struct.leaves:
-        xb = xp[:, lf.c0:lf.c0 + lf.n]
-        f = _factors(lf, params)
-        if lf.kind == "dense":
-            yp[:, lf.r0:lf.r0 + lf.m] += xb @ f[0].t()
+    # work on x^T (n, B): gathered leaf blocks and leaf outputs are contiguous rows
+    xt = x.reshape(-1, n).t().contiguous()
+    B = xt.shape[1]
+    yt = xt.new_zeros((m, B))
+    for grp in _groups(struct, params):
+        if grp.m == 0 or grp.n == 0 or (grp.kind == "lowrank" and grp.k == 0):
+            continue  # contributes nothing
+        rows, cols = grp.index(xt.device)
+        X = _gather(xt, cols, grp.g, grp.n)                      # (g, n, B)
+        f = grp.factors(params)
+        if grp.kind == "dense":
+            Y = f[0] @ X                                         # (g, m, B)
         else:
-            yp[:, lf.r0:lf.r0 + lf.m] += (xb @ f[1]) @ f[0].t()
-    y = yp if struct.inv_row_perm is None else yp.index_select(1, struct.inv_row_perm)
-    return y.reshape(*lead, m)
+            Y = f[0] @ (f[1].transpose(1, 2) @ X)
+        yt = yt.index_add(0, rows, Y.reshape(grp.g * grp.m, B))
+    return yt.t().contiguous().reshape(*lead, m)
 
 
 def _param_grads(x, gy, struct, params, needs):
     m, n = struct.shape
-    x2 = x.reshape(-1, n)
-    g2 = gy.reshape(-1, m)
-    xp = x2 if struct.col_perm is None else x2.index_select(1, struct.col_perm)
-    gp = g2 if struct.row_perm is None else g2.index_select(1, struct.row_perm)
+    xt = x.reshape(-1, n).t().contiguous()
+    gt = gy.reshape(-1, m).t().contiguous()
     grads = [None] * len(params)
-    for lf in struct.leaves:
-        if not any(needs[i] for i in lf.idx):
+    for grp in _groups(struct, params):
+        if not any(needs[i] for ix in grp.pidx for i in ix):
             continue
-        xb = xp[:, lf.c0:lf.c0 + lf.n]
-        gb = gp[:, lf.r0:lf.r0 + lf.m]
-        if lf.kind == "dense":
-            G = gb.t() @ xb
-            grads[lf.idx[0]] = G.t() if lf.transposed else G
+        rows, cols = grp.index(xt.device)
+        X = _gather(xt, cols, grp.g, grp.n)                      # (g, n, B)
+        G = _gather(gt, rows, grp.g, grp.m)                      # (g, m, B)
+        if grp.kind == "dense":
+            # dA = G^T X: stored A is (m, n), or (n, m) for a transposed leaf
+            dA = X @ G.transpose(1, 2) if grp.transposed else G @ X.transpose(1, 2)
+            per = (dA.unbind(0),)
         else:
-            U, V = _factors(lf, params)
-            gU = gb.t() @ (xb @ V)
-            gV = xb.t() @ (gb @ U)
-            if lf.transposed:
-                gU, gV = gV, gU
-            grads[lf.idx[0]], grads[lf.idx[1]] = gU, gV
+            U, V = grp.factors(params)
+            gU = G @ (V.transpose(1, 2) @ X).transpose(1, 2)     # G^T (X V): (g, m, k)
+            gV = X @ (U.transpose(1, 2) @ G).transpose(1, 2)     # X^T (G U): (g, n, k)
+            per = (gV.unbind(0), gU.unbind(0)) if grp.transposed else (gU.unbind(0), gV.unbind(0))
+        for ix, gs in zip(grp.pidx, per):
+            for i, gi in zip(ix, gs):
+                grads[i] = gi
     return [g if needs[i] else None for i, g in enumerate(grads)]
 
 
