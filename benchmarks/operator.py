@@ -16,7 +16,11 @@ block structure (leaf size, eta, rank as given). Times are medians over
 interleaved repeats in one process, reported with the ratio to dense measured in
 the same run.
 
-Usage: ``python benchmarks/operator.py [--quick] [--out FILE.json]``
+With ``--device cuda`` the torch layers run on the GPU (times synchronised) and
+``H hmat`` is ``hmat``'s CuPy backend (``hmat.backend.to_cupy``: three CSR
+matrices).
+
+Usage: ``python benchmarks/operator.py [--quick] [--device cpu|cuda] [--out FILE.json]``
 """
 from __future__ import annotations
 
@@ -41,24 +45,39 @@ CASES = [  # dim, n, leaf_size, eta, rank
 ]
 
 
-def _timeit(fns, repeat):
-    """Median seconds per function, the functions interleaved round-robin."""
+def _timeit(fns, repeat, sync=lambda: None):
+    """Median seconds per function, the functions interleaved round-robin; ``sync()``
+    (the device's synchronisation) ends every call."""
     for f in fns.values():
         f()
+    sync()
     ts = {k: [] for k in fns}
     for _ in range(repeat):
         for k, f in fns.items():
             t0 = time.perf_counter()
             f()
+            sync()
             ts[k].append(time.perf_counter() - t0)
     return {k: float(np.median(v)) for k, v in ts.items()}
 
 
-def run(cases, batches, repeat):
+def run(cases, batches, repeat, device="cpu"):
     import hmat
 
     torch.set_num_threads(1)
     hmat.set_num_threads(1)  # single thread for every implementation
+    dev = torch.device(device)
+    if dev.type == "cuda":
+        import cupy
+
+        from hmat import backend
+
+        def sync():
+            torch.cuda.synchronize()
+            cupy.cuda.get_current_stream().synchronize()
+    else:
+        def sync():
+            pass
     rows = []
     for dim, n, leaf, eta, rank in cases:
         p = EllipticOperatorProblem(dim, n, "smooth")
@@ -66,6 +85,9 @@ def run(cases, batches, repeat):
         H = geometric_hmatrix_linear(p.points, p.points, leaf_size=leaf, eta=eta, rank=rank, init=G,
                                      dtype=torch.float32, bias=False)
         Hop = H.operator().astype(np.float32)
+        if dev.type == "cuda":
+            Hop = backend.to_cupy(Hop)
+        H = H.to(dev)
         grouped = GroupedHForward(H)
         lin = torch.nn.Linear(n, n, bias=False)
         with torch.no_grad():
@@ -73,21 +95,25 @@ def run(cases, batches, repeat):
         k = int(H.nbytes // (4 * 2 * n))
         s = np.linalg.svd(G, compute_uv=False)  # the error needs only singular values;
         lr = LowRankLinear(n, n, k, bias=False, dtype=torch.float32)  # timing: any rank-k factors
+        lin, lr = lin.to(dev), lr.to(dev)
         Gn = np.linalg.norm(G)
-        err_h = float(np.linalg.norm(H.weight.detach().double().numpy() - G) / Gn)
+        err_h = float(np.linalg.norm(H.operator().to_dense() - G) / Gn)
         err_lr = float(np.sqrt(np.sum(s[k:] ** 2)) / np.linalg.norm(s))
         for b in batches:
             x = torch.randn(b, n)
             X = np.ascontiguousarray(x.numpy().T)
+            if dev.type == "cuda":
+                X = cupy.asarray(X)
+            x = x.to(dev)
             with torch.no_grad():
                 fns = {"dense": lambda: lin(x), "H torch": lambda: H(x),
                        "H grouped": lambda: grouped(x), "H hmat": lambda: Hop @ X,
                        "lowrank": lambda: lr(x)}
-                t = _timeit(fns, repeat)
+                t = _timeit(fns, repeat, sync)
             row = dict(dim=dim, n=n, grid=(f"{n}" if dim == 1 else f"{p.m}x{p.m}"), leaf_size=leaf,
                        eta=eta, rank=rank, leaves=H.num_leaves, groups=grouped.num_groups, batch=b,
                        h_bytes_ratio=H.nbytes / (4 * n * n), lowrank_rank=k, h_green_error=err_h,
-                       lowrank_green_error=err_lr, times=t)
+                       lowrank_green_error=err_lr, times=t, device=str(dev))
             rows.append(row)
             print(f"{row['grid']:>7} b={b:<3} leaves {H.num_leaves:5d} groups {grouped.num_groups:2d} "
                   f"H/dense bytes {row['h_bytes_ratio']:.3f} | dense {t['dense'] * 1e3:8.2f} ms | "
@@ -103,6 +129,7 @@ def main(argv=None):
                     help="indices into CASES, comma-separated (default: all)")
     ap.add_argument("--batches", default="1,64")
     ap.add_argument("--repeat", type=int, default=15)
+    ap.add_argument("--device", default="cpu", help="cpu or cuda")
     ap.add_argument("--out", default=None)
     ap.add_argument("--plot", default=None, help="PNG of forward time vs n (needs matplotlib)")
     a = ap.parse_args(argv)
@@ -110,10 +137,14 @@ def main(argv=None):
     if a.cases:
         cases = [CASES[int(i)] for i in a.cases.split(",")]
     batches = [int(v) for v in a.batches.split(",")]
-    rows = run(cases, batches, a.repeat)
+    if a.device.startswith("cuda") and not torch.cuda.is_available():
+        ap.error("--device cuda: torch sees no CUDA device")
+    rows = run(cases, batches, a.repeat, a.device)
     if a.out:
         info = {"date": time.strftime("%Y-%m-%d %H:%M:%S %Z"), "load_average": os.getloadavg(),
                 "cpu_count": os.cpu_count(), "torch": torch.__version__, "threads": 1,
+                "device": a.device, "gpu": (torch.cuda.get_device_name() if
+                                            a.device.startswith("cuda") else None),
                 "command": "python benchmarks/operator.py " + " ".join(sys.argv[1:] if argv is None else argv)}
         with open(a.out, "w") as fh:
             json.dump({"machine": info, "rows": rows}, fh, indent=1)
@@ -140,7 +171,9 @@ def plot(rows, path):
         ax.set_xticks(xs)
         ax.set_xticklabels(labels, fontsize=7)
         ax.set_ylabel("forward ms (median)")
-        ax.set_title(f"batch {b}, float32, 1 thread", fontsize=9)
+        where = rs[0].get("device", "cpu")
+        ax.set_title(f"batch {b}, float32, " + ("1 thread" if where == "cpu" else where),
+                     fontsize=9)
         ax.grid(True, axis="y", lw=0.3)
     axes[0][0].legend(fontsize=7)
     fig.tight_layout()

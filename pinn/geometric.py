@@ -304,9 +304,10 @@ class GroupedHForward:
             key = (d["kind"], d["m"], d["n"], d["rank"] if d["kind"] == "lowrank" else -1)
             groups.setdefault(key, []).append((d["r0"], d["c0"], [f.detach() for f in layer.leaf_factors(i)]))
         self.groups = []
+        dev = layer.factors[0].device if len(layer.factors) else torch.device("cpu")
         for (kind, m, n, k), items in groups.items():
-            rows = torch.stack([torch.arange(r0, r0 + m) for r0, _, _ in items])  # (g, m)
-            cols = torch.stack([torch.arange(c0, c0 + n) for _, c0, _ in items])  # (g, n)
+            rows = torch.stack([torch.arange(r0, r0 + m) for r0, _, _ in items]).to(dev)  # (g, m)
+            cols = torch.stack([torch.arange(c0, c0 + n) for _, c0, _ in items]).to(dev)  # (g, n)
             if kind == "dense":
                 facs = (torch.stack([f[0] for _, _, f in items]),)  # (g, m, n)
             else:

@@ -45,8 +45,10 @@ import numpy as np
 import torch
 from torch import nn
 
+from ._files import write_json_atomic, write_text_atomic
 from .geometric import geometric_block_tree, geometric_hmatrix_linear, hblock_from_blocktree, \
     project_to_structure
+from .gridnet import GridNet
 from .layers import HMatrixLinear, LowRankLinear
 from .problems.elliptic_operator import LOSSES, EllipticOperatorProblem
 
@@ -57,11 +59,15 @@ METHODS = ("dense", "hmatrix", "hmatrix-dynamic", "hmatrix-posthoc", "hmatrix+fi
            "lowrank", "svd", "svd+finetune", "prune", "prune+finetune",
            "oracle-hmatrix", "oracle-svd", "oracle-prune")
 
+#: the networks: one grid-indexed linear layer, or a :class:`pinn.GridNet`
+NETS = ("linear", "gridnet")
+
 DEFAULTS = dict(dim=1, n=256, coefficient="smooth", loss="precond", ranks=[2], leaf_size=16,
                 eta=1.0, adam_steps=1500, lbfgs_steps=300, finetune_steps=300, batch=64,
                 lbfgs_samples=None, lr=0.05, dtype="float64", seed=0, n_test=64,
                 dynamic_tol=1e-4, dynamic_every=100, methods=list(METHODS), time_batch=64,
-                alpha=0.5)
+                alpha=0.5, net="linear", channels=4, depth=2, activation="tanh",
+                lr_pointwise=1e-2, device="cpu")
 
 
 #: low-rank factors of from-scratch layers: random U with entries FACTOR_SCALE * h**(dim/2), V = 0;
@@ -88,6 +94,15 @@ class OperatorNet(nn.Module):
 
     def forward(self, f):
         return self.layer(f)
+
+    @property
+    def wide_layers(self):
+        """The grid-indexed layers (here: the one layer), as for :class:`pinn.GridNet`."""
+        return [self.layer]
+
+    def replace_wide(self, fn):
+        """``OperatorNet(fn(0, layer))`` (the interface of :meth:`pinn.GridNet.replace_wide`)."""
+        return OperatorNet(fn(0, self.layer))
 
 
 class MaskedLinear(nn.Module):
@@ -126,6 +141,8 @@ def weight_of(layer):
     """Dense weight (out, in) of any supported layer, float64 numpy copy."""
     if isinstance(layer, OperatorNet):
         layer = layer.layer
+    if isinstance(layer, GridNet):
+        raise TypeError("a GridNet is nonlinear: it has no single weight")
     if isinstance(layer, HMatrixLinear):
         # assembled by hmat in numpy: HMatrixLinear.weight builds it with one out-of-place
         # index_put per leaf (a full n x n copy each), far too slow for thousands of leaves
@@ -137,10 +154,12 @@ def layer_bytes(layer):
     """Storage of a layer's weight (bias excluded).
 
     Values count at the parameters' element size; a :class:`MaskedLinear`
-    stores CSR (values + 4-byte column indices + 4-byte row pointers).
+    stores CSR (values + 4-byte column indices + 4-byte row pointers). For a
+    network (:class:`OperatorNet`, :class:`pinn.GridNet`) the sum over its wide
+    layers.
     """
-    if isinstance(layer, OperatorNet):
-        layer = layer.layer
+    if isinstance(layer, (OperatorNet, GridNet)):
+        return sum(layer_bytes(w) for w in layer.wide_layers)
     if isinstance(layer, (HMatrixLinear, LowRankLinear)):
         return int(layer.nbytes)
     if isinstance(layer, MaskedLinear):
@@ -152,9 +171,10 @@ def layer_bytes(layer):
 
 
 def weight_params(layer):
-    """Number of stored weight scalars (bias excluded; pruned zeros excluded)."""
-    if isinstance(layer, OperatorNet):
-        layer = layer.layer
+    """Number of stored weight scalars (bias excluded; pruned zeros excluded); for a
+    network the sum over its wide layers."""
+    if isinstance(layer, (OperatorNet, GridNet)):
+        return sum(weight_params(w) for w in layer.wide_layers)
     if isinstance(layer, HMatrixLinear):
         return int(sum(p.numel() for p in layer.factors))
     if isinstance(layer, LowRankLinear):
@@ -177,7 +197,8 @@ class _State:
 
 
 def _param_kinds(model):
-    """Split parameters into entries (dense weights and leaves), low-rank factors, biases."""
+    """Split parameters into entries (dense weights and leaves), low-rank factors, biases of
+    the wide layers, and the other (pointwise) parameters of a :class:`pinn.GridNet`."""
     factor_ids = set()
     for mod in model.modules():
         if isinstance(mod, HMatrixLinear):
@@ -188,14 +209,17 @@ def _param_kinds(model):
             factor_ids.update((id(mod.U), id(mod.V)))
     bias_ids = {id(mod.bias) for mod in model.modules()
                 if isinstance(getattr(mod, "bias", None), torch.Tensor)}
-    entry, factor, bias = [], [], []
+    other_ids = {id(p) for mod in model.modules() if isinstance(mod, GridNet)
+                 for p in mod.pointwise_parameters()}
+    entry, factor, bias, other = [], [], [], []
     for p in model.parameters():
-        (factor if id(p) in factor_ids else bias if id(p) in bias_ids else entry).append(p)
-    return entry, factor, bias
+        (factor if id(p) in factor_ids else bias if id(p) in bias_ids else
+         other if id(p) in other_ids else entry).append(p)
+    return entry, factor, bias, other
 
 
 def _regroup(optimizer, model):
-    """Re-assign the model's parameters to the two groups (after structural changes).
+    """Re-assign the model's parameters to the groups (after structural changes).
 
     Optimizer state is keyed by parameter, so moving a parameter between groups
     keeps its Adam moments.
@@ -213,7 +237,7 @@ def _call(callbacks, name, state):
 
 def train_operator(model, problem, *, adam_steps=1000, lr=0.05, lbfgs_steps=200, batch=64,
                    lbfgs_samples=None, seed=0, callbacks=(), progress=False, log_every=100,
-                   eval_sources=None):
+                   eval_sources=None, lr_pointwise=1e-2):
     """Train ``model`` (sources -> solutions) on the residual loss of ``problem``.
 
     Adam on fresh Gaussian-random-field sources every step (``batch`` of them),
@@ -222,8 +246,10 @@ def train_operator(model, problem, *, adam_steps=1000, lr=0.05, lbfgs_steps=200,
     function entries scale like the quadrature weight ``h**dim`` and Adam's
     step is per entry -- and low-rank factors with ``lr * h**(dim/2)`` (balanced
     factors of a block with entries ~ g have entries ~ sqrt(g)) and biases
-    with ``lr * h**dim * sqrt(n)`` (the size of ``W f`` for a unit random ``f``); then L-BFGS (strong Wolfe) on a fixed set of ``lbfgs_samples``
-    sources (default ``2 n``, so that the weight is identifiable).
+    with ``lr * h**dim * sqrt(n)`` (the size of ``W f`` for a unit random ``f``);
+    the pointwise parameters of a :class:`pinn.GridNet` with ``lr_pointwise``;
+    then L-BFGS (strong Wolfe) on a fixed set of ``lbfgs_samples`` sources
+    (default ``2 n``, so that the weight is identifiable).
 
     Parameters
     ----------
@@ -232,6 +258,8 @@ def train_operator(model, problem, *, adam_steps=1000, lr=0.05, lbfgs_steps=200,
     problem : EllipticOperatorProblem
     adam_steps, lbfgs_steps : int >= 0
     lr : float > 0
+    lr_pointwise : float > 0
+        Adam learning rate of the pointwise parameters of a :class:`pinn.GridNet`.
     batch : int >= 1
     lbfgs_samples : int, optional
     seed : int
@@ -249,6 +277,11 @@ def train_operator(model, problem, *, adam_steps=1000, lr=0.05, lbfgs_steps=200,
     dict
         ``step``, ``loss`` (lists, every ``log_every`` steps and at the end),
         ``test_step``, ``test_error``, ``train_time`` (seconds, evaluation excluded).
+
+    Notes
+    -----
+    Training runs on the device of the model's parameters (sources are sampled
+    in numpy and moved there).
     """
     if not isinstance(problem, EllipticOperatorProblem):
         raise TypeError(f"problem must be an EllipticOperatorProblem, got {type(problem).__name__}")
@@ -257,9 +290,11 @@ def train_operator(model, problem, *, adam_steps=1000, lr=0.05, lbfgs_steps=200,
             raise ValueError(f"{name} must be an integer >= 0, got {v!r}")
     if not isinstance(batch, (int, np.integer)) or batch < 1:
         raise ValueError(f"batch must be a positive integer, got {batch!r}")
-    if not (isinstance(lr, (int, float)) and lr > 0):
-        raise ValueError(f"lr must be a number > 0, got {lr!r}")
-    dtype = next(model.parameters()).dtype
+    for name, v in (("lr", lr), ("lr_pointwise", lr_pointwise)):
+        if not (isinstance(v, (int, float)) and not isinstance(v, bool) and v > 0):
+            raise ValueError(f"{name} must be a number > 0, got {v!r}")
+    p0 = next(model.parameters())
+    dtype, device = p0.dtype, p0.device
     rng = np.random.default_rng(seed)
     torch.manual_seed(seed)
     hist = {"step": [], "loss": [], "test_step": [], "test_error": []}
@@ -278,12 +313,13 @@ def train_operator(model, problem, *, adam_steps=1000, lr=0.05, lbfgs_steps=200,
     step = 0
     if adam_steps:
         scale = problem.h ** problem.dim
-        entry, factor, bias = _param_kinds(model)
+        entry, factor, bias, other = _param_kinds(model)
         base = {"entry": lr * scale, "factor": lr * FACTOR_LR * math.sqrt(scale),
-                "bias": lr * scale * math.sqrt(problem.n)}
+                "bias": lr * scale * math.sqrt(problem.n), "other": lr_pointwise}
         opt = torch.optim.Adam([{"params": entry, "lr": base["entry"], "kind": "entry"},
                                 {"params": factor, "lr": base["factor"], "kind": "factor"},
-                                {"params": bias, "lr": base["bias"], "kind": "bias"}])
+                                {"params": bias, "lr": base["bias"], "kind": "bias"},
+                                {"params": other, "lr": base["other"], "kind": "other"}])
         state = _State(model, opt, problem)
         _call(callbacks, "on_train_begin", state)
         for step in range(adam_steps):
@@ -293,7 +329,7 @@ def train_operator(model, problem, *, adam_steps=1000, lr=0.05, lbfgs_steps=200,
                 _regroup(opt, model)
             for g in opt.param_groups:
                 g["lr"] = base[g["kind"]] * 0.5 * (1 + math.cos(math.pi * step / adam_steps))
-            f = torch.as_tensor(problem.sample_sources(batch, seed=rng), dtype=dtype)
+            f = torch.as_tensor(problem.sample_sources(batch, seed=rng), dtype=dtype, device=device)
             opt.zero_grad(set_to_none=True)
             loss = problem.loss(model(f), f)
             if not torch.isfinite(loss):
@@ -314,7 +350,7 @@ def train_operator(model, problem, *, adam_steps=1000, lr=0.05, lbfgs_steps=200,
     if lbfgs_steps:
         t0 = time.perf_counter()
         k = lbfgs_samples or 2 * problem.n
-        F = torch.as_tensor(problem.sample_sources(int(k), seed=rng), dtype=dtype)
+        F = torch.as_tensor(problem.sample_sources(int(k), seed=rng), dtype=dtype, device=device)
         lb = torch.optim.LBFGS(model.parameters(), lr=1.0, max_iter=min(50, lbfgs_steps),
                                max_eval=25 * 50, history_size=50, line_search_fn="strong_wolfe",
                                tolerance_grad=0.0, tolerance_change=0.0)
@@ -353,44 +389,65 @@ def train_operator(model, problem, *, adam_steps=1000, lr=0.05, lbfgs_steps=200,
 def evaluate(model, problem, sources):
     """Held-out metrics: mean relative error vs the direct solve, mean relative residual,
     and the training loss evaluated on these sources."""
-    dtype = next(model.parameters()).dtype
+    p0 = next(model.parameters())
     with torch.no_grad():
-        F = torch.as_tensor(sources, dtype=dtype)
+        F = torch.as_tensor(sources, dtype=p0.dtype, device=p0.device)
         Ut = model(F)
         loss = float(problem.loss(Ut, F))
-        U = Ut.double().numpy()
+        U = Ut.double().cpu().numpy()
     return {"rel_error": problem.relative_error(U, sources),
             "residual": float(np.mean(problem.residual_norm(U, sources))), "test_loss": loss}
 
 
-def _median_time(fn, repeat):
+def _median_time(fn, repeat, sync=None):
     fn()
+    if sync is not None:
+        sync()
     ts = []
     for _ in range(repeat):
         t0 = time.perf_counter()
         fn()
+        if sync is not None:
+            sync()
         ts.append(time.perf_counter() - t0)
     return float(np.median(ts))
 
 
 def forward_times(layer, n, batch, dtype, repeat=7):
-    """Forward time (s) of the torch layer on ``batch`` sources; for H-layers also of
-    :class:`pinn.geometric.GroupedHForward` and of ``hmat``'s compiled matmat."""
-    x = torch.randn(batch, n, dtype=dtype)
-    out = {}
+    """Forward time (s) of a torch layer or network on ``batch`` sources, on the device of
+    its parameters; for H-layers also of :class:`pinn.geometric.GroupedHForward` and of
+    ``hmat``'s operator: the compiled CPU matmat, or on a CUDA device the CuPy backend
+    (``hmat.backend.to_cupy``) when CuPy is installed."""
+    p0 = next(layer.parameters())
+    dev = p0.device
+    x = torch.randn(batch, n, dtype=dtype, device=dev)
+    sync = torch.cuda.synchronize if dev.type == "cuda" else None
+    out = {"device": str(dev)}
     with torch.no_grad():
-        out["forward_s"] = _median_time(lambda: layer(x), repeat)
+        out["forward_s"] = _median_time(lambda: layer(x), repeat, sync)
     if isinstance(layer, HMatrixLinear):
         from .geometric import GroupedHForward
 
         grouped = GroupedHForward(layer)
         with torch.no_grad():
-            out["forward_grouped_s"] = _median_time(lambda: grouped(x), repeat)
+            out["forward_grouped_s"] = _median_time(lambda: grouped(x), repeat, sync)
         H = layer.operator()
         if dtype == torch.float32:
             H = H.astype(np.float32)
-        X = np.ascontiguousarray(x.numpy().T)
-        out["forward_hmat_s"] = _median_time(lambda: H @ X, repeat)
+        X = np.ascontiguousarray(x.cpu().numpy().T)
+        if dev.type == "cuda":
+            from hmat import backend
+
+            if backend.has_cupy():
+                import cupy
+
+                Hc, Xc = backend.to_cupy(H), cupy.asarray(X)
+                out["forward_hmat_s"] = _median_time(
+                    lambda: Hc @ Xc, repeat, cupy.cuda.get_current_stream().synchronize)
+                out["forward_hmat_backend"] = "cupy"
+        else:
+            out["forward_hmat_s"] = _median_time(lambda: H @ X, repeat)
+            out["forward_hmat_backend"] = "numba"
     return out
 
 
@@ -456,13 +513,33 @@ def _parse_methods(methods):
     return methods
 
 
-def run_study(config=None, progress=True, on_row=None):
-    """Run the comparison; returns the results dict (see :func:`main` for the keys).
+def _resolve_device(device):
+    try:
+        dev = torch.device(device)
+    except (RuntimeError, TypeError) as e:
+        raise ValueError(f"device must be a torch device such as 'cpu' or 'cuda', got {device!r}") from e
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError(f"device {device!r} requested but torch sees no CUDA device")
+    if dev.type not in ("cpu", "cuda"):
+        raise ValueError(f"device must be 'cpu' or 'cuda[:k]', got {device!r}")
+    return dev
 
-    ``on_row(partial_results)``, if given, is called after every recorded row
-    (the CLI uses it to keep a partial ``results.json`` on disk).
+
+def run_study(config=None, progress=True, on_row=None):
+    """Run the comparison for one seed; returns the results dict (see :func:`main`).
+
+    ``config`` keys: see :data:`DEFAULTS`. ``net="linear"`` trains one grid-indexed
+    linear layer (its exact minimiser is the Green's function); ``net="gridnet"`` a
+    :class:`pinn.GridNet` with ``depth`` wide layers and ``channels`` channels, every
+    method applied to each wide layer (budgets per wide layer; the ``oracle-*`` rows
+    and the weight error exist only for the linear net). ``on_row(partial_results)``,
+    if given, is called after every recorded row (the CLI uses it to keep a partial
+    ``results.json`` on disk).
     """
     cfg = dict(DEFAULTS)
+    unknown = sorted(set(config or {}) - set(DEFAULTS))
+    if unknown:
+        raise ValueError(f"unknown config key(s) {unknown}; known: {sorted(DEFAULTS)}")
     cfg.update(config or {})
     methods = _parse_methods(cfg["methods"])
     if cfg["dtype"] not in ("float32", "float64"):
@@ -470,6 +547,13 @@ def run_study(config=None, progress=True, on_row=None):
     dtype = getattr(torch, cfg["dtype"])
     if cfg["loss"] not in LOSSES:
         raise ValueError(f"loss must be one of {LOSSES}, got {cfg['loss']!r}")
+    if cfg["net"] not in NETS:
+        raise ValueError(f"net must be one of {NETS}, got {cfg['net']!r}")
+    linear = cfg["net"] == "linear"
+    depth = 1 if linear else int(cfg["depth"])
+    if depth < 1:
+        raise ValueError(f"depth must be >= 1, got {cfg['depth']!r}")
+    device = _resolve_device(cfg["device"])
     ranks = [int(r) for r in cfg["ranks"]]
     if not ranks or min(ranks) < 0:
         raise ValueError(f"ranks must be non-empty integers >= 0, got {cfg['ranks']!r}")
@@ -479,40 +563,60 @@ def run_study(config=None, progress=True, on_row=None):
     es = torch.tensor([], dtype=dtype).element_size()
     f_test = problem.sample_sources(cfg["n_test"], seed=10_000 + cfg["seed"])
     t0 = time.perf_counter()
-    G = problem.green()
-    Gb = problem.exact_bias()
+    G = problem.green() if linear else None
+    Gb = problem.exact_bias() if linear else None
     green_time = time.perf_counter() - t0
-    Gn = np.linalg.norm(G)
+    Gn = None if G is None else np.linalg.norm(G)
     tr_kw = dict(adam_steps=cfg["adam_steps"], lr=cfg["lr"], lbfgs_steps=cfg["lbfgs_steps"],
                  batch=cfg["batch"], lbfgs_samples=cfg["lbfgs_samples"], seed=cfg["seed"],
                  progress=progress, log_every=max(1, (cfg["adam_steps"] + cfg["lbfgs_steps"]) // 10),
-                 eval_sources=f_test[:16])
+                 eval_sources=f_test[:16], lr_pointwise=cfg["lr_pointwise"])
     ft_kw = dict(tr_kw, adam_steps=0, lbfgs_steps=cfg["finetune_steps"])
     rows = []
 
     def _results(row_list):
         return {"config": cfg, "problem": repr(problem), "n": n, "green_solve_time": green_time,
-                "machine": _machine(), "rows": list(row_list)}
+                "machine": _machine(device), "rows": list(row_list)}
 
-    def record(method, rank, layer, hist=None, extra=None, budget=None):
-        model = layer if isinstance(layer, OperatorNet) else OperatorNet(layer)
-        W = weight_of(model)
-        b = model.layer.bias
-        row = dict(method=method, rank_param=rank, budget_bytes=budget,
-                   params=weight_params(model), bytes=layer_bytes(model),
-                   bytes_ratio=layer_bytes(model) / (es * n * n),
-                   green_error=float(np.linalg.norm(W - G) / Gn),
-                   bias_error=(None if b is None or not np.any(Gb) else
-                               float(np.linalg.norm(b.detach().double().numpy() - Gb)
-                                     / np.linalg.norm(Gb))),
+    def make(layers):
+        """The network around the given wide layers, on the study's device."""
+        if linear:
+            return OperatorNet(layers[0]).to(device)
+        g = torch.Generator().manual_seed(int(cfg["seed"]))
+        return GridNet(layers, channels=int(cfg["channels"]), activation=cfg["activation"],
+                       dtype=dtype, generator=g).to(device)
+
+    def from_trained(model, build):
+        """``model`` with every wide layer replaced by ``build(W, b)`` of its weight/bias."""
+        def fn(i, lay):
+            b = None if lay.bias is None else lay.bias.detach().double().cpu().numpy()
+            return build(weight_of(lay), b).to(device)
+        return model.replace_wide(fn)
+
+    def record(method, rank, model, hist=None, extra=None, budget=None):
+        nbytes = layer_bytes(model)
+        row = dict(method=method, rank_param=rank, seed=cfg["seed"], budget_bytes=budget,
+                   params=weight_params(model), bytes=nbytes,
+                   bytes_ratio=nbytes / (es * n * n * depth),
+                   green_error=None, bias_error=None,
                    train_time=None if hist is None else hist["train_time"],
                    steps=None if hist is None else hist["steps"],
                    history=None if hist is None else {k: hist[k] for k in
                                                        ("step", "loss", "test_step", "test_error")})
+        if linear:
+            W = weight_of(model)
+            b = model.layer.bias
+            row["green_error"] = float(np.linalg.norm(W - G) / Gn)
+            if b is not None and np.any(Gb):
+                row["bias_error"] = float(np.linalg.norm(b.detach().double().cpu().numpy() - Gb)
+                                          / np.linalg.norm(Gb))
+        else:
+            row["pointwise_params"] = int(sum(p.numel() for p in model.pointwise_parameters()))
         row.update(evaluate(model, problem, f_test))
-        row.update(forward_times(model.layer, n, cfg["time_batch"], dtype))
-        if isinstance(model.layer, HMatrixLinear):
-            info = model.layer.leaf_info()
+        row.update(forward_times(model.layer if linear else model, n, cfg["time_batch"], dtype))
+        hl = [w for w in model.wide_layers if isinstance(w, HMatrixLinear)]
+        if hl:
+            info = [d for w in hl for d in w.leaf_info()]
             lr_ranks = [d["rank"] for d in info if d["kind"] == "lowrank"]
             row["leaves"] = len(info)
             row["max_rank"] = max(lr_ranks) if lr_ranks else 0
@@ -522,8 +626,9 @@ def run_study(config=None, progress=True, on_row=None):
         if on_row is not None:
             on_row(_results(row_list=rows))
         if progress:
-            print(f"[{method} r={rank}] bytes {row['bytes']} ({row['bytes_ratio']:.3f} of dense) "
-                  f"test {row['rel_error']:.3e} green {row['green_error']:.3e} "
+            ge = "" if row["green_error"] is None else f" green {row['green_error']:.3e}"
+            print(f"[{method} r={rank} seed={cfg['seed']}] bytes {row['bytes']} "
+                  f"({row['bytes_ratio']:.3f} of dense) test {row['rel_error']:.3e}{ge} "
                   f"fwd {row['forward_s'] * 1e3:.2f} ms"
                   + (f" train {row['train_time']:.1f} s" if row['train_time'] is not None else ""),
                   flush=True)
@@ -533,104 +638,119 @@ def run_study(config=None, progress=True, on_row=None):
         if progress:
             print(msg, flush=True)
 
+    def structured(r, seed_offset=0):
+        return [_structured_hmatrix(problem, r, cfg["leaf_size"], cfg["eta"], dtype,
+                                    seed=cfg["seed"] + 1000 * i + seed_offset) for i in range(depth)]
+
+    def failed(method, r, e):  # reported, not hidden
+        note(f"{method} failed: {type(e).__name__}: {e}")
+        rows.append(dict(method=method, rank_param=r, seed=cfg["seed"],
+                         error=f"{type(e).__name__}: {e}"))
+
     need_dense = any(m in methods for m in ("dense", "hmatrix-posthoc", "hmatrix+finetune", "svd",
                                             "svd+finetune", "prune", "prune+finetune"))
     dense_model = None
     if need_dense:
-        note(f"== dense ({n} x {n})")
-        dense_model = OperatorNet(_dense_layer(n, dtype))
+        note(f"== dense ({depth} x {n} x {n}, net {cfg['net']}, device {device})")
+        dense_model = make([_dense_layer(n, dtype) for _ in range(depth)])
         h = train_operator(dense_model, problem, **tr_kw)
         record("dense", None, dense_model, h)
         if "dense" not in methods:
             rows.pop()
-    Wd = None if dense_model is None else weight_of(dense_model)
-    bd = None if dense_model is None else dense_model.layer.bias.detach().double().numpy()
 
     for r in ranks:
         bt = geometric_block_tree(problem.points, problem.points, leaf_size=cfg["leaf_size"],
                                   eta=cfg["eta"])
         ref = _structured_hmatrix(problem, r, cfg["leaf_size"], cfg["eta"], dtype)
-        budget = layer_bytes(ref)
+        budget = layer_bytes(ref)  # per wide layer
         k_svd = _svd_rank_for(budget, n, n, es)
         nnz = _prune_nnz_for(budget, n, es)
-        note(f"== rank {r}: H-structure {ref.num_leaves} leaves, budget {budget} bytes "
-             f"({budget / (es * n * n):.3f} of dense) -> SVD rank {k_svd}, pruning nnz {nnz}")
+        note(f"== rank {r}: H-structure {ref.num_leaves} leaves, budget {budget} bytes per wide "
+             f"layer ({budget / (es * n * n):.3f} of dense) -> SVD rank {k_svd}, pruning nnz {nnz}")
+        total = budget * depth
         if "hmatrix" in methods:
-            m = OperatorNet(_structured_hmatrix(problem, r, cfg["leaf_size"], cfg["eta"], dtype,
-                                                seed=cfg["seed"]))
+            m = make(structured(r))
             h = train_operator(m, problem, **tr_kw)
-            record("hmatrix", r, m, h, budget=budget)
+            record("hmatrix", r, m, h, budget=total)
         if "hmatrix-dynamic" in methods:
             from .dynamic import DynamicHCompression
 
-            m = OperatorNet(_structured_hmatrix(problem, r, cfg["leaf_size"], cfg["eta"], dtype,
-                                                seed=cfg["seed"]))
+            m = make(structured(r))
             # no byte budget: the layer starts at the rank-r budget and may grow or shrink
             # (with budget_bytes=budget it cannot grow at all); its bytes are reported
             cb = DynamicHCompression(cfg["dynamic_tol"], every=cfg["dynamic_every"])
             try:
                 h = train_operator(m, problem, callbacks=[cb], **tr_kw)
-                record("hmatrix-dynamic", r, m, h, budget=budget,
+                record("hmatrix-dynamic", r, m, h, budget=total,
                        extra={"dynamic_log": [{k: e[k] for k in ("step", "bytes", "grown", "split",
                                                                    "merged", "densified")}
                                               for e in cb.log]})
-            except Exception as e:  # reported, not hidden
-                note(f"hmatrix-dynamic failed: {type(e).__name__}: {e}")
-                rows.append(dict(method="hmatrix-dynamic", rank_param=r, error=f"{type(e).__name__}: {e}"))
+            except Exception as e:  # noqa: BLE001 -- reported in the results, not hidden
+                failed("hmatrix-dynamic", r, e)
         if "hmatrix-posthoc" in methods or "hmatrix+finetune" in methods:
-            ops = project_to_structure(Wd, bt, r)
-            H = hblock_from_blocktree(bt, ops)
-            lay = HMatrixLinear.from_hblock(H, bias=torch.as_tensor(bd), dtype=dtype)
+            def to_h(W, b):
+                H = hblock_from_blocktree(bt, project_to_structure(W, bt, r))
+                return HMatrixLinear.from_hblock(H, bias=None if b is None else torch.as_tensor(b),
+                                                 dtype=dtype)
+            m = from_trained(dense_model, to_h)
             if "hmatrix-posthoc" in methods:
-                record("hmatrix-posthoc", r, lay, budget=budget)
+                record("hmatrix-posthoc", r, m, budget=total)
             if "hmatrix+finetune" in methods:
-                m = OperatorNet(lay)
                 h = train_operator(m, problem, **ft_kw)
-                record("hmatrix+finetune", r, m, h, budget=budget)
+                record("hmatrix+finetune", r, m, h, budget=total)
         if "lowrank" in methods:
             g = torch.Generator().manual_seed(cfg["seed"])
-            lay = LowRankLinear(n, n, k_svd, dtype=dtype, generator=g)
-            with torch.no_grad():
-                lay.U.normal_(0.0, FACTOR_SCALE * math.sqrt(problem.h ** problem.dim), generator=g)
-                lay.V.zero_()
-            m = OperatorNet(lay)
+            lays = []
+            for _ in range(depth):
+                lay = LowRankLinear(n, n, k_svd, dtype=dtype, generator=g)
+                with torch.no_grad():
+                    lay.U.normal_(0.0, FACTOR_SCALE * math.sqrt(problem.h ** problem.dim),
+                                  generator=g)
+                    lay.V.zero_()
+                lays.append(lay)
+            m = make(lays)
             h = train_operator(m, problem, **tr_kw)
-            record("lowrank", r, m, h, budget=budget, extra={"rank": k_svd})
+            record("lowrank", r, m, h, budget=total, extra={"rank": k_svd})
         if "svd" in methods or "svd+finetune" in methods:
-            lay = _lowrank_from(Wd, bd, k_svd, dtype)
+            m = from_trained(dense_model, lambda W, b: _lowrank_from(W, b, k_svd, dtype))
             if "svd" in methods:
-                record("svd", r, lay, budget=budget, extra={"rank": k_svd})
+                record("svd", r, m, budget=total, extra={"rank": k_svd})
             if "svd+finetune" in methods:
-                m = OperatorNet(lay)
                 h = train_operator(m, problem, **ft_kw)
-                record("svd+finetune", r, m, h, budget=budget, extra={"rank": k_svd})
+                record("svd+finetune", r, m, h, budget=total, extra={"rank": k_svd})
         if "prune" in methods or "prune+finetune" in methods:
-            lay = _pruned_from(Wd, bd, nnz, dtype)
+            m = from_trained(dense_model, lambda W, b: _pruned_from(W, b, nnz, dtype))
             if "prune" in methods:
-                record("prune", r, lay, budget=budget, extra={"nnz": nnz})
+                record("prune", r, m, budget=total, extra={"nnz": nnz})
             if "prune+finetune" in methods:
-                m = OperatorNet(lay)
                 h = train_operator(m, problem, **ft_kw)
-                record("prune+finetune", r, m, h, budget=budget, extra={"nnz": nnz})
-        if "oracle-hmatrix" in methods:
-            H = hblock_from_blocktree(bt, project_to_structure(G, bt, r))
-            record("oracle-hmatrix", r, HMatrixLinear.from_hblock(H, bias=torch.as_tensor(Gb),
-                                                                  dtype=dtype), budget=budget)
-        if "oracle-svd" in methods:
-            record("oracle-svd", r, _lowrank_from(G, Gb, k_svd, dtype), budget=budget,
-                   extra={"rank": k_svd})
-        if "oracle-prune" in methods:
-            record("oracle-prune", r, _pruned_from(G, Gb, nnz, dtype), budget=budget,
-                   extra={"nnz": nnz})
+                record("prune+finetune", r, m, h, budget=total, extra={"nnz": nnz})
+        oracles = [mt for mt in methods if mt.startswith("oracle-")]
+        if oracles and not linear:
+            note(f"{', '.join(oracles)}: only for net='linear' (a GridNet has no exact weight); "
+                 "skipped")
+        elif oracles:
+            if "oracle-hmatrix" in methods:
+                H = hblock_from_blocktree(bt, project_to_structure(G, bt, r))
+                record("oracle-hmatrix", r, make([HMatrixLinear.from_hblock(
+                    H, bias=torch.as_tensor(Gb), dtype=dtype)]), budget=total)
+            if "oracle-svd" in methods:
+                record("oracle-svd", r, make([_lowrank_from(G, Gb, k_svd, dtype)]), budget=total,
+                       extra={"rank": k_svd})
+            if "oracle-prune" in methods:
+                record("oracle-prune", r, make([_pruned_from(G, Gb, nnz, dtype)]), budget=total,
+                       extra={"nnz": nnz})
 
     return _results(row_list=rows)
 
 
-def _machine():
+def _machine(device=None):
     info = {"platform": platform.platform(), "python": platform.python_version(),
             "torch": torch.__version__, "numpy": np.__version__,
             "cpu_count": os.cpu_count(), "torch_threads": torch.get_num_threads(),
             "date": time.strftime("%Y-%m-%d %H:%M:%S %Z")}
+    if device is not None and torch.device(device).type == "cuda":
+        info["gpu"] = torch.cuda.get_device_name(torch.device(device))
     try:
         info["load_average"] = os.getloadavg()
     except OSError:  # pragma: no cover
@@ -656,8 +776,17 @@ def _fmt(v, f):
 
 
 def markdown_table(results, columns=None):
-    """The results' rows as markdown table lines (list of str)."""
+    """The results' rows as markdown table lines (list of str).
+
+    A ``seed`` column is added when the rows come from several seeds; the
+    Green's-function column is left out for nonlinear networks.
+    """
     cols = _COLS if columns is None else [c for c in _COLS if c[0] in columns]
+    if len({row.get("seed") for row in results["rows"]}) > 1:
+        cols = cols[:2] + [("seed", "seed", "{}")] + cols[2:]
+    if results["config"].get("net", "linear") != "linear":
+        cols = [c for c in cols if c[0] not in ("green_error", "forward_grouped_s",
+                                                "forward_hmat_s")]
     lines = ["| " + " | ".join(c[1] for c in cols) + " |", "|" + "---|" * len(cols)]
     for row in results["rows"]:
         if "error" in row:
@@ -667,23 +796,87 @@ def markdown_table(results, columns=None):
     return lines
 
 
+def summarize(results):
+    """Aggregate rows over seeds: per (method, r) the median, min and max of the held-out
+    error and the weight error, the median training time, and the bytes.
+
+    Returns
+    -------
+    list of dict
+        In first-appearance order of (method, r).
+    """
+    groups = {}
+    for row in results["rows"]:
+        if "error" in row:
+            continue
+        groups.setdefault((row["method"], row.get("rank_param")), []).append(row)
+    out = []
+    for (method, r), rs in groups.items():
+        d = dict(method=method, rank_param=r, seeds=len(rs), bytes=rs[0]["bytes"],
+                 bytes_ratio=rs[0]["bytes_ratio"])
+        for key in ("rel_error", "green_error", "train_time"):
+            v = [x[key] for x in rs if x.get(key) is not None]
+            if v:
+                d[key] = float(np.median(v))
+                d[key + "_min"], d[key + "_max"] = float(np.min(v)), float(np.max(v))
+        out.append(d)
+    return out
+
+
+def summary_table(results):
+    """Markdown lines of :func:`summarize` (median [min, max] over seeds)."""
+    rows = summarize(results)
+    lin = results["config"].get("net", "linear") == "linear"
+    head = ["method", "r", "seeds", "bytes", "of dense", "held-out rel. error, median [min, max]"]
+    if lin:
+        head.append("‖W−G‖/‖G‖, median [min, max]")
+    head.append("train s (median)")
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+
+    def rng(d, key):
+        if key not in d:
+            return "–"
+        return f"{d[key]:.2e} [{d[key + '_min']:.2e}, {d[key + '_max']:.2e}]"
+
+    for d in rows:
+        cells = [d["method"], _fmt(d["rank_param"], "{}"), str(d["seeds"]), str(d["bytes"]),
+                 f"{d['bytes_ratio']:.3f}", rng(d, "rel_error")]
+        if lin:
+            cells.append(rng(d, "green_error"))
+        cells.append(_fmt(d.get("train_time"), "{:.1f}"))
+        lines.append("| " + " | ".join(cells) + " |")
+    return lines
+
+
+def merge_seeds(results_list):
+    """One results dict from per-seed results of the same configuration (rows concatenated,
+    ``config["seeds"]`` listing the seeds)."""
+    if not results_list:
+        raise ValueError("results_list is empty")
+    out = dict(results_list[0])
+    out["config"] = dict(out["config"], seeds=[r["config"]["seed"] for r in results_list])
+    out["rows"] = [row for r in results_list for row in r["rows"]]
+    out["machine"] = results_list[-1]["machine"]
+    return out
+
+
 def write_report(results, out):
     """Write ``results.json``, ``report.md`` and (if matplotlib is present) plots to ``out``."""
     os.makedirs(out, exist_ok=True)
-    with open(os.path.join(out, "results.json"), "w") as fh:
-        json.dump(results, fh, indent=1, default=float)
+    write_json_atomic(os.path.join(out, "results.json"), results)
     cfg = results["config"]
     lines = [f"# Operator study: {results['problem']}", "",
              f"Command config: `{json.dumps({k: v for k, v in cfg.items() if k != 'methods'})}`", "",
              f"Methods: {', '.join(cfg['methods'])}", "",
              f"Machine: {results['machine']}", "",
              *markdown_table(results)]
+    if len(results["config"].get("seeds", [0])) > 1:
+        lines += ["", "Over seeds:", "", *summary_table(results)]
     lines += ["", "held-out rel. error: mean over held-out sources of ‖u − u*‖/‖u*‖ (u* = sparse "
               "direct solve); ‖W−G‖/‖G‖: Frobenius error of the learned weight against the discrete "
               "Green's function; bytes at the training dtype (pruning: CSR). `oracle-*` rows are "
               "best approximations of the true G in each format (no training)."]
-    with open(os.path.join(out, "report.md"), "w") as fh:
-        fh.write("\n".join(lines) + "\n")
+    write_text_atomic(os.path.join(out, "report.md"), "\n".join(lines) + "\n")
     plots = []
     try:
         plots = _plots(results, out)
@@ -698,25 +891,39 @@ def _plots(results, out, prefix="operator"):
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    rows = [r for r in results["rows"] if "error" not in r]
-    tag = f"{prefix}_d{results['config']['dim']}_n{results['n']}"
+    rows = summarize(results)
+    cfg = results["config"]
+    net = cfg.get("net", "linear")
+    tag = f"{prefix}_d{cfg['dim']}_n{results['n']}" + ("" if net == "linear" else f"_{net}")
     paths = []
     fig, axes = plt.subplots(1, 2, figsize=(9, 3.6), dpi=80)
     markers = {"dense": "k*", "hmatrix": "bo", "hmatrix-dynamic": "bs", "hmatrix-posthoc": "c^",
                "hmatrix+finetune": "cv", "lowrank": "ro", "svd": "m^", "svd+finetune": "mv",
                "prune": "g^", "prune+finetune": "gv", "oracle-hmatrix": "bx", "oracle-svd": "rx",
                "oracle-prune": "gx"}
-    for ax, key, title in ((axes[0], "rel_error", "held-out relative error"),
-                           (axes[1], "green_error", "‖W − G‖_F / ‖G‖_F")):
+    second = (("green_error", "‖W − G‖_F / ‖G‖_F") if net == "linear" else
+              ("train_time", "training time (s)"))
+    for ax, (key, title) in zip(axes, (("rel_error", "held-out relative error"), second)):
         for meth in dict.fromkeys(r["method"] for r in rows):
-            pts = sorted((r["bytes"], max(r[key], 1e-17)) for r in rows if r["method"] == meth)
-            ax.loglog([p[0] for p in pts], [p[1] for p in pts], markers.get(meth, "k.") + "-",
-                      label=meth, ms=6, lw=0.8)
-        ax.set_xlabel("bytes of the weight")
+            pts = sorted((r["bytes"], max(r[key], 1e-17), max(r[key + "_min"], 1e-17),
+                          max(r[key + "_max"], 1e-17))
+                         for r in rows if r["method"] == meth and key in r)
+            if not pts:
+                continue
+            x, y = np.array([p[0] for p in pts]), np.array([p[1] for p in pts])
+            err = np.array([[p[1] - p[2] for p in pts], [p[3] - p[1] for p in pts]])
+            ax.errorbar(x, y, yerr=err, fmt=markers.get(meth, "k.") + "-", label=meth, ms=6,
+                        lw=0.8, capsize=2)
+        ax.set_xscale("log")
+        ax.set_yscale("log")
+        ax.set_xlabel("bytes of the wide-layer weights" if net != "linear" else "bytes of the weight")
         ax.set_title(title, fontsize=9)
         ax.grid(True, which="both", lw=0.3)
     axes[1].legend(fontsize=6, loc="best")
-    fig.suptitle(results["problem"], fontsize=9)
+    seeds = cfg.get("seeds", [cfg.get("seed", 0)])
+    fig.suptitle(f"{results['problem']}, net={net}"
+                 + (f", median and range over {len(seeds)} seeds" if len(seeds) > 1 else ""),
+                 fontsize=9)
     fig.tight_layout()
     p = os.path.join(out, f"{tag}_error_vs_bytes.png")
     fig.savefig(p)
@@ -752,7 +959,18 @@ def build_parser(prog="python -m pinn operator"):
     ap.add_argument("--lr", type=float, default=d["lr"], help="Adam lr in units of h**dim")
     ap.add_argument("--alpha", type=float, default=d["alpha"], help="GRF smoothness (0 = white)")
     ap.add_argument("--dtype", choices=("float32", "float64"), default=d["dtype"])
-    ap.add_argument("--seed", type=int, default=d["seed"])
+    ap.add_argument("--seed", type=int, default=d["seed"], help="seed (one run)")
+    ap.add_argument("--seeds", default=None,
+                    help="several seeds, e.g. 0,1,2: one run each, rows merged, a summary "
+                         "table over seeds (overrides --seed)")
+    ap.add_argument("--net", choices=NETS, default=d["net"],
+                    help="linear: one grid-indexed layer; gridnet: pinn.GridNet (nonlinear)")
+    ap.add_argument("--channels", type=int, default=d["channels"], help="GridNet channels")
+    ap.add_argument("--depth", type=int, default=d["depth"], help="GridNet wide layers")
+    ap.add_argument("--activation", default=d["activation"], help="GridNet activation")
+    ap.add_argument("--lr-pointwise", type=float, default=d["lr_pointwise"],
+                    help="Adam lr of the GridNet's pointwise parameters")
+    ap.add_argument("--device", default=d["device"], help="torch device: cpu or cuda")
     ap.add_argument("--n-test", type=int, default=d["n_test"])
     ap.add_argument("--dynamic-tol", type=float, default=d["dynamic_tol"])
     ap.add_argument("--dynamic-every", type=int, default=d["dynamic_every"])
@@ -783,26 +1001,36 @@ def main(argv=None, prog="python -m pinn operator"):
     try:
         _parse_methods(methods)
         ranks = _ints(a.ranks)
+        seeds = [a.seed] if a.seeds is None else _ints(a.seeds)
     except ValueError as e:
         ap.error(str(e))
+    if not seeds:
+        ap.error("--seeds must list at least one seed")
     cfg = dict(dim=a.dim, n=a.n, coefficient=a.coefficient, loss=a.loss, methods=methods,
                ranks=ranks, leaf_size=a.leaf_size, eta=a.eta, adam_steps=a.adam_steps,
                lbfgs_steps=a.lbfgs_steps, finetune_steps=a.finetune_steps, batch=a.batch,
                lbfgs_samples=a.lbfgs_samples, lr=a.lr, alpha=a.alpha, dtype=a.dtype, seed=a.seed,
                n_test=a.n_test, dynamic_tol=a.dynamic_tol, dynamic_every=a.dynamic_every,
-               time_batch=a.time_batch)
+               time_batch=a.time_batch, net=a.net, channels=a.channels, depth=a.depth,
+               activation=a.activation, lr_pointwise=a.lr_pointwise, device=a.device)
     os.makedirs(a.out, exist_ok=True)
+    done = []
 
     def partial(res):
-        with open(os.path.join(a.out, "results.partial.json"), "w") as fh:
-            json.dump(res, fh, indent=1, default=float)
+        write_json_atomic(os.path.join(a.out, "results.partial.json"), merge_seeds(done + [res]))
 
     try:
-        res = run_study(cfg, progress=not a.quiet, on_row=partial)
+        for seed in seeds:
+            done.append(run_study(dict(cfg, seed=seed), progress=not a.quiet, on_row=partial))
     except ValueError as e:
         ap.error(str(e))
+    res = merge_seeds(done)
     res["command"] = prog + " " + " ".join(sys.argv[1:] if argv is None else argv)
     plots = write_report(res, a.out)
+    try:  # the complete results are on disk now
+        os.remove(os.path.join(a.out, "results.partial.json"))
+    except FileNotFoundError:
+        pass
     if not a.quiet:
         print(f"wrote {os.path.join(a.out, 'results.json')}, report.md"
               + (", " + ", ".join(plots) if plots else ""))

@@ -10,6 +10,7 @@ import time
 import numpy as np
 import torch
 
+from ._files import write_json_atomic, write_text_atomic
 from .compress import (clone_model, compress, count_parameters, dense_hidden_bytes, dynamic_int8,
                        hidden_bytes)
 from .dynamic import DynamicHCompression
@@ -261,8 +262,7 @@ def write_report(result, out, plots=True):
     """Write ``results.json``, ``report.md`` and (if matplotlib is available and ``plots``)
     the plots to ``out``."""
     os.makedirs(out, exist_ok=True)
-    with open(os.path.join(out, "results.json"), "w") as f:
-        json.dump(result, f, indent=1, default=float)
+    write_json_atomic(os.path.join(out, "results.json"), result)
     summ = summarize(result["records"])
     cfg = result["config"]
     lines = ["# PINN compression study", "",
@@ -301,8 +301,7 @@ def write_report(result, out, plots=True):
                 f"{_fmt(s.get('ntk_alignment'), '{:.4f}')} | {_fmt(s.get('ntk_top_eig_rel_err_max'))} | "
                 f"{_fmt(s.get('ntk_cond_tilde', s.get('ntk_cond')))} | {s['train_time']:.1f} | {inf} |")
         lines.append("")
-    with open(os.path.join(out, "report.md"), "w") as f:
-        f.write("\n".join(lines) + "\n")
+    write_text_atomic(os.path.join(out, "report.md"), "\n".join(lines) + "\n")
     if plots:
         _plots(result, summ, out)
     return os.path.join(out, "report.md")

@@ -304,18 +304,18 @@ class EllipticOperatorProblem:
         return F.reshape(k, m * m)
 
     # ------------------------------------------------------------------ torch side
-    def _t(self, name, dtype):
-        key = (name, dtype)
+    def _t(self, name, dtype, device=None):
+        key = (name, dtype, None if device is None else torch.device(device))
         if key not in self._torch_cache:
             if name == "b":
-                v = torch.as_tensor(self.b, dtype=dtype)
+                v = torch.as_tensor(self.b, dtype=dtype, device=device)
             elif name == "ax":
-                v = [torch.as_tensor(a, dtype=dtype) for a in self._ax]
+                v = [torch.as_tensor(a, dtype=dtype, device=device) for a in self._ax]
             elif name == "l0":
                 m, h = self.m, self.h
                 lam1 = (2 - 2 * np.cos(np.arange(1, m + 1) * np.pi / (m + 1))) / h**2
                 lam = lam1 if self.dim == 1 else lam1[:, None] + lam1[None, :]
-                v = torch.as_tensor(1.0 / (self.abar * lam), dtype=dtype)
+                v = torch.as_tensor(1.0 / (self.abar * lam), dtype=dtype, device=device)
             self._torch_cache[key] = v
         return self._torch_cache[key]
 
@@ -326,13 +326,13 @@ class EllipticOperatorProblem:
         h2 = self.h**2
         lead = u.shape[:-1]
         if self.dim == 1:
-            (af,) = self._t("ax", u.dtype)
+            (af,) = self._t("ax", u.dtype, u.device)
             up = torch.nn.functional.pad(u.reshape(-1, 1, self.n), (1, 1)).reshape(-1, self.n + 2)
             du = up[:, 1:] - up[:, :-1]  # (k, m+1) differences across faces
             flux = af * du
             out = -(flux[:, 1:] - flux[:, :-1]) / h2
             return out.reshape(*lead, self.n)
-        ax, ay = self._t("ax", u.dtype)
+        ax, ay = self._t("ax", u.dtype, u.device)
         m = self.m
         U = torch.nn.functional.pad(u.reshape(-1, 1, m, m), (1, 1, 1, 1)).reshape(-1, m + 2, m + 2)
         fx = ax * (U[:, 1:, 1:-1] - U[:, :-1, 1:-1])  # (k, m+1, m)
@@ -344,7 +344,7 @@ class EllipticOperatorProblem:
         """``L0^{-1} r`` for a torch tensor ``r`` (..., n): the constant-coefficient
         preconditioner applied by orthonormal DST-I (through ``torch.fft``), O(n log n),
         differentiable."""
-        w = self._t("l0", r.dtype)
+        w = self._t("l0", r.dtype, r.device)
         lead = r.shape[:-1]
         if self.dim == 1:
             R = r.reshape(-1, self.n)
@@ -367,7 +367,7 @@ class EllipticOperatorProblem:
         if u.shape != f.shape or u.dim() != 2 or u.shape[1] != self.n:
             raise ValueError(f"u and f must both have shape (k, {self.n}); got "
                              f"{tuple(u.shape)} and {tuple(f.shape)}")
-        b = self._t("b", u.dtype)
+        b = self._t("b", u.dtype, u.device)
         rhs = f + b
         if self.loss_name == "residual":
             r = self.apply_A(u) - rhs
