@@ -17,14 +17,16 @@ permuted position ``p`` (likewise ``col_perm``).
   (``dA = G^T X``, ``dU = G^T (X V)``, ``dV = X^T (G U)``), so they are
   differentiable too.
 
-Leaves are applied in *groups*, not one by one: leaves of the same kind,
-shape, rank and orientation are stacked, gathered from ``x`` with one
-``index_select`` (the permutations folded into the indices), multiplied with
-one batched matmul (``X A^T`` or ``(X V) U^T``) and scattered into ``y`` with one
-out-of-place ``index_add``; the factor gradients are batched the same way. A
-layer with hundreds of leaves thus costs a few dozen torch ops per pass. The
-grouping (and its index tensors, per device) is cached on the
-:class:`Structure`, keyed by the parameter shapes.
+Leaves are applied in *groups*, not one by one: the factors of the leaves of
+one kind, shape, rank and orientation are stacked (``torch.stack``); working
+on ``x^T`` (so leaf blocks are contiguous rows), the group's input blocks are
+gathered with one ``index_select`` (the permutations folded into the indices),
+multiplied with one batched matmul (``A X^T`` or ``U (V^T X^T)``) and added into
+``y^T`` with one out-of-place ``index_add``; the factor gradients are batched
+the same way and split per leaf with ``unbind``. A layer with hundreds of leaves
+thus costs a few dozen torch ops per pass (plus the per-tensor cost of one
+parameter per leaf factor). The grouping (and its index tensors, per device)
+is cached on the :class:`Structure`, keyed by the parameter shapes.
 
 A ``vmap`` rule folds a vmapped batch dimension of ``x`` into the row
 dimension (one matmat), so ``torch.func.vmap``/``jacrev`` work (the NTK needs
@@ -104,14 +106,6 @@ class Structure:
         return Structure(self.shape, self.leaves, mv(self.row_perm), mv(self.col_perm))
 
 
-def _factors(leaf, params):
-    if leaf.kind == "dense":
-        A = params[leaf.idx[0]]
-        return (A.t() if leaf.transposed else A,)
-    U, V = params[leaf.idx[0]], params[leaf.idx[1]]
-    return (V, U) if leaf.transposed else (U, V)
-
-
 class _Group:
     """Leaves of one kind, shape ``(m, n)``, rank ``k`` and orientation.
 
@@ -157,7 +151,7 @@ class _Group:
 def _groups(struct, params):
     """The grouping of ``struct.leaves`` for these parameter shapes (cached on ``struct``)."""
     key = tuple(p.shape for p in params)
-    cache = struct._groups
+    cache = getattr(struct, "_groups", None)
     if cache is not None and cache[0] == key:
         return cache[1]
     buckets = {}
