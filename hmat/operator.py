@@ -372,7 +372,9 @@ class Scaled(LinearOperator):
         self.A, self.alpha = A, alpha
 
     def _scalar(self):
-        return np.asarray(self.alpha, dtype=self.dtype)
+        # a NumPy *scalar* of the operator's dtype: keeps float32 float32 (NEP 50) and, unlike a
+        # 0-d ndarray, is accepted by CuPy arrays
+        return self.dtype.type(self.alpha)
 
     def _matmat(self, X):
         return self.A._matmat(X) * self._scalar()

@@ -164,3 +164,15 @@ def test_errors():
         B.to_device(object(), "numpy")
     assert B.get_array_module(np.zeros(2)) is np
     assert isinstance(B.has_cupy(), bool)
+
+
+@pytest.mark.parametrize("dtype", DTYPES, ids=lambda d: np.dtype(d).name)
+def test_scaled_operators_multiply_by_a_numpy_scalar(dtype):
+    """CuPy arrays reject 0-d NumPy arrays as operands (the cause of a CuPy-only failure of
+    ``(2 * S + S) @ x`` on an H200): lazy scaling must use a NumPy scalar of the operator's
+    dtype, which also keeps float32 results float32."""
+    op = 2.0 * hmat.Dense(np.eye(3, dtype=dtype))
+    s = op._scalar()
+    assert isinstance(s, np.generic) and not isinstance(s, np.ndarray)
+    assert s.dtype == np.dtype(dtype)
+    assert (op @ np.ones(3, dtype)).dtype == np.dtype(dtype)
