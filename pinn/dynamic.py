@@ -11,7 +11,10 @@ steps each :class:`~pinn.HMatrixLinear` layer of the model is re-examined:
    budget -- ranks shrink;
 3. its error indicator ``eta_b = lr ||G_b - P_U G_b P_V||_F`` (the part of
    the accumulated gradient outside the span of its factors, scaled to one
-   step) is compared with ``eps_b``; if larger the leaf grows ``grow_rank``
+   step) is compared with ``eps_b`` -- with ``noise_factor > 0`` only the part of
+   ``||G_b - P_U G_b P_V||_F^2`` that exceeds ``noise_factor`` times the sampling
+   noise expected there (estimated from the probe steps' gradient variance) counts,
+   so that minibatch noise alone does not grow ranks; if larger the leaf grows ``grow_rank``
    columns from the top singular vectors of that part (new ``V`` columns are
    zero, so the network function is unchanged), or -- when its rank reaches
    ``split_fraction`` of the dense break-even rank and it is larger than
@@ -42,11 +45,12 @@ __all__ = ["DynamicHCompression"]
 class _Leaf:
     """A leaf during refinement: factors, Adam moments and the probed gradient block."""
 
-    def __init__(self, kind, r0, c0, m, n, factors, moments, G):
+    def __init__(self, kind, r0, c0, m, n, factors, moments, G, noise=0.0):
         self.kind, self.r0, self.c0, self.m, self.n = kind, r0, c0, m, n
         self.factors = [f.detach().clone() for f in factors]
         self.moments = moments  # list (per factor) of dict or None
         self.G = G  # dense gradient block (m, n) or None
+        self.noise = noise  # expected squared Frobenius norm of the sampling noise in G
 
     @property
     def rank(self):
@@ -138,6 +142,14 @@ class DynamicHCompression:
         Upper bound on the leaf bytes of all HMatrixLinear layers together.
     stop : int, optional
         No refinement at or after this step.
+    noise_factor : float >= 0
+        Discount of gradient sampling noise in the growth indicator (see the module
+        docstring): the probed gradient's per-entry variance over the probe steps gives the
+        noise energy ``N_b`` expected in each leaf's averaged gradient; its share outside
+        the leaf's factor spans, times ``noise_factor``, is subtracted from
+        ``||G_b - P_U G_b P_V||_F^2`` before the comparison with the budget. ``0`` (the
+        default) is the plain indicator; about 2 suits stochastic losses (random sources or
+        collocation points redrawn each step). Needs ``probe_steps >= 2``.
     verbose : bool
 
     Attributes
@@ -148,9 +160,13 @@ class DynamicHCompression:
     """
 
     def __init__(self, tol, every=100, *, probe_steps=20, grow_rank=2, split_fraction=0.5,
-                 min_leaf=8, merge=True, budget_bytes=None, stop=None, verbose=False):
+                 min_leaf=8, merge=True, budget_bytes=None, stop=None, noise_factor=0.0,
+                 verbose=False):
         if not (isinstance(tol, (int, float)) and tol > 0):
             raise ValueError(f"tol must be > 0, got {tol!r}")
+        if not (isinstance(noise_factor, (int, float)) and not isinstance(noise_factor, bool)
+                and math.isfinite(noise_factor) and noise_factor >= 0):
+            raise ValueError(f"noise_factor must be a finite number >= 0, got {noise_factor!r}")
         if not (isinstance(every, int) and every >= 1):
             raise ValueError(f"every must be a positive integer, got {every!r}")
         self.tol = float(tol)
@@ -162,9 +178,13 @@ class DynamicHCompression:
         self.merge = bool(merge)
         self.budget_bytes = budget_bytes
         self.stop = stop
+        self.noise_factor = float(noise_factor)
+        if self.noise_factor > 0 and self.probe_steps < 2:
+            raise ValueError("noise_factor > 0 needs probe_steps >= 2 (a variance needs two samples)")
         self.verbose = verbose
         self.log = []
         self._G = {}
+        self._G2 = {}
         self._nprobe = 0
 
     # -------------------------------------------------------------- callback API
@@ -187,7 +207,14 @@ class DynamicHCompression:
             if p is not None and p.grad is not None:
                 g = p.grad.detach()
                 prev = self._G.get(id(L))
-                self._G[id(L)] = g.clone() if prev is None else beta1 * prev + (1 - beta1) * g
+                # zero-initialised EMA (as Adam's moments), so that the division by
+                # 1 - beta1**k in refine() is the exact bias correction (weights sum to 1)
+                self._G[id(L)] = (1 - beta1) * g if prev is None else beta1 * prev + (1 - beta1) * g
+                if self.noise_factor > 0:
+                    g2 = g * g
+                    prev2 = self._G2.get(id(L))
+                    self._G2[id(L)] = ((1 - beta1) * g2 if prev2 is None else
+                                       beta1 * prev2 + (1 - beta1) * g2)
         if any(getattr(L, "_probe", None) is not None for L in self._layers(state.model)):
             self._nprobe += 1
 
@@ -204,6 +231,7 @@ class DynamicHCompression:
             for L in self._layers(state.model):
                 L.start_probe()
             self._G.clear()
+            self._G2.clear()
             self._nprobe = 0
         if pos == 0 and step > 0:
             self.refine(state.model, state.optimizer, step)
@@ -213,6 +241,7 @@ class DynamicHCompression:
                 else:
                     L.start_probe()
             self._G.clear()
+            self._G2.clear()
             self._nprobe = 0
 
     # -------------------------------------------------------------- refinement
@@ -225,9 +254,11 @@ class DynamicHCompression:
         all_leaves = []
         for L in layers:
             G = self._G.get(id(L))
+            noise = None
             if G is not None and self._nprobe:
                 G = G / (1 - beta1 ** self._nprobe)  # bias-corrected EMA
-            root = self._to_records(L, optimizer, G)
+                noise = self._noise_of_mean(L, G, beta1)
+            root = self._to_records(L, optimizer, G, noise)
             all_leaves.append((L, root))
         for L, root in all_leaves:
             W2 = sum(lf.norm2() for lf in _iter_leaves(root))
@@ -274,15 +305,36 @@ class DynamicHCompression:
             print(f"[dynamic] step {step}: {entry}")
         return entry
 
-    def _to_records(self, L, optimizer, G):
+    def _noise_of_mean(self, L, M, beta1):
+        """Per-entry variance (n_out, n_in) of the bias-corrected EMA ``M`` of the probed
+        gradients, from their EMA second moment, or None without ``noise_factor``.
+
+        With normalised EMA weights ``w_i`` over the ``k`` probe steps and i.i.d. per-step
+        gradients of variance ``s^2``: ``Var(M) = s^2 sum w_i^2`` and
+        ``E[S - M^2] = s^2 (1 - sum w_i^2)`` (``S`` the weighted mean of ``g^2``).
+        """
+        G2 = self._G2.get(id(L))
+        k = self._nprobe
+        if self.noise_factor <= 0 or G2 is None or k < 2:
+            return None
+        b = beta1
+        sw2 = (1 - b) ** 2 * (1 - b ** (2 * k)) / ((1 - b * b) * (1 - b ** k) ** 2)
+        S = G2 / (1 - b ** k)
+        var = (S - M * M).clamp_min(0) / (1 - sw2)
+        return var * sw2
+
+    def _to_records(self, L, optimizer, G, noise=None):
         """Tree of _Leaf records from layer ``L`` (moments taken from ``optimizer``)."""
         Gp = None
+        Np = None
         if G is not None:
-            Gp = G
+            Gp, Np = G, noise
             if L.row_perm is not None:
                 Gp = Gp.index_select(0, L.row_perm)
+                Np = None if Np is None else Np.index_select(0, L.row_perm)
             if L.col_perm is not None:
                 Gp = Gp.index_select(1, L.col_perm)
+                Np = None if Np is None else Np.index_select(1, L.col_perm)
 
         def rec(node):
             if node[0] == "leaf":
@@ -291,7 +343,8 @@ class DynamicHCompression:
                 fs = L.leaf_factors(i)
                 moms = [_get_state(optimizer, p) for p in fs]
                 Gb = None if Gp is None else Gp[r0:r0 + m, c0:c0 + n]
-                return _Leaf(kind, r0, c0, m, n, fs, moms, Gb)
+                nb = 0.0 if Np is None else float(Np[r0:r0 + m, c0:c0 + n].double().sum())
+                return _Leaf(kind, r0, c0, m, n, fs, moms, Gb, nb)
             return [[rec(c) for c in row] for row in node[1]]
 
         return rec(L._tree)
@@ -314,7 +367,13 @@ class DynamicHCompression:
                 R = G - Qu @ (Qu.T @ G @ Qv) @ Qv.T
             else:
                 R = G
-            eta = lr * float(torch.linalg.norm(R))
+            r2 = float(R.pow(2).sum())
+            if self.noise_factor > 0 and lf.noise > 0:
+                # isotropic noise N: E||N - P_U N P_V||^2 = (1 - k^2 / (m n)) E||N||^2
+                k = U.shape[1]
+                inside = k * k / (lf.m * lf.n)
+                r2 = r2 - self.noise_factor * lf.noise * max(0.0, 1.0 - inside)
+            eta = lr * math.sqrt(max(r2, 0.0))
             if eta > e / math.sqrt(2) and eta > 0:
                 k_new = min(self.grow_rank, min(lf.m, lf.n) - U.shape[1])
                 if k_new > 0:

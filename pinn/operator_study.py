@@ -9,7 +9,8 @@ equal storage (the storage of the geometric H-layer of rank ``r``):
 ``dense``               nn.Linear trained (the uncompressed reference)
 ``hmatrix``             geometric H-layer (strong admissibility) trained from scratch
 ``hmatrix-dynamic``     the same with :class:`pinn.DynamicHCompression` during Adam (tolerance
-                        ``dynamic_tol``, no byte budget: its storage is whatever it ends at)
+                        ``dynamic_tol``, sampling-noise discount ``dynamic_noise``, no byte
+                        budget: its storage is whatever it ends at)
 ``hmatrix-posthoc``     dense-trained weight projected onto the H-structure
                         (Frobenius-best per block, same leaves and ranks as ``hmatrix``)
 ``hmatrix+finetune``    ``hmatrix-posthoc`` fine-tuned
@@ -65,7 +66,8 @@ NETS = ("linear", "gridnet")
 DEFAULTS = dict(dim=1, n=256, coefficient="smooth", loss="precond", ranks=[2], leaf_size=16,
                 eta=1.0, adam_steps=1500, lbfgs_steps=300, finetune_steps=300, batch=64,
                 lbfgs_samples=None, lr=0.05, dtype="float64", seed=0, n_test=64,
-                dynamic_tol=1e-4, dynamic_every=100, methods=list(METHODS), time_batch=64,
+                dynamic_tol=1e-4, dynamic_every=100, dynamic_noise=2.0, methods=list(METHODS),
+                time_batch=64,
                 alpha=0.5, net="linear", channels=4, depth=2, activation="tanh",
                 lr_pointwise=1e-2, device="cpu")
 
@@ -678,7 +680,9 @@ def run_study(config=None, progress=True, on_row=None):
             m = make(structured(r))
             # no byte budget: the layer starts at the rank-r budget and may grow or shrink
             # (with budget_bytes=budget it cannot grow at all); its bytes are reported
-            cb = DynamicHCompression(cfg["dynamic_tol"], every=cfg["dynamic_every"])
+            # random sources every step: discount the sampling noise in the growth indicator
+            cb = DynamicHCompression(cfg["dynamic_tol"], every=cfg["dynamic_every"],
+                                     noise_factor=cfg["dynamic_noise"])
             try:
                 h = train_operator(m, problem, callbacks=[cb], **tr_kw)
                 record("hmatrix-dynamic", r, m, h, budget=total,
@@ -974,6 +978,8 @@ def build_parser(prog="python -m pinn operator"):
     ap.add_argument("--n-test", type=int, default=d["n_test"])
     ap.add_argument("--dynamic-tol", type=float, default=d["dynamic_tol"])
     ap.add_argument("--dynamic-every", type=int, default=d["dynamic_every"])
+    ap.add_argument("--dynamic-noise", type=float, default=d["dynamic_noise"],
+                    help="noise_factor of pinn.DynamicHCompression (0: plain indicator)")
     ap.add_argument("--time-batch", type=int, default=d["time_batch"])
     ap.add_argument("--threads", type=int, default=None, help="torch threads")
     ap.add_argument("--out", default="results/operator")
@@ -1011,6 +1017,7 @@ def main(argv=None, prog="python -m pinn operator"):
                lbfgs_steps=a.lbfgs_steps, finetune_steps=a.finetune_steps, batch=a.batch,
                lbfgs_samples=a.lbfgs_samples, lr=a.lr, alpha=a.alpha, dtype=a.dtype, seed=a.seed,
                n_test=a.n_test, dynamic_tol=a.dynamic_tol, dynamic_every=a.dynamic_every,
+               dynamic_noise=a.dynamic_noise,
                time_batch=a.time_batch, net=a.net, channels=a.channels, depth=a.depth,
                activation=a.activation, lr_pointwise=a.lr_pointwise, device=a.device)
     os.makedirs(a.out, exist_ok=True)

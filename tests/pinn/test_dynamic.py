@@ -133,3 +133,83 @@ def test_bad_dynamic_input():
     m = make_model("poisson1d", 8, 3)
     with pytest.raises(ValueError, match="no HMatrixLinear"):
         train(m, "poisson1d", adam_steps=2, callbacks=[DynamicHCompression(0.1)], progress=False)
+
+
+class _FakeState:
+    def __init__(self, model, optimizer):
+        self.model, self.optimizer, self.phase = model, optimizer, "adam"
+
+
+def _feed(dyn, model, opt, grads):
+    """Run the callback's probe accumulation on given dense-gradient samples of layer 1."""
+    L = model.layers[1]
+    L.start_probe()
+    st = _FakeState(model, opt)
+    for g in grads:
+        L._probe.grad = g.clone()
+        dyn.after_backward(st)
+    L.stop_probe()
+
+
+def _noise_samples(shape, k, sigma, seed, signal=None):
+    g = torch.Generator().manual_seed(seed)
+    out = []
+    for _ in range(k):
+        n = sigma * torch.randn(*shape, generator=g, dtype=D)
+        out.append(n if signal is None else signal + n)
+    return out
+
+
+def test_noise_estimate_matches_the_variance_of_the_ema():
+    """Law: for i.i.d. samples of variance s^2, the estimated noise of the bias-corrected EMA is
+    s^2 * sum w_i^2 per entry (checked on the block sums within sampling error)."""
+    model = _model(rank=1, width=32, leaf=8)
+    opt = _adam_state(model)
+    L = model.layers[1]
+    dyn = DynamicHCompression(1e-3, every=20, probe_steps=20, noise_factor=2.0)
+    sigma, k, b = 0.3, 20, 0.9
+    _feed(dyn, model, opt, _noise_samples((32, 32), k, sigma, 0))
+    dyn._nprobe = k
+    M = dyn._G[id(L)] / (1 - b ** k)
+    var = dyn._noise_of_mean(L, M, b)
+    sw2 = (1 - b) ** 2 * (1 - b ** (2 * k)) / ((1 - b * b) * (1 - b ** k) ** 2)
+    assert float(var.sum()) == pytest.approx(sigma ** 2 * sw2 * 32 * 32, rel=0.1)
+    # and it matches the actual squared size of the averaged noise M
+    assert float(M.pow(2).sum()) == pytest.approx(float(var.sum()), rel=0.15)
+
+
+@pytest.mark.parametrize("noise_factor, grows", [(0.0, True), (2.0, False)])
+def test_pure_noise_grows_ranks_only_without_the_noise_discount(noise_factor, grows):
+    model = _model(rank=1, width=32, leaf=8)
+    opt = _adam_state(model)
+    dyn = DynamicHCompression(1e-6, every=20, probe_steps=20, noise_factor=noise_factor,
+                              merge=False)
+    _feed(dyn, model, opt, _noise_samples((32, 32), 20, 1.0, 1))
+    dyn._nprobe = 20
+    entry = dyn.refine(model, opt, step=20)
+    assert (entry["grown"] > 0) == grows
+
+
+def test_signal_above_the_noise_still_grows():
+    model = _model(rank=1, width=32, leaf=8)
+    opt = _adam_state(model)
+    L = model.layers[1]
+    g = torch.Generator().manual_seed(3)
+    a, c = torch.randn(32, 1, generator=g, dtype=D), torch.randn(1, 32, generator=g, dtype=D)
+    signal = 5.0 * a @ c / (a.norm() * c.norm())  # rank 1, Frobenius norm 5, in every block
+    dyn = DynamicHCompression(1e-6, every=20, probe_steps=20, noise_factor=2.0, merge=False)
+    before = sum(d["rank"] for d in L.leaf_info() if d["kind"] == "lowrank")
+    _feed(dyn, model, opt, _noise_samples((32, 32), 20, 0.05, 4, signal))
+    dyn._nprobe = 20
+    entry = dyn.refine(model, opt, step=20)
+    assert entry["grown"] > 0
+    assert sum(d["rank"] for d in L.leaf_info() if d["kind"] == "lowrank") > before
+
+
+def test_noise_factor_validation():
+    with pytest.raises(ValueError, match="noise_factor"):
+        DynamicHCompression(1e-3, noise_factor=-1.0)
+    with pytest.raises(ValueError, match="noise_factor"):
+        DynamicHCompression(1e-3, noise_factor=float("nan"))
+    with pytest.raises(ValueError, match="probe_steps >= 2"):
+        DynamicHCompression(1e-3, probe_steps=1, noise_factor=1.0)
