@@ -8,6 +8,7 @@ import torch
 from torch import nn
 
 from .autograd import LeafSpec, Structure, structured_linear
+from .autograd import _groups as _leaf_groups
 
 __all__ = ["MLP", "LowRankLinear", "HMatrixLinear", "block_rank_penalty", "hidden_layers",
            "ACTIVATIONS"]
@@ -495,22 +496,24 @@ class HMatrixLinear(nn.Module):
 
     @property
     def weight(self):
-        """Dense weight, shape (out, in), assembled with torch ops (differentiable)."""
-        Wp = None
-        parts = []
-        for i, (kind, r0, c0, m, n) in enumerate(self._geo):
-            f = self.leaf_factors(i)
-            parts.append((r0, c0, m, n, f[0] if kind == "dense" else f[0] @ f[1].t()))
-        dtype = self.factors[0].dtype
-        Wp = torch.zeros(self.out_features, self.in_features, dtype=dtype,
-                         device=self.factors[0].device)
-        for r0, c0, m, n, B in parts:
-            Wp = Wp.index_put((torch.arange(r0, r0 + m)[:, None], torch.arange(c0, c0 + n)[None, :]), B)
-        W = Wp
-        if self.row_perm is not None:
-            W = W.index_select(0, torch.argsort(self.row_perm))
-        if self.col_perm is not None:
-            W = W.index_select(1, torch.argsort(self.col_perm))
+        """Dense weight, shape (out, in), assembled with torch ops (differentiable).
+
+        One batched product and one scatter per group of equal-shape leaves (see
+        :mod:`pinn.autograd`), in the original (unpermuted) coordinates.
+        """
+        struct = self._struct()
+        params = list(self.factors._parameters.values())
+        p0 = params[0]
+        W = p0.new_zeros(self.out_features, self.in_features)
+        for grp in _leaf_groups(struct, params):
+            if grp.m == 0 or grp.n == 0 or (grp.kind == "lowrank" and grp.k == 0):
+                continue
+            rows, cols = grp.index(p0.device)
+            f = grp.factors(params)
+            B = f[0] if grp.kind == "dense" else f[0] @ f[1].transpose(1, 2)  # (g, m, n)
+            r = rows.view(grp.g, grp.m, 1).expand(grp.g, grp.m, grp.n).reshape(-1)
+            c = cols.view(grp.g, 1, grp.n).expand(grp.g, grp.m, grp.n).reshape(-1)
+            W = W.index_put((r, c), B.reshape(-1), accumulate=True)
         return W
 
     def to_linear(self):

@@ -146,8 +146,7 @@ def weight_of(layer):
     if isinstance(layer, GridNet):
         raise TypeError("a GridNet is nonlinear: it has no single weight")
     if isinstance(layer, HMatrixLinear):
-        # assembled by hmat in numpy: HMatrixLinear.weight builds it with one out-of-place
-        # index_put per leaf (a full n x n copy each), far too slow for thousands of leaves
+        # assembled by hmat from float64 copies of the factors (no autograd graph)
         return np.asarray(layer.operator().to_dense(), dtype=np.float64)
     return layer.weight.detach().double().cpu().numpy()
 
