@@ -934,7 +934,7 @@ def _plots(results, out, prefix="operator"):
         ax.set_xlabel("bytes of the wide-layer weights" if net != "linear" else "bytes of the weight")
         ax.set_title(title, fontsize=9)
         ax.grid(True, which="both", lw=0.3)
-    axes[1].legend(fontsize=6, loc="best")
+    axes[0].legend(fontsize=6, loc="best")  # the left panel has every method
     seeds = cfg.get("seeds", [cfg.get("seed", 0)])
     fig.suptitle(f"{results['problem']}, net={net}"
                  + (f", median and range over {len(seeds)} seeds" if len(seeds) > 1 else ""),
