@@ -1,10 +1,13 @@
 """Operator-learning comparison: where geometry-aware H-layers should win.
 
-A single grid-indexed linear layer ``u = W f + c`` is trained on
+A single grid-indexed linear layer ``u = W f + c`` (``net="linear"``) or a
+small nonlinear :class:`pinn.GridNet` whose wide layers are grid-indexed
+(``net="gridnet"``) is trained on
 :class:`pinn.problems.elliptic_operator.EllipticOperatorProblem` (PDE residual
-only, random Gaussian-random-field sources, no solution data); its exact
-minimiser is the discrete Green's function ``W = A^{-1}``. Methods compared at
-equal storage (the storage of the geometric H-layer of rank ``r``):
+only, random Gaussian-random-field sources, no solution data); the linear
+layer's exact minimiser is the discrete Green's function ``W = A^{-1}``.
+Methods compared at equal storage (the storage of the geometric H-layer of
+rank ``r``, per wide layer):
 
 ``dense``               nn.Linear trained (the uncompressed reference)
 ``hmatrix``             geometric H-layer (strong admissibility) trained from scratch
@@ -29,8 +32,9 @@ relative Frobenius error of the weight against ``G``, parameters, bytes
 pointers), training time, forward time (torch layer, and for H the compiled
 ``hmat`` packed matmat), all measured in the same run.
 
-Command line: ``python -m pinn.operator_study --dim 1 --n 1024 --out DIR``
-(to be exposed as ``python -m pinn operator``).
+Command line: ``python -m pinn operator --dim 1 --n 1024 --out DIR`` (also
+``python -m pinn.operator_study``); ``--net gridnet``, ``--seeds 0,1,2``,
+``--device cuda``.
 """
 from __future__ import annotations
 
