@@ -88,7 +88,8 @@ class GridNet(nn.Module):
         if activation not in ACTIVATIONS:
             raise ValueError(f"activation must be one of {sorted(ACTIVATIONS)}, got {activation!r}")
         if dtype is None:
-            dtype = next(p for lay in layers for p in lay.parameters()).dtype
+            dtype = next((p.dtype for lay in layers for p in lay.parameters()),
+                         torch.get_default_dtype())
         self.n, self.channels, self.activation = n, channels, activation
         self.wide_layers = nn.ModuleList(layers)
         c, L = channels, len(layers)
