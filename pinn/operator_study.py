@@ -685,6 +685,19 @@ def run_study(config=None, progress=True, on_row=None):
         note(f"== rank {r}: H-structure {ref.num_leaves} leaves, budget {budget} bytes per wide "
              f"layer ({budget / (es * n * n):.3f} of dense) -> SVD rank {k_svd}, pruning nnz {nnz}")
         total = budget * depth
+
+        def derived(name, tuned, build, extra=None):
+            """Rows ``name`` (the dense-trained net with its wide layers replaced by
+            ``build(W, b)``) and ``tuned`` (the same, fine-tuned), each if asked for."""
+            if name not in methods and tuned not in methods:
+                return
+            m = from_trained(dense_model, build)
+            if name in methods:
+                record(name, r, m, budget=total, extra=extra)
+            if tuned in methods:
+                h = train_operator(m, problem, **ft_kw)
+                record(tuned, r, m, h, budget=total, extra=extra)
+
         if "hmatrix" in methods:
             m = make(structured(r))
             h = train_operator(m, problem, **tr_kw)
@@ -706,17 +719,12 @@ def run_study(config=None, progress=True, on_row=None):
                                               for e in cb.log]})
             except Exception as e:  # noqa: BLE001 -- reported in the results, not hidden
                 failed("hmatrix-dynamic", r, e)
-        if "hmatrix-posthoc" in methods or "hmatrix+finetune" in methods:
-            def to_h(W, b):
-                H = hblock_from_blocktree(bt, project_to_structure(W, bt, r))
-                return HMatrixLinear.from_hblock(H, bias=None if b is None else torch.as_tensor(b),
-                                                 dtype=dtype)
-            m = from_trained(dense_model, to_h)
-            if "hmatrix-posthoc" in methods:
-                record("hmatrix-posthoc", r, m, budget=total)
-            if "hmatrix+finetune" in methods:
-                h = train_operator(m, problem, **ft_kw)
-                record("hmatrix+finetune", r, m, h, budget=total)
+        def to_h(W, b):
+            H = hblock_from_blocktree(bt, project_to_structure(W, bt, r))
+            return HMatrixLinear.from_hblock(H, bias=None if b is None else torch.as_tensor(b),
+                                             dtype=dtype)
+
+        derived("hmatrix-posthoc", "hmatrix+finetune", to_h)
         if "lowrank" in methods:
             g = torch.Generator().manual_seed(cfg["seed"])
             lays = []
@@ -730,20 +738,10 @@ def run_study(config=None, progress=True, on_row=None):
             m = make(lays)
             h = train_operator(m, problem, **tr_kw)
             record("lowrank", r, m, h, budget=total, extra={"rank": k_svd})
-        if "svd" in methods or "svd+finetune" in methods:
-            m = from_trained(dense_model, lambda W, b: _lowrank_from(W, b, k_svd, dtype))
-            if "svd" in methods:
-                record("svd", r, m, budget=total, extra={"rank": k_svd})
-            if "svd+finetune" in methods:
-                h = train_operator(m, problem, **ft_kw)
-                record("svd+finetune", r, m, h, budget=total, extra={"rank": k_svd})
-        if "prune" in methods or "prune+finetune" in methods:
-            m = from_trained(dense_model, lambda W, b: _pruned_from(W, b, nnz, dtype))
-            if "prune" in methods:
-                record("prune", r, m, budget=total, extra={"nnz": nnz})
-            if "prune+finetune" in methods:
-                h = train_operator(m, problem, **ft_kw)
-                record("prune+finetune", r, m, h, budget=total, extra={"nnz": nnz})
+        derived("svd", "svd+finetune", lambda W, b: _lowrank_from(W, b, k_svd, dtype),
+                {"rank": k_svd})
+        derived("prune", "prune+finetune", lambda W, b: _pruned_from(W, b, nnz, dtype),
+                {"nnz": nnz})
         oracles = [mt for mt in methods if mt.startswith("oracle-")]
         if oracles and not linear:
             note(f"{', '.join(oracles)}: only for net='linear' (a GridNet has no exact weight); "
