@@ -163,6 +163,24 @@ def _groups(struct, params):
     return groups
 
 
+def _single_leaf(struct):
+    """The leaf of a structure made of one full-size leaf without permutations (a
+    :class:`pinn.LowRankLinear`), or None: such a weight is applied with plain matmuls."""
+    if len(struct.leaves) != 1 or struct.row_perm is not None or struct.col_perm is not None:
+        return None
+    lf = struct.leaves[0]
+    return lf if (lf.r0, lf.c0, lf.m, lf.n) == (0, 0) + struct.shape else None
+
+
+def _leaf_factors(lf, params):
+    """Factors of one leaf as applied: ``(A,)`` or ``(U, V)`` (orientation respected)."""
+    if lf.kind == "dense":
+        A = params[lf.idx[0]]
+        return (A.t() if lf.transposed else A,)
+    U, V = params[lf.idx[0]], params[lf.idx[1]]
+    return (V, U) if lf.transposed else (U, V)
+
+
 def _gather(zt, idx, g, size):
     """Rows ``idx`` of ``zt`` (N, B) as a (g, size, B) batch."""
     return zt.index_select(0, idx).reshape(g, size, zt.shape[1])
@@ -173,6 +191,12 @@ def _apply(x, struct, params):
     if x.shape[-1] != n:
         raise ValueError(f"x: last dimension must be {n}, got shape {tuple(x.shape)}")
     lead = x.shape[:-1]
+    lf = _single_leaf(struct)
+    if lf is not None:  # one full-size leaf: two plain matmuls, no gather/scatter
+        x2 = x.reshape(-1, n)
+        f = _leaf_factors(lf, params)
+        y = x2 @ f[0].t() if lf.kind == "dense" else (x2 @ f[1]) @ f[0].t()
+        return y.reshape(*lead, m)
     # work on x^T (n, B): gathered leaf blocks and leaf outputs are contiguous rows
     xt = x.reshape(-1, n).t().contiguous()
     B = xt.shape[1]
@@ -193,9 +217,22 @@ def _apply(x, struct, params):
 
 def _param_grads(x, gy, struct, params, needs):
     m, n = struct.shape
+    grads = [None] * len(params)
+    lf = _single_leaf(struct)
+    if lf is not None:
+        x2, g2 = x.reshape(-1, n), gy.reshape(-1, m)
+        if lf.kind == "dense":
+            dA = g2.t() @ x2  # (m, n) as applied
+            grads[lf.idx[0]] = dA.t() if lf.transposed else dA
+        else:
+            U, V = _leaf_factors(lf, params)
+            gU, gV = g2.t() @ (x2 @ V), x2.t() @ (g2 @ U)
+            if lf.transposed:
+                gU, gV = gV, gU
+            grads[lf.idx[0]], grads[lf.idx[1]] = gU, gV
+        return [g if needs[i] else None for i, g in enumerate(grads)]
     xt = x.reshape(-1, n).t().contiguous()
     gt = gy.reshape(-1, m).t().contiguous()
-    grads = [None] * len(params)
     for grp in _groups(struct, params):
         if not any(needs[i] for ix in grp.pidx for i in ix):
             continue

@@ -239,3 +239,18 @@ sizes = st.lists(st.integers(1, 4), min_size=1, max_size=4)
 def test_property_matches_reference(rows, cols, kinds, ranks, perm, adjoint, lead, seed):
     s, ps = make_structure(rows, cols, kinds, ranks, perm_seed=perm, adjoint=adjoint, seed=seed)
     check_against_reference(s, ps, lead, seed=seed + 1)
+
+
+@pytest.mark.parametrize("kind, rank", [("dense", 0), ("lowrank", 3), ("lowrank", 0)])
+@pytest.mark.parametrize("adjoint", [False, True])
+@pytest.mark.parametrize("lead", [(), (4,), (2, 3)])
+def test_single_full_leaf_fast_path_matches_reference(kind, rank, adjoint, lead):
+    """One full-size leaf without permutations (LowRankLinear) takes the plain-matmul path;
+    same values, first and second derivatives as the reference."""
+    s, ps = make_structure([7], [5], [kind], [rank], adjoint=adjoint)
+    assert pinn.autograd._single_leaf(s) is not None
+    check_against_reference(s, ps, lead)
+    # with a permutation it is no longer the fast path, and still right
+    sp, pp = make_structure([7], [5], [kind], [rank], perm_seed=2, adjoint=adjoint)
+    assert pinn.autograd._single_leaf(sp) is None
+    check_against_reference(sp, pp, lead)
