@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # One prepared GPU session (<= 9.5 minutes): everything this project checks on a CUDA machine.
-# (The 2026-11-26 H200 run used the version saved as
-# benchmarks/operator_runs/gpu_h200/device_session_as_run.sh: its GPU tests hit their 110 s limit
+# (The 2026-11-26 H200 run used the version of commit 7bb3ef7
+# (`git show 7bb3ef7:benchmarks/device_session.sh`): its GPU tests hit their 110 s limit
 # -- numba compile plus the complex128 build -- and its five concurrent studies finished only
 # their dense rows in 270 s. This version gives the tests more time and runs only the n = 4096
 # studies, from-scratch and dense-derived rows in separate processes.)

@@ -54,21 +54,13 @@ def _apply_per_leaf(x, struct, params):
     yp = x2.new_zeros((x2.shape[0], m))
     for lf in struct.leaves:
         xb = xp[:, lf.c0:lf.c0 + lf.n]
-        f = _factors(lf, params)
+        f = pa._leaf_factors(lf, params)
         if lf.kind == "dense":
             yp[:, lf.r0:lf.r0 + lf.m] += xb @ f[0].t()
         else:
             yp[:, lf.r0:lf.r0 + lf.m] += (xb @ f[1]) @ f[0].t()
     y = yp if struct.inv_row_perm is None else yp.index_select(1, struct.inv_row_perm)
     return y.reshape(*lead, m)
-
-
-def _factors(leaf, params):
-    if leaf.kind == "dense":
-        A = params[leaf.idx[0]]
-        return (A.t() if leaf.transposed else A,)
-    U, V = params[leaf.idx[0]], params[leaf.idx[1]]
-    return (V, U) if leaf.transposed else (U, V)
 
 
 def _param_grads_per_leaf(x, gy, struct, params, needs):
@@ -87,7 +79,7 @@ def _param_grads_per_leaf(x, gy, struct, params, needs):
             G = gb.t() @ xb
             grads[lf.idx[0]] = G.t() if lf.transposed else G
         else:
-            U, V = _factors(lf, params)
+            U, V = pa._leaf_factors(lf, params)
             gU = gb.t() @ (xb @ V)
             gV = xb.t() @ (gb @ U)
             if lf.transposed:

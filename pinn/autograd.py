@@ -186,33 +186,48 @@ def _gather(zt, idx, g, size):
     return zt.index_select(0, idx).reshape(g, size, zt.shape[1])
 
 
-def _apply(x, struct, params):
-    m, n = struct.shape
-    if x.shape[-1] != n:
-        raise ValueError(f"x: last dimension must be {n}, got shape {tuple(x.shape)}")
+def _stacked(struct, params, device):
+    """``(group, rows, cols, stacked factors)`` for every group that contributes (see
+    :class:`_Group`); index tensors on ``device``."""
+    out = []
+    for grp in _groups(struct, params):
+        if grp.m == 0 or grp.n == 0 or (grp.kind == "lowrank" and grp.k == 0):
+            continue  # contributes nothing
+        rows, cols = grp.index(device)
+        out.append((grp, rows, cols, grp.factors(params)))
+    return out
+
+
+def _apply_stacked(x, shape, stacked):
+    """``x W^T`` for ``x`` (..., n) from :func:`_stacked` groups: per group one gather, one
+    batched matmul and one out-of-place scatter-add."""
+    m, n = shape
     lead = x.shape[:-1]
-    lf = _single_leaf(struct)
-    if lf is not None:  # one full-size leaf: two plain matmuls, no gather/scatter
-        x2 = x.reshape(-1, n)
-        f = _leaf_factors(lf, params)
-        y = x2 @ f[0].t() if lf.kind == "dense" else (x2 @ f[1]) @ f[0].t()
-        return y.reshape(*lead, m)
     # work on x^T (n, B): gathered leaf blocks and leaf outputs are contiguous rows
     xt = x.reshape(-1, n).t().contiguous()
     B = xt.shape[1]
     yt = xt.new_zeros((m, B))
-    for grp in _groups(struct, params):
-        if grp.m == 0 or grp.n == 0 or (grp.kind == "lowrank" and grp.k == 0):
-            continue  # contributes nothing
-        rows, cols = grp.index(xt.device)
+    for grp, rows, cols, f in stacked:
         X = _gather(xt, cols, grp.g, grp.n)                      # (g, n, B)
-        f = grp.factors(params)
         if grp.kind == "dense":
             Y = f[0] @ X                                         # (g, m, B)
         else:
             Y = f[0] @ (f[1].transpose(1, 2) @ X)
         yt = yt.index_add(0, rows, Y.reshape(grp.g * grp.m, B))
     return yt.t().contiguous().reshape(*lead, m)
+
+
+def _apply(x, struct, params):
+    m, n = struct.shape
+    if x.shape[-1] != n:
+        raise ValueError(f"x: last dimension must be {n}, got shape {tuple(x.shape)}")
+    lf = _single_leaf(struct)
+    if lf is not None:  # one full-size leaf: two plain matmuls, no gather/scatter
+        x2 = x.reshape(-1, n)
+        f = _leaf_factors(lf, params)
+        y = x2 @ f[0].t() if lf.kind == "dense" else (x2 @ f[1]) @ f[0].t()
+        return y.reshape(*x.shape[:-1], m)
+    return _apply_stacked(x, struct.shape, _stacked(struct, params, x.device))
 
 
 def _param_grads(x, gy, struct, params, needs):

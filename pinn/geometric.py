@@ -19,6 +19,7 @@ import torch
 
 import hmat
 
+from .autograd import _apply_stacked, _stacked
 from .layers import HMatrixLinear
 
 __all__ = ["geometric_hmatrix_linear", "geometric_block_tree", "hblock_from_blocktree", "GroupedHForward",
@@ -275,12 +276,11 @@ def _random_leaves(bt, rank, init, n_out, n_in, generator, factor_scale=None):
 class GroupedHForward:
     """Fast inference snapshot of an :class:`pinn.HMatrixLinear`: leaves batched by shape.
 
-    The layer's own forward walks its leaves one by one in Python (one small
-    matmul per leaf, twice for low-rank leaves), so for thousands of leaves the
-    interpreter overhead dominates. Geometric trees on grids have few distinct
-    leaf shapes; this snapshot stacks the leaves of each ``(kind, m, n, rank)``
-    into one tensor and applies each group with one gathered batched product
-    and one ``index_add_``: a handful of torch calls per forward.
+    The layer's forward already applies its leaves in groups of equal
+    ``(kind, m, n, rank)`` (:mod:`pinn.autograd`), but stacks each group's
+    factors anew on every call and goes through autograd. This snapshot stacks
+    them once (detached) and applies the same grouped product: one gather, one
+    batched matmul and one scatter-add per group.
 
     Parameters
     ----------
@@ -299,27 +299,12 @@ class GroupedHForward:
         if not isinstance(layer, HMatrixLinear):
             raise TypeError(f"layer must be a pinn.HMatrixLinear, got {type(layer).__name__}")
         self.in_features, self.out_features = layer.in_features, layer.out_features
-        groups = {}
-        for i, d in enumerate(layer.leaf_info()):
-            key = (d["kind"], d["m"], d["n"], d["rank"] if d["kind"] == "lowrank" else -1)
-            groups.setdefault(key, []).append((d["r0"], d["c0"], [f.detach() for f in layer.leaf_factors(i)]))
-        self.groups = []
-        dev = layer.factors[0].device if len(layer.factors) else torch.device("cpu")
-        for (kind, m, n, k), items in groups.items():
-            rows = torch.stack([torch.arange(r0, r0 + m) for r0, _, _ in items]).to(dev)  # (g, m)
-            cols = torch.stack([torch.arange(c0, c0 + n) for _, c0, _ in items]).to(dev)  # (g, n)
-            if kind == "dense":
-                facs = (torch.stack([f[0] for _, _, f in items]),)  # (g, m, n)
-            else:
-                if k == 0:
-                    continue
-                facs = (torch.stack([f[0] for _, _, f in items]),  # U (g, m, k)
-                        torch.stack([f[1] for _, _, f in items]))  # V (g, n, k)
-            self.groups.append((kind, rows.reshape(-1), cols, facs))
-        self.row_perm, self.col_perm = layer.row_perm, layer.col_perm
-        self.inv_row_perm = None if layer.row_perm is None else torch.argsort(layer.row_perm)
+        params = [p.detach() for p in layer.factors._parameters.values()]
+        dev = params[0].device if params else torch.device("cpu")
+        # the training layer's own grouping (pinn.autograd), factors stacked once here
+        self.groups = _stacked(layer._struct(), params, dev)
         self.bias = None if layer.bias is None else layer.bias.detach()
-        self.dtype = layer.factors[0].dtype
+        self.dtype = params[0].dtype if params else torch.get_default_dtype()
 
     @property
     def num_groups(self):
@@ -328,24 +313,8 @@ class GroupedHForward:
     def __call__(self, x):
         if x.shape[-1] != self.in_features:
             raise ValueError(f"x: last dimension must be {self.in_features}, got shape {tuple(x.shape)}")
-        lead = x.shape[:-1]
-        X = x.reshape(-1, self.in_features)
-        # work in the transposed layout (features, batch): gathers and bmm need no permutes
-        XT = (X if self.col_perm is None else X.index_select(1, self.col_perm)).t().contiguous()
-        YT = XT.new_zeros(self.out_features, X.shape[0])
-        for kind, rows, cols, facs in self.groups:
-            Xg = XT[cols]  # (g, n, b)
-            if kind == "dense":
-                Yg = torch.bmm(facs[0], Xg)  # (g, m, b)
-            else:
-                Yg = torch.bmm(facs[0], torch.bmm(facs[1].transpose(1, 2), Xg))
-            YT.index_add_(0, rows, Yg.reshape(-1, X.shape[0]))
-        Y = YT.t()
-        if self.inv_row_perm is not None:
-            Y = Y.index_select(1, self.inv_row_perm)
-        if self.bias is not None:
-            Y = Y + self.bias
-        return Y.reshape(*lead, self.out_features)
+        y = _apply_stacked(x, (self.out_features, self.in_features), self.groups)
+        return y if self.bias is None else y + self.bias
 
 
 def install_geometric_structure(layer, in_points, out_points, *, leaf_size=32, eta=2.0, rank=2,
