@@ -1,4 +1,4 @@
-"""The sphere-1/r benchmark (DESIGN.md section 6), exactly as the peers were measured.
+"""The sphere-1/r benchmark (docs/sphere_benchmark.md), exactly as the peers were measured.
 
 N Fibonacci points on the unit sphere, G(x, y) = 1 / (4 pi |x - y|), G(x, x) = 0,
 tol 1e-6, eta 2 (strong admissibility), leaf size 64. For each N and thread count:
@@ -35,7 +35,7 @@ ROOT = os.path.dirname(HERE)
 sys.path.insert(0, HERE)
 sys.path.insert(0, ROOT)
 
-# DESIGN.md section 6: 2-vCPU machine, one thread (build s, MB, matvec s, sampled error)
+# docs/sphere_benchmark.md: 2-vCPU machine, one thread (build s, MB, matvec s, sampled error)
 PEERS = {
     10_000: {"H2Lib": (0.61, 153, 0.030, 4e-8), "Htool": (0.55, 168, 0.041, 5e-8), "hmat-oss": (4.1, 76, 0.024, 4e-7)},
     80_000: {"H2Lib": (5.3, 1925, 0.240, 1e-7), "Htool": (5.9, 2156, 0.297, 7e-8), "hmat-oss": (23, 845, 0.130, 2e-7)},
@@ -225,7 +225,7 @@ def main():
 
     sizes = sorted(set(args.sizes + ([160_000] if args.large else [])))
     repeat = 1 if args.quick else args.repeat
-    print("# sphere-1/r benchmark (DESIGN.md section 6)")
+    print("# sphere-1/r benchmark (docs/sphere_benchmark.md)")
     print(f"machine: {C.machine()}")
     print(f"date: {time.strftime('%Y-%m-%d %H:%M:%S %Z')}; command: python benchmarks/{' '.join([os.path.basename(__file__)] + sys.argv[1:])}")
     print(f"tol {args.tol:g}, eta 2, leaf 64; timings best of {repeat}; x uniform [0,1) seed 0; error on rows i = s*N/50\n")
@@ -284,7 +284,7 @@ def main():
             best = max(ok, key=lambda r: r["tol"])
             print(f"\nlargest tol on this grid with sampled error <= 1e-6: {best['tol']:g} "
                   f"({best['stored_mb']:.0f} MB, error {best['error']:.1e})")
-    print("\nPeers (DESIGN.md section 6, 1 thread, their own tol = 1e-6): build s / MB / matvec s / error")
+    print("\nPeers (docs/sphere_benchmark.md, 1 thread, their own tol = 1e-6): build s / MB / matvec s / error")
     for n, libs in PEERS.items():
         print(f"  N={n:,}: " + "; ".join(f"{k} {v[0]} / {v[1]} / {v[2]} / {v[3]:.0e}" for k, v in libs.items()))
     if args.json:

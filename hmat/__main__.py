@@ -88,7 +88,7 @@ def _compress(args):
 def main(argv=None):
     p = argparse.ArgumentParser(prog="python -m hmat", description="hierarchical matrices")
     sub = p.add_subparsers(dest="cmd", required=True)
-    d = sub.add_parser("demo", help="sphere-1/r benchmark (DESIGN.md §6)")
+    d = sub.add_parser("demo", help="sphere-1/r benchmark (docs/sphere_benchmark.md)")
     d.add_argument("--n", type=int, default=20000)
     d.add_argument("--tol", type=float, default=1e-6)
     d.add_argument("--eta", type=float, default=2.0)
