@@ -209,4 +209,3 @@ def test_chunks_and_partner_helpers(pts):
     np.testing.assert_array_equal(_packed.mirror_partner(X, X, r0, m, c0, n, 1), [0, 2, 1, 3])
     assert _packed.mirror_partner(X, X + 1.0, r0, m, c0, n, 1) is None
     assert _packed.mirror_partner(X, X, r0, m, c0, n, -1) is None
-
