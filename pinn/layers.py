@@ -21,6 +21,15 @@ def _glorot_std(m, n):
     return math.sqrt(2.0 / (m + n))
 
 
+def _int_arg(value, name, lo):
+    """``value`` as an int >= ``lo``: TypeError for a non-integer, ValueError below ``lo``."""
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
+        raise TypeError(f"{name} must be an int, got {value!r}")
+    if value < lo:
+        raise ValueError(f"{name} must be >= {lo}, got {value!r}")
+    return int(value)
+
+
 # --------------------------------------------------------------------------- MLP
 class MLP(nn.Module):
     """Fully connected network ``sizes[0] -> ... -> sizes[-1]``.
@@ -111,7 +120,10 @@ class LowRankLinear(nn.Module):
 
     Parameters
     ----------
-    in_features, out_features, rank : int
+    in_features, out_features : int
+        >= 1.
+    rank : int
+        In ``[0, min(in_features, out_features)]``.
     bias : bool
     dtype : torch.dtype, optional
 
@@ -124,9 +136,12 @@ class LowRankLinear(nn.Module):
 
     def __init__(self, in_features, out_features, rank, bias=True, dtype=None, generator=None):
         super().__init__()
-        if rank < 0 or rank > min(in_features, out_features):
+        in_features = _int_arg(in_features, "in_features", 1)
+        out_features = _int_arg(out_features, "out_features", 1)
+        rank = _int_arg(rank, "rank", 0)
+        if rank > min(in_features, out_features):
             raise ValueError(f"rank must be in [0, {min(in_features, out_features)}], got {rank!r}")
-        self.in_features, self.out_features = int(in_features), int(out_features)
+        self.in_features, self.out_features = in_features, out_features
         dtype = dtype or torch.get_default_dtype()
         s = (_glorot_std(out_features, in_features) ** 2 / max(rank, 1)) ** 0.25
         self.U = nn.Parameter(torch.randn(out_features, rank, dtype=dtype, generator=generator) * s)
@@ -253,11 +268,12 @@ class HMatrixLinear(nn.Module):
     Parameters
     ----------
     in_features, out_features : int
+        >= 1.
     bias : bool
     leaf_size : int
-        Leaf size of the HODLR partition built for a fresh layer.
+        Leaf size (>= 1) of the HODLR partition built for a fresh layer.
     rank : int
-        Initial rank of the off-diagonal low-rank leaves of a fresh layer
+        >= 0. Initial rank of the off-diagonal low-rank leaves of a fresh layer
         (Glorot-scaled random factors; dense leaves Glorot normal).
     dtype : torch.dtype, optional
     generator : torch.Generator, optional
@@ -280,9 +296,13 @@ class HMatrixLinear(nn.Module):
     def __init__(self, in_features, out_features, bias=True, *, leaf_size=32, rank=2,
                  dtype=None, generator=None, in_points=None, out_points=None, eta=2.0):
         super().__init__()
-        self.in_features, self.out_features = int(in_features), int(out_features)
+        in_features = _int_arg(in_features, "in_features", 1)
+        out_features = _int_arg(out_features, "out_features", 1)
+        leaf_size = _int_arg(leaf_size, "leaf_size", 1)
+        rank = _int_arg(rank, "rank", 0)
+        self.in_features, self.out_features = in_features, out_features
         dtype = dtype or torch.get_default_dtype()
-        tree, geo = _hodlr_tree(out_features, in_features, int(leaf_size))
+        tree, geo = _hodlr_tree(out_features, in_features, leaf_size)
         sd = _glorot_std(out_features, in_features)
         tensors = []
         for kind, r0, c0, m, n in geo:

@@ -209,3 +209,30 @@ def test_bad_input_layers():
     L = HMatrixLinear(8, 8, leaf_size=4)
     with pytest.raises(ValueError, match="last dimension"):
         L(torch.randn(2, 5))
+
+
+@pytest.mark.parametrize("make, exc, name", [
+    (lambda: HMatrixLinear(8, 8, leaf_size=0), ValueError, "leaf_size"),
+    (lambda: HMatrixLinear(8, 8, leaf_size=-3), ValueError, "leaf_size"),
+    (lambda: HMatrixLinear(8, 8, leaf_size=2.5), TypeError, "leaf_size"),
+    (lambda: HMatrixLinear(0, 8), ValueError, "in_features"),
+    (lambda: HMatrixLinear(8, 0), ValueError, "out_features"),
+    (lambda: HMatrixLinear(8.0, 8), TypeError, "in_features"),
+    (lambda: HMatrixLinear(8, 8, rank=-1), ValueError, "rank"),
+    (lambda: HMatrixLinear(8, 8, rank=1.5), TypeError, "rank"),
+    (lambda: LowRankLinear(8, 8, rank=2.5), TypeError, "rank"),
+    (lambda: LowRankLinear(8, 8, rank=-1), ValueError, "rank"),
+    (lambda: LowRankLinear(0, 8, rank=0), ValueError, "in_features"),
+    (lambda: LowRankLinear(8, True, rank=0), TypeError, "out_features"),
+])
+def test_layer_constructor_arguments_are_validated(make, exc, name):
+    with pytest.raises(exc, match=name):
+        make()
+
+
+@settings(max_examples=20, deadline=None)
+@given(n_in=st.integers(1, 20), n_out=st.integers(1, 20), leaf=st.integers(1, 25), rank=st.integers(0, 4))
+def test_hlayer_any_valid_sizes_build_and_match_weight(n_in, n_out, leaf, rank):
+    L = HMatrixLinear(n_in, n_out, leaf_size=leaf, rank=rank, dtype=D, generator=torch.Generator().manual_seed(0))
+    x = torch.randn(3, n_in, dtype=D, generator=torch.Generator().manual_seed(1))
+    torch.testing.assert_close(L(x), x @ L.weight.t() + L.bias, rtol=1e-12, atol=1e-12)
