@@ -9,7 +9,7 @@ recompression :func:`truncate`, :func:`coarsen`; arithmetic :func:`add`,
 :func:`load`; :func:`plot`; GPU :func:`to_cupy`, :func:`to_numpy`.
 """
 
-from . import kernels
+from . import _jit_notice, kernels
 from ._threads import get_num_threads, set_num_threads
 from .aca import ACA
 from .arithmetic import (
@@ -39,6 +39,8 @@ from .plot import plot
 from .points import sphere_points
 from .svd import SVD
 from .truncate import truncate
+
+_jit_notice.install()  # one stderr line when the kernels compile (cold cache), silent when warm
 
 __version__ = "0.1.0"
 
