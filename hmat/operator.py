@@ -241,6 +241,8 @@ class LinearOperator(spla.LinearOperator):
         max_bytes : int
             Refuse (``MemoryError``) when the dense array would exceed this many bytes.
         """
+        if isinstance(max_bytes, bool) or not isinstance(max_bytes, numbers.Integral):
+            raise TypeError(f"max_bytes must be an int, got {max_bytes!r}")
         need = self.shape[0] * self.shape[1] * self.dtype.itemsize
         if need > max_bytes:
             raise MemoryError(
@@ -374,6 +376,8 @@ class Scaled(LinearOperator):
 
     def __init__(self, A, alpha):
         alpha = np.asarray(alpha).item()
+        if isinstance(alpha, bool) or not isinstance(alpha, numbers.Number):
+            raise TypeError(f"alpha must be a real or complex number, got {alpha!r}")
         if not np.isfinite(alpha):
             raise ValueError(f"alpha must be finite, got {alpha!r}")
         dtype = A.dtype
