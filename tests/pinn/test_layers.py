@@ -190,7 +190,10 @@ def test_mlp_and_penalty():
     assert isinstance(net.layers[1], HMatrixLinear) and isinstance(net.layers[0], torch.nn.Linear)
     assert net(torch.rand(5, 2)).shape == (5, 1)
     p = pinn.block_rank_penalty(net)
-    assert p > 0 and p.requires_grad
+    # the definition: sum over every low-rank leaf of ||U||_F^2 + ||V||_F^2
+    expected = sum(float(f.detach().pow(2).sum()) for lay in net.layers if isinstance(lay, HMatrixLinear)
+                   for i, d in enumerate(lay.leaf_info()) if d["kind"] == "lowrank" for f in lay.leaf_factors(i))
+    assert float(p) == pytest.approx(expected, rel=1e-5) and expected > 0 and p.requires_grad
     with pytest.raises(ValueError, match="activation"):
         MLP([2, 4, 1], activation="softsign")
     # Glorot init: std ~ sqrt(2 / (fan_in + fan_out))
