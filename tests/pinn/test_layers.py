@@ -239,3 +239,19 @@ def test_hlayer_any_valid_sizes_build_and_match_weight(n_in, n_out, leaf, rank):
     L = HMatrixLinear(n_in, n_out, leaf_size=leaf, rank=rank, dtype=D, generator=torch.Generator().manual_seed(0))
     x = torch.randn(3, n_in, dtype=D, generator=torch.Generator().manual_seed(1))
     torch.testing.assert_close(L(x), x @ L.weight.t() + L.bias, rtol=1e-12, atol=1e-12)
+
+
+def test_operator_is_a_snapshot_not_a_view_of_the_parameters():
+    """``layer.operator()`` of a float64 layer must not alias the live Parameters: an optimizer
+    step afterwards changes neither the operator's data nor its (cached) matvec."""
+    L = HMatrixLinear(12, 12, leaf_size=4, rank=2, dtype=D, generator=torch.Generator().manual_seed(0))
+    H = L.operator()
+    x = np.random.default_rng(0).standard_normal(12)
+    y0 = H @ x  # packs the leaves
+    W0 = L.weight.detach().numpy().copy()
+    np.testing.assert_allclose(y0, W0 @ x, rtol=1e-12, atol=1e-12)
+    with torch.no_grad():
+        for p in L.factors:
+            p.add_(1.0)  # what an optimizer step does, in place
+    np.testing.assert_allclose(H.to_dense(), W0, rtol=1e-12, atol=1e-12)
+    np.testing.assert_allclose(H @ x, W0 @ x, rtol=1e-12, atol=1e-12)
