@@ -196,6 +196,9 @@ def _encode(H):
                          H._kernel_evals], np.float64)
         _check_meta(meta, ValueError)
         arrays["meta"] = meta
+    # the list of arrays: a damaged zip directory that hides an optional array (row_perm,
+    # meta) would otherwise load as a different operator
+    arrays["manifest"] = np.array(sorted([*arrays, "manifest"]))
     return arrays
 
 
@@ -266,9 +269,19 @@ def _need(cond, msg):
         raise _Corrupt(msg)
 
 
+_KNOWN = {"magic", "version", "dtype", "shape", "nodes", "data", "row_perm", "col_perm", "meta", "manifest"}
+
+
 def _decode(f):
     for key in ("magic", "version", "dtype", "shape", "nodes", "data"):
         _need(key in f, f"missing array {key!r}")
+    unknown = sorted(set(f) - _KNOWN)
+    _need(not unknown, f"unexpected arrays {unknown}")
+    if "manifest" in f:  # files written since the manifest was added list their arrays
+        man = f["manifest"]
+        _need(man.ndim == 1 and man.dtype.kind == "U", "bad manifest")
+        listed = {str(k) for k in man}
+        _need(listed == set(f), f"arrays {sorted(listed ^ set(f))} missing or not listed in the manifest")
     _need(f["magic"].shape == () and str(f["magic"]) == _MAGIC, "not an hmat file")
     v = f["version"]
     _need(v.shape == () and v.dtype.kind in "iu", f"format version must be an integer, got {v.dtype} {v!r}")

@@ -350,3 +350,47 @@ def test_unknown_compression_method_is_a_value_error(tmp_path):
     (tmp_path / "h.npz").write_bytes(bytes(raw))
     with pytest.raises(ValueError, match="h.npz"):
         hmat.load(tmp_path / "h.npz")
+
+
+def test_manifest_catches_a_lost_optional_array(tmp_path):
+    """A damaged zip directory can hide row_perm/meta: the file would load as another operator."""
+    path = tmp_path / "h.npz"
+    H = _small_h()
+    hmat.save(path, H)
+    f = _fields(path)
+    del f["row_perm"]
+    np.savez(path, **f)
+    with pytest.raises(ValueError, match="manifest"):
+        hmat.load(path)
+    f["row_perm"], f["extra"] = H.row_perm, np.zeros(1)
+    np.savez(path, **f)
+    with pytest.raises(ValueError, match="unexpected arrays"):
+        hmat.load(path)
+
+
+def test_files_without_manifest_still_load(tmp_path):
+    path = tmp_path / "h.npz"
+    H = _small_h()
+    hmat.save(path, H)
+    f = _fields(path)
+    del f["manifest"]
+    np.savez(path, **f)
+    assert hmat.load(path).to_dense().tobytes() == H.to_dense().tobytes()
+
+
+@settings(max_examples=60, deadline=None)
+@given(flips=st.lists(st.tuples(st.floats(0, 1, exclude_max=True), st.integers(0, 7)), min_size=1, max_size=3))
+def test_several_flipped_bits_give_value_error_or_identical_operator(tmp_path_factory, flips):
+    d = tmp_path_factory.mktemp("flips")
+    H = _small_h()
+    hmat.save(d / "h.npz", H)
+    raw = bytearray((d / "h.npz").read_bytes())
+    for pos, bit in flips:
+        raw[int(pos * len(raw))] ^= 1 << bit
+    (d / "h.npz").write_bytes(bytes(raw))
+    try:
+        back = hmat.load(d / "h.npz")
+    except ValueError:
+        return
+    assert back.to_dense().tobytes() == H.to_dense().tobytes()
+    assert np.array_equal(back.row_perm, H.row_perm)
