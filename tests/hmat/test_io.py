@@ -259,25 +259,6 @@ def test_load_refuses_two_leaves_sharing_data(tmp_path):
         hmat.load(path)
 
 
-@settings(max_examples=40, deadline=None)
-@given(pos=st.floats(0, 1, exclude_max=True), bit=st.integers(0, 7))
-def test_flipped_bit_anywhere_gives_value_error_or_identical_operator(tmp_path_factory, pos, bit):
-    d = tmp_path_factory.mktemp("flip")
-    H = _small_h()
-    hmat.save(d / "h.npz", H)
-    raw = bytearray((d / "h.npz").read_bytes())
-    i = int(pos * len(raw))
-    raw[i] ^= 1 << bit
-    (d / "h.npz").write_bytes(bytes(raw))
-    try:
-        back = hmat.load(d / "h.npz")
-    except ValueError as exc:
-        assert "h.npz" in str(exc)
-        return
-    # the flip hit bytes no reader looks at (zip comments, timestamps): then nothing changed
-    assert back.to_dense().tobytes() == H.to_dense().tobytes()
-
-
 def test_save_keeps_permissions_and_follows_symlinks(tmp_path):
     real = tmp_path / "real.npz"
     hmat.save(real, _small_h())
@@ -390,7 +371,9 @@ def test_several_flipped_bits_give_value_error_or_identical_operator(tmp_path_fa
     (d / "h.npz").write_bytes(bytes(raw))
     try:
         back = hmat.load(d / "h.npz")
-    except ValueError:
+    except ValueError as exc:
+        assert "h.npz" in str(exc)
         return
+    # the flips hit bytes no reader depends on (timestamps, attributes): nothing changed
     assert back.to_dense().tobytes() == H.to_dense().tobytes()
     assert np.array_equal(back.row_perm, H.row_perm)
