@@ -120,8 +120,15 @@ def _compress(args):
     return 0
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse with a one-line error (no usage block): ``error: ...`` on stderr, exit code 2."""
+
+    def error(self, message):
+        self.exit(2, f"error: {message} (see {self.prog} --help)\n")
+
+
 def main(argv=None):
-    p = argparse.ArgumentParser(prog="python -m hmat", description="hierarchical matrices")
+    p = _Parser(prog="python -m hmat", description="hierarchical matrices")
     sub = p.add_subparsers(dest="cmd", required=True)
     d = sub.add_parser("demo", help="sphere-1/r benchmark (DESIGN.md §6)")
     d.add_argument("--n", type=int, default=20000)
@@ -140,7 +147,7 @@ def main(argv=None):
     args = p.parse_args(argv)
     try:
         return _demo(args) if args.cmd == "demo" else _compress(args)
-    except (_UsageError, ValueError, TypeError, OSError) as exc:
+    except (_UsageError, ValueError, TypeError, OSError, MemoryError) as exc:
         print(f"error: {_one_line(exc)}", file=sys.stderr)
         return 2
 

@@ -4,6 +4,7 @@ import subprocess
 import sys
 
 import numpy as np
+import pytest
 
 import hmat
 from hmat.__main__ import main, sphere_points
@@ -106,3 +107,11 @@ def test_cli_bad_input_never_prints_a_traceback(tmp_path):
                         "--points", str(tmp_path / "missing.npy")], capture_output=True, text=True)
     assert r.returncode == 2
     assert len(r.stderr.strip().splitlines()) == 1 and "Traceback" not in r.stderr
+
+
+@pytest.mark.parametrize("argv", [["demo", "--threads", "abc"], ["compress"], ["nope"], ["demo", "--n", "1e3"]])
+def test_argparse_errors_are_one_line(capsys, argv):
+    with pytest.raises(SystemExit) as info:
+        main(argv)
+    assert info.value.code == 2
+    _one_line_error(capsys)
