@@ -93,8 +93,9 @@ _TMP_SUFFIX = ".hmat-tmp"
 
 def _name_path(exc, given):
     """The same kind of OSError, naming the path the caller gave instead of a temp file."""
-    out = type(exc)(exc.errno, exc.strerror or str(exc), given) if exc.errno is not None else type(exc)(f"{given}: {exc}")
-    return out
+    if exc.errno is None:
+        return type(exc)(f"{given}: {exc}")
+    return type(exc)(exc.errno, exc.strerror or str(exc), given)
 
 
 def _target_mode(target, given):
