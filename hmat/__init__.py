@@ -10,7 +10,7 @@ recompression :func:`truncate`, :func:`coarsen`; arithmetic :func:`add`,
 operators in :mod:`hmat.testing` (``dottest``, ``check_operator``).
 """
 
-from . import kernels, testing
+from . import _jit_notice, kernels, testing
 from ._threads import get_num_threads, set_num_threads
 from .aca import ACA
 from .arithmetic import (
@@ -40,6 +40,8 @@ from .plot import plot
 from .points import sphere_points
 from .svd import SVD
 from .truncate import truncate
+
+_jit_notice.install()  # one stderr line when the kernels compile (cold cache), silent when warm
 
 __version__ = "0.1.0"
 

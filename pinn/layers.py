@@ -21,6 +21,15 @@ def _glorot_std(m, n):
     return math.sqrt(2.0 / (m + n))
 
 
+def _int_arg(value, name, lo):
+    """``value`` as an int >= ``lo``: TypeError for a non-integer, ValueError below ``lo``."""
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
+        raise TypeError(f"{name} must be an int, got {value!r}")
+    if value < lo:
+        raise ValueError(f"{name} must be >= {lo}, got {value!r}")
+    return int(value)
+
+
 # --------------------------------------------------------------------------- MLP
 class MLP(nn.Module):
     """Fully connected network ``sizes[0] -> ... -> sizes[-1]``.
@@ -111,7 +120,10 @@ class LowRankLinear(nn.Module):
 
     Parameters
     ----------
-    in_features, out_features, rank : int
+    in_features, out_features : int
+        >= 1.
+    rank : int
+        In ``[0, min(in_features, out_features)]``.
     bias : bool
     dtype : torch.dtype, optional
 
@@ -124,9 +136,12 @@ class LowRankLinear(nn.Module):
 
     def __init__(self, in_features, out_features, rank, bias=True, dtype=None, generator=None):
         super().__init__()
-        if rank < 0 or rank > min(in_features, out_features):
+        in_features = _int_arg(in_features, "in_features", 1)
+        out_features = _int_arg(out_features, "out_features", 1)
+        rank = _int_arg(rank, "rank", 0)
+        if rank > min(in_features, out_features):
             raise ValueError(f"rank must be in [0, {min(in_features, out_features)}], got {rank!r}")
-        self.in_features, self.out_features = int(in_features), int(out_features)
+        self.in_features, self.out_features = in_features, out_features
         dtype = dtype or torch.get_default_dtype()
         s = (_glorot_std(out_features, in_features) ** 2 / max(rank, 1)) ** 0.25
         self.U = nn.Parameter(torch.randn(out_features, rank, dtype=dtype, generator=generator) * s)
@@ -253,11 +268,12 @@ class HMatrixLinear(nn.Module):
     Parameters
     ----------
     in_features, out_features : int
+        >= 1.
     bias : bool
     leaf_size : int
-        Leaf size of the HODLR partition built for a fresh layer.
+        Leaf size (>= 1) of the HODLR partition built for a fresh layer.
     rank : int
-        Initial rank of the off-diagonal low-rank leaves of a fresh layer
+        >= 0. Initial rank of the off-diagonal low-rank leaves of a fresh layer
         (Glorot-scaled random factors; dense leaves Glorot normal).
     dtype : torch.dtype, optional
     generator : torch.Generator, optional
@@ -274,15 +290,24 @@ class HMatrixLinear(nn.Module):
     weight with a certified error bound; :meth:`operator` returns the current
     ``hmat.HBlock``; :meth:`to_linear` an equivalent ``nn.Linear``.
     ``state_dict`` carries the block structure (extra state), so loading works
-    across structure changes.
+    across structure changes (same ``(out, in)`` shape), also in the standard resume
+    order (model, optimizer, ``model.load_state_dict``, ``optimizer.load_state_dict``):
+    the layer's Parameter objects are reused for the new structure's factors. A
+    checkpoint with more factor tensors than the layer, loaded while an optimizer
+    holds the layer's parameters, is refused (load the model before building the
+    optimizer); a refused or invalid load leaves the layer unchanged.
     """
 
     def __init__(self, in_features, out_features, bias=True, *, leaf_size=32, rank=2,
                  dtype=None, generator=None, in_points=None, out_points=None, eta=2.0):
         super().__init__()
-        self.in_features, self.out_features = int(in_features), int(out_features)
+        in_features = _int_arg(in_features, "in_features", 1)
+        out_features = _int_arg(out_features, "out_features", 1)
+        leaf_size = _int_arg(leaf_size, "leaf_size", 1)
+        rank = _int_arg(rank, "rank", 0)
+        self.in_features, self.out_features = in_features, out_features
         dtype = dtype or torch.get_default_dtype()
-        tree, geo = _hodlr_tree(out_features, in_features, int(leaf_size))
+        tree, geo = _hodlr_tree(out_features, in_features, leaf_size)
         sd = _glorot_std(out_features, in_features)
         tensors = []
         for kind, r0, c0, m, n in geo:
@@ -556,24 +581,153 @@ class HMatrixLinear(nn.Module):
                 "tol": self.tol}
 
     def set_extra_state(self, state):
-        cur = self.get_extra_state()
-        if all(cur[k] == state[k] for k in ("shape", "tree", "geo", "factor_shapes",
-                                             "row_perm", "col_perm")):
-            self.tol = state.get("tol")
-            return
-        dtype = self.factors[0].dtype if len(self.factors) else torch.get_default_dtype()
-        tensors = [tuple(torch.zeros(s, dtype=dtype) for s in shapes)
-                   for shapes in state["factor_shapes"]]
-        self.out_features, self.in_features = state["shape"]
-        self._set_structure(_as_tree(state["tree"]), state["geo"], tensors,
-                            state["row_perm"], state["col_perm"])
+        """Install the block structure described by ``state`` (from :meth:`get_extra_state`).
+
+        The factor values become zeros (``load_state_dict`` fills them right after). The
+        layer's existing factor Parameters are reused, in order, as the new structure's
+        factors (their data is replaced, the objects stay): an optimizer built before the
+        load keeps training them. See :meth:`_load_from_state_dict` for the checks.
+        """
+        plan = self._plan_structure(state)
+        if plan is not None:
+            self._install_plan(plan)
         self.tol = state.get("tol")
 
-    def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):
+    def _plan_structure(self, state):
+        """The structure change ``state`` asks for (None if none), after validating it.
+
+        Raises ValueError (nothing changed) for a malformed state or another layer shape.
+        """
+        try:
+            shape = tuple(int(v) for v in state["shape"])
+            tree = _as_tree(state["tree"])
+            geo = [[str(g[0])] + [int(v) for v in g[1:]] for g in state["geo"]]
+            fshapes = [[tuple(int(v) for v in t) for t in shapes] for shapes in state["factor_shapes"]]
+            row_perm, col_perm = state["row_perm"], state["col_perm"]
+        except (KeyError, TypeError, ValueError, IndexError) as exc:
+            raise ValueError(f"malformed HMatrixLinear extra state ({type(exc).__name__}: {exc})") from None
+        if shape != (self.out_features, self.in_features):
+            raise ValueError(f"checkpoint layer has shape {shape} (out, in), this layer "
+                             f"{(self.out_features, self.in_features)}")
+        if len(geo) != len(fshapes):
+            raise ValueError(f"malformed HMatrixLinear extra state: {len(geo)} leaves, "
+                             f"{len(fshapes)} factor shape lists")
+        for i, (g, fs) in enumerate(zip(geo, fshapes)):
+            kind, m, n = g[0], g[3], g[4]
+            ok = (kind == "dense" and fs == [(m, n)]) or (
+                kind == "lowrank" and len(fs) == 2 and fs[0][0] == m and fs[1][0] == n
+                and len(fs[0]) == len(fs[1]) == 2 and fs[0][1] == fs[1][1] >= 0)
+            if not ok:
+                raise ValueError(f"malformed HMatrixLinear extra state: leaf {i} ({kind}, {m}x{n}) "
+                                 f"has factor shapes {fs}")
+        leaves = []
+        _tree_leaves(tree, leaves)
+        if sorted(leaves) != list(range(len(geo))):
+            raise ValueError("malformed HMatrixLinear extra state: the tree's leaves are not 0..n_leaves-1")
+        for name, p, n in (("row_perm", row_perm, shape[0]), ("col_perm", col_perm, shape[1])):
+            if p is not None and sorted(int(v) for v in p) != list(range(n)):
+                raise ValueError(f"malformed HMatrixLinear extra state: {name} is not a permutation of 0..{n - 1}")
+        cur = self.get_extra_state()
+        new = {"shape": shape, "tree": tree, "geo": geo, "factor_shapes": fshapes,
+               "row_perm": None if row_perm is None else [int(v) for v in row_perm],
+               "col_perm": None if col_perm is None else [int(v) for v in col_perm]}
+        if all(_plain(cur[k]) == _plain(new[k]) for k in new):
+            return None
+        return new
+
+    def _install_plan(self, plan):
+        old = list(self.factors._parameters.values())
+        dtype = old[0].dtype if old else torch.get_default_dtype()
+        device = old[0].device if old else torch.device("cpu")
+        flat = [s for shapes in plan["factor_shapes"] for s in shapes]
+        params = []
+        for j, s in enumerate(flat):
+            if j < len(old):  # keep the Parameter object (an optimizer may hold it)
+                p = old[j]
+                p.data = torch.zeros(s, dtype=dtype, device=device)
+                p.grad = None
+            else:
+                p = nn.Parameter(torch.zeros(s, dtype=dtype, device=device))
+            params.append(p)
+        it = iter(params)
+        tensors = [tuple(next(it) for _ in shapes) for shapes in plan["factor_shapes"]]
+        self._set_structure(plan["tree"], plan["geo"], tensors, plan["row_perm"], plan["col_perm"])
+
+    def _load_from_state_dict(self, state_dict, prefix, local_metadata, strict, missing_keys,
+                              unexpected_keys, error_msgs):
+        """Rebuild the structure from the checkpoint's extra state, then load the values.
+
+        Works in the standard resume order (model, optimizer, ``model.load_state_dict``,
+        ``optimizer.load_state_dict``) when the checkpoint's structure has no more factor
+        tensors than this layer: existing Parameters are reused. When it has more and an
+        optimizer already holds this layer's parameters, the extra factors would never be
+        trained: the load is refused (this layer unchanged) with a message saying to load
+        the model before building the optimizer. Any invalid entry (malformed structure,
+        missing factor, wrong shape) also leaves the layer unchanged.
+        """
         key = prefix + "_extra_state"
         if key in state_dict:
-            self.set_extra_state(state_dict[key])  # rebuild structure before loading values
-        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
+            try:
+                plan = self._plan_structure(state_dict[key])
+                if plan is not None:
+                    self._check_values(plan, state_dict, prefix)
+            except ValueError as exc:
+                error_msgs.append(f"{prefix or 'HMatrixLinear'}: {exc}")
+                return  # nothing changed
+            if plan is not None:
+                self._install_plan(plan)  # rebuild structure before loading values
+        super()._load_from_state_dict(state_dict, prefix, local_metadata, strict, missing_keys,
+                                      unexpected_keys, error_msgs)
+
+    def _check_values(self, plan, state_dict, prefix):
+        flat = [s for shapes in plan["factor_shapes"] for s in shapes]
+        for j, s in enumerate(flat):
+            k = f"{prefix}factors.{j}"
+            if k not in state_dict:
+                raise ValueError(f"checkpoint has a new block structure but no value for {k!r}")
+            if tuple(state_dict[k].shape) != s:
+                raise ValueError(f"{k!r} has shape {tuple(state_dict[k].shape)}, the structure says {s}")
+        extra = f"{prefix}factors.{len(flat)}"
+        if extra in state_dict:
+            raise ValueError(f"checkpoint has more factor tensors ({extra!r}) than its structure")
+        old = list(self.factors._parameters.values())
+        if len(flat) > len(old) and _held_by_optimizer(old):
+            raise ValueError(
+                f"the checkpoint's block structure has {len(flat)} factor tensors, this layer "
+                f"{len(old)}, and an optimizer already holds this layer's parameters: it would "
+                f"never train the {len(flat) - len(old)} new ones. Load the model state first, "
+                f"then build the optimizer, then load the optimizer state.")
+
+
+def _tree_leaves(node, out):
+    if node[0] == "leaf":
+        out.append(node[1])
+    else:
+        for row in node[1]:
+            for c in row:
+                _tree_leaves(c, out)
+
+
+def _plain(v):
+    """Structure values as plain nested lists (tuples vs lists, numpy ints) for comparison."""
+    if isinstance(v, (list, tuple)):
+        return [_plain(x) for x in v]
+    if isinstance(v, (np.integer,)):
+        return int(v)
+    return v
+
+
+def _held_by_optimizer(params):
+    """Whether a live ``torch.optim.Optimizer`` has one of ``params`` in a parameter group."""
+    import gc
+
+    ids = {id(p) for p in params}
+    for obj in gc.get_objects():
+        if issubclass(type(obj), torch.optim.Optimizer):  # type(): no __class__ lookups
+            for group in obj.param_groups:
+                if any(id(p) in ids for p in group["params"]):
+                    return True
+    return False
 
 
 def _as_tree(node):
