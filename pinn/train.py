@@ -9,6 +9,7 @@ import numpy as np
 import torch
 
 from .layers import MLP, block_rank_penalty
+from .models import make_model
 from .problems import get_problem
 
 __all__ = ["train", "make_model", "NonFiniteLossError", "TrainState", "evaluate_losses"]
@@ -41,20 +42,6 @@ class TrainState:
     step: int = 0
     phase: str = "adam"
     losses: dict = field(default_factory=dict)
-
-
-def make_model(problem, width=None, depth=None, *, seed=0, activation="tanh", hidden_layer=None,
-               dtype=torch.float32):
-    """An :class:`MLP` for ``problem`` with ``depth`` hidden layers of ``width`` neurons.
-
-    The Glorot initialization is determined by ``seed``.
-    """
-    problem = get_problem(problem)
-    width = width or problem.defaults["width"]
-    depth = depth or problem.defaults["depth"]
-    g = torch.Generator().manual_seed(int(seed))
-    sizes = [problem.dim] + [int(width)] * int(depth) + [1]
-    return MLP(sizes, activation=activation, hidden_layer=hidden_layer, generator=g).to(dtype)
 
 
 def _check_finite(losses, step, phase):
