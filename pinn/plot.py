@@ -106,9 +106,13 @@ def plot_solution(model, problem, path=None, n_per_axis=None):
             panels += [("reference", ref), ("|error|", np.abs(pred - ref))]
         fig, axes = plt.subplots(1, len(panels), figsize=(4.6 * len(panels), 3.8),
                                  squeeze=False)
+        both = np.concatenate([pred] + ([] if ref is None else [ref]))
+        lo, hi = float(both.min()), float(both.max())
+        shared = np.linspace(lo, hi if hi > lo else lo + 1.0, 65)  # PINN and reference
         for ax, (title, v) in zip(axes[0], panels):
-            im = ax.tricontourf(x[:, 0], x[:, 1], v, levels=64,
-                                cmap="magma" if title == "|error|" else "RdBu_r")
+            err = title == "|error|"
+            im = ax.tricontourf(x[:, 0], x[:, 1], v, levels=64 if err else shared,
+                                cmap="magma" if err else "RdBu_r")
             fig.colorbar(im, ax=ax)
             ax.set_title(title)
             ax.set_xlabel(names[0])
