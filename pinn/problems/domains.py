@@ -81,7 +81,10 @@ class Box(Domain):
             return np.where(np.arange(n) % 2 == 0, lo[0], hi[0])[:, None]
         # faces chosen with probability proportional to their area; the first unit
         # coordinate picks the face, the other d - 1 place the point on it
-        u = sample_box(np.zeros(d), np.ones(d), n, method, seed)
+        # (in 2-D only the first unit coordinate is used: a 1-D sample of exactly n points,
+        # also for "grid"; in d >= 3 "grid" gives at most n points, like sample_box)
+        k = 1 if d == 2 else d
+        u = sample_box(np.zeros(k), np.ones(k), n, method, seed)
         ext = hi - lo
         area = np.array([np.prod(np.delete(ext, i)) for i in range(d)])
         w = np.concatenate([area, area])  # face k < d: x_k = lower_k; k >= d: x_k = upper_k
@@ -183,7 +186,9 @@ class Disk(Domain):
 
     def inside(self, x):
         d = np.asarray(x, dtype=np.float64) - self.center
-        return np.hypot(d[:, 0], d[:, 1]) <= self.radius * (1 + 1e-12)
+        # rounding of center + offset: a few ulps of the coordinates' magnitude
+        tol = 8 * np.finfo(np.float64).eps * (self.radius + np.abs(self.center).max())
+        return np.hypot(d[:, 0], d[:, 1]) <= self.radius + tol
 
     def config(self):
         return {"type": "Disk", "center": self.center.tolist(), "radius": self.radius}
