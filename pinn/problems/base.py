@@ -253,6 +253,16 @@ class Problem:
         """``(name, parameter)`` pairs of :meth:`parameters` (names are stable for save/load)."""
         return []
 
+    def to(self, device):
+        """Move the trainable parameters (:meth:`parameters`) to ``device`` in place (their
+        identity is kept, so an optimizer built before still holds them). Call it with the
+        model's device before training an inverse problem on a GPU. Returns ``self``."""
+        device = torch.device(device)
+        with torch.no_grad():
+            for p in self.parameters():
+                p.data = p.data.to(device)
+        return self
+
     def config(self):
         """JSON-serialisable constructor arguments (``{"name": ..., "kwargs": {...}}``) so that
         ``get_problem(cfg["name"], **cfg["kwargs"])`` rebuilds the problem.
