@@ -270,8 +270,18 @@ class RestoreOptimizer:
         self.state_dict = state_dict
 
     def on_train_begin(self, state):
+        sd = self.state_dict
         try:
-            state.optimizer.load_state_dict(self.state_dict)
-        except (ValueError, KeyError) as e:
+            cur = [p for g in state.optimizer.param_groups for p in g["params"]]
+            ids = [i for g in sd["param_groups"] for i in g["params"]]
+            if len(cur) != len(ids):
+                raise ValueError(f"{len(ids)} saved parameters, {len(cur)} now")
+            for p, i in zip(cur, ids):  # per-parameter state must have the parameter's shape
+                for k, v in sd["state"].get(i, {}).items():
+                    if torch.is_tensor(v) and v.ndim > 0 and v.shape != p.shape:
+                        raise ValueError(f"state {k!r} has shape {tuple(v.shape)}, the "
+                                         f"parameter {tuple(p.shape)}")
+            state.optimizer.load_state_dict(sd)
+        except (ValueError, KeyError, TypeError) as e:
             raise ValueError(f"state_dict does not fit this optimizer ({e}); it must come "
                              f"from the same model, problem and optimizer") from None
