@@ -16,7 +16,7 @@ from .dynamic import DynamicHCompression
 from .gridnet import GridNet
 from .layers import MLP, HMatrixLinear, LowRankLinear, block_rank_penalty, hidden_layers
 from .ntk import ntk, ntk_compare
-from . import callbacks, metrics
+from . import callbacks, metrics, plot
 from .io import load, save
 from .models import BoxDirichlet, make_model, predict
 from .problems import (Box, DirichletBC, Disk, InitialCondition, Interval, NeumannBC,
@@ -28,4 +28,4 @@ __all__ = ["problems", "get_problem", "MLP", "LowRankLinear", "HMatrixLinear",
            "NonFiniteLossError", "compress", "reorder", "ntk", "ntk_compare",
            "DynamicHCompression", "GridNet", "Problem", "define_problem", "Interval", "Box",
            "Rectangle", "Disk", "TimeDomain", "DirichletBC", "NeumannBC", "InitialCondition",
-           "PointSetBC", "predict", "BoxDirichlet", "save", "load", "callbacks", "metrics"]
+           "PointSetBC", "predict", "BoxDirichlet", "save", "load", "callbacks", "metrics", "plot"]
