@@ -332,3 +332,26 @@ def test_default_loss_terms_keep_their_names(pde_name):
     p = get_problem(pde_name)
     b = p.make_batch(8, 4, "uniform", 0)
     assert set(p.losses(pinn.make_model(p, 4, 1), b)) == {"pde"} | {k for k in b if k != "pde"}
+
+
+def test_ntk_of_a_user_defined_problem():
+    """pinn.ntk differentiates the user's residual with torch.func (trainable c included)."""
+    prob = pinn.define_problem(
+        lambda x, u, du, d2u, c: -d2u[:, 0, 0] - c * PI**2 * torch.sin(PI * x[:, 0]),
+        pinn.Interval(-1, 1), [pinn.DirichletBC(0.0)], parameters={"c": 1.0})
+    m = pinn.make_model(prob, 8, 2, seed=0, dtype=torch.float64)
+    xb, xr = prob.boundary_points(4), prob.sample_collocation(6)
+    K = pinn.ntk(m, prob, xb, xr)
+    assert (K["K_uu"].shape, K["K_rr"].shape, K["K_ur"].shape) == ((4, 4), (6, 6), (4, 6))
+    # K_rr = J_r J_r^T with J_r the parameter Jacobian of the residual (by autograd here)
+    xt = torch.as_tensor(xr, dtype=torch.float64)
+    rows = []
+    for i in range(len(xt)):
+        r = prob.residual(m, xt[i:i + 1])[0]
+        ps = list(m.parameters())
+        g = torch.autograd.grad(r, ps, allow_unused=True)  # the output bias: d2u ignores it
+        rows.append(torch.cat([(torch.zeros_like(p) if v is None else v).reshape(-1)
+                               for p, v in zip(ps, g)]))
+    J = torch.stack(rows)
+    torch.testing.assert_close(torch.as_tensor(K["K_rr"]), J @ J.T, rtol=1e-10,
+                               atol=1e-10 * float((J @ J.T).abs().max()))
