@@ -10,12 +10,11 @@ from __future__ import annotations
 
 import json
 import os
-import stat
-import tempfile
 
 import numpy as np
 import torch
 
+from ._files import atomic_target
 from .models import model_config, model_from_config
 from .problems import get_problem
 from .problems.base import Problem
@@ -50,27 +49,12 @@ def _problem_record(problem):
 
 
 def _write_atomic(path, payload):
-    path = os.path.realpath(os.fspath(path))  # follow a symlink: update its target
-    directory = os.path.dirname(path)
-    if not os.path.isdir(directory):
-        raise ValueError(f"path: directory {directory!r} does not exist")
-    mode = None
-    if os.path.exists(path):
-        mode = stat.S_IMODE(os.stat(path).st_mode)
-    fd, tmp = tempfile.mkstemp(prefix=".pinn-", suffix=".tmp", dir=directory)
-    try:
-        with os.fdopen(fd, "wb") as fh:
+    with atomic_target(path, ".pt") as tmp:
+        with open(tmp, "wb") as fh:
             torch.save(payload, fh)
             fh.flush()
             os.fsync(fh.fileno())
         _read(tmp, "cpu")  # what cannot be loaded is not saved
-        if mode is not None:
-            os.chmod(tmp, mode)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
 
 
 def save(path, model, problem, *, config=None, history=None, optimizer=None, step=None):

@@ -7,9 +7,10 @@ Both return the matplotlib ``Figure``; with ``path`` the figure is also written 
 from __future__ import annotations
 
 import os
-import tempfile
 
 import numpy as np
+
+from ._files import atomic_target
 
 __all__ = ["plot_solution", "plot_history", "have_matplotlib"]
 
@@ -36,18 +37,9 @@ def _plt():
 
 def _save(fig, path):
     plt = _plt()
-    path = os.fspath(path)
-    directory = os.path.dirname(os.path.abspath(path))
-    suffix = os.path.splitext(path)[1] or ".png"
-    fd, tmp = tempfile.mkstemp(prefix=".pinn-", suffix=suffix, dir=directory)
-    os.close(fd)
     try:
-        fig.savefig(tmp, dpi=120, bbox_inches="tight")
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+        with atomic_target(path, os.path.splitext(os.fspath(path))[1] or ".png") as tmp:
+            fig.savefig(tmp, dpi=120, bbox_inches="tight")
     finally:
         plt.close(fig)
 
