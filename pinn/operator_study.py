@@ -1,10 +1,9 @@
-"""Compatibility module: the operator study now lives in :mod:`pinn.studies.operator`
-(``python -m pinn operator``); every public name is re-exported here."""
-from .studies.operator import *  # noqa: F401,F403
-from .studies.operator import __all__  # noqa: F401
-from .studies.operator import main
+"""Compatibility alias: the operator study now lives in :mod:`pinn.studies.operator`
+(``python -m pinn operator``). Importing ``pinn.operator_study`` gives that module itself."""
+import sys
+
+from .studies import operator as _impl
 
 if __name__ == "__main__":  # pragma: no cover
-    import sys
-
-    sys.exit(main(prog="python -m pinn.operator_study"))
+    sys.exit(_impl.main(prog="python -m pinn.operator_study"))
+sys.modules[__name__] = _impl

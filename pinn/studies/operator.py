@@ -54,7 +54,11 @@ from .._files import write_json_atomic, write_text_atomic
 from ..geometric import geometric_block_tree, geometric_hmatrix_linear, hblock_from_blocktree, \
     project_to_structure
 from ..gridnet import GridNet
+from ..compress import MaskedLinear, layer_bytes, nnz_for_bytes, rank_for_bytes
 from ..layers import HMatrixLinear, LowRankLinear
+from ..report import (merge_seeds, operator_summary, operator_summary_table, operator_table,
+                      write_operator_report)
+from ..train import resolve_device, train
 from ..problems.elliptic_operator import LOSSES, EllipticOperatorProblem
 
 __all__ = ["main", "run_study", "train_operator", "OperatorNet", "MaskedLinear", "METHODS",
@@ -111,38 +115,6 @@ class OperatorNet(nn.Module):
         return OperatorNet(fn(0, self.layer))
 
 
-class MaskedLinear(nn.Module):
-    """A dense linear layer with a fixed sparsity mask (``W * mask``).
-
-    Parameters
-    ----------
-    weight : torch.Tensor (out, in)
-    mask : torch.Tensor of bool (out, in)
-    bias : torch.Tensor (out,) or None
-    """
-
-    def __init__(self, weight, mask, bias=None):
-        super().__init__()
-        if weight.shape != mask.shape:
-            raise ValueError(f"mask must have the shape of weight {tuple(weight.shape)}, "
-                             f"got {tuple(mask.shape)}")
-        self.register_buffer("mask", mask.to(torch.bool))
-        self.weight_raw = nn.Parameter((weight * self.mask).detach().clone())
-        self.bias = None if bias is None else nn.Parameter(bias.detach().clone())
-        self.in_features, self.out_features = weight.shape[1], weight.shape[0]
-
-    @property
-    def weight(self):
-        return self.weight_raw * self.mask
-
-    def forward(self, x):
-        return nn.functional.linear(x, self.weight, self.bias)
-
-    @property
-    def nnz(self):
-        return int(self.mask.count_nonzero())
-
-
 def weight_of(layer):
     """Dense weight (out, in) of any supported layer, float64 numpy copy."""
     if isinstance(layer, OperatorNet):
@@ -153,26 +125,6 @@ def weight_of(layer):
         # assembled by hmat from float64 copies of the factors (no autograd graph)
         return np.asarray(layer.operator().to_dense(), dtype=np.float64)
     return layer.weight.detach().double().cpu().numpy()
-
-
-def layer_bytes(layer):
-    """Storage of a layer's weight (bias excluded).
-
-    Values count at the parameters' element size; a :class:`MaskedLinear`
-    stores CSR (values + 4-byte column indices + 4-byte row pointers). For a
-    network (:class:`OperatorNet`, :class:`pinn.GridNet`) the sum over its wide
-    layers.
-    """
-    if isinstance(layer, (OperatorNet, GridNet)):
-        return sum(layer_bytes(w) for w in layer.wide_layers)
-    if isinstance(layer, (HMatrixLinear, LowRankLinear)):
-        return int(layer.nbytes)
-    if isinstance(layer, MaskedLinear):
-        es = layer.weight_raw.element_size()
-        return int(layer.nnz * (es + 4) + 4 * (layer.out_features + 1))
-    if isinstance(layer, nn.Linear):
-        return int(layer.weight.numel() * layer.weight.element_size())
-    raise TypeError(f"unsupported layer type {type(layer).__name__}")
 
 
 def weight_params(layer):
@@ -190,17 +142,6 @@ def weight_params(layer):
 
 
 # ----------------------------------------------------------------------------- training
-class _State:
-    """What :class:`pinn.DynamicHCompression` expects of the training state."""
-
-    def __init__(self, model, optimizer, problem):
-        self.model, self.optimizer, self.problem = model, optimizer, problem
-        self.history = {}
-        self.step = 0
-        self.phase = "adam"
-        self.losses = {}
-
-
 def _param_kinds(model):
     """Split parameters into entries (dense weights and leaves), low-rank factors, biases of
     the wide layers, and the other (pointwise) parameters of a :class:`pinn.GridNet`."""
@@ -233,28 +174,98 @@ def _regroup(optimizer, model):
         g["params"] = ps
 
 
-def _call(callbacks, name, state):
-    for cb in callbacks:
-        fn = getattr(cb, name, None)
-        if fn is not None:
-            fn(state)
+class OperatorTraining:
+    """An :class:`EllipticOperatorProblem` in the training-problem protocol of
+    :func:`pinn.train` (the batch is a tensor of sources ``(k, n)``).
+
+    Parameters
+    ----------
+    problem : EllipticOperatorProblem
+    eval_sources : numpy.ndarray (k, n), optional
+        Held-out sources: ``l2_error`` is their mean relative error against the direct
+        solve (NaN without them).
+    """
+
+    name = "operator"
+
+    def __init__(self, problem, eval_sources=None):
+        self.problem = problem
+        self.eval_sources = eval_sources
+        self.defaults = dict(adam_steps=1000, lbfgs_steps=200, lr=0.05, n_collocation=1,
+                             n_boundary=1)
+
+    def losses(self, model, batch):
+        return {"residual": self.problem.loss(model(batch), batch)}
+
+    def l2_error(self, model):
+        if self.eval_sources is None:
+            return float("nan")
+        return evaluate(model, self.problem, self.eval_sources)["rel_error"]
+
+
+class RandomSources:
+    """Batch provider (a :func:`pinn.train` callback): fresh Gaussian-random-field sources
+    (``batch`` of them) for every first-phase step, then one fixed set of ``lbfgs_samples``
+    sources for L-BFGS; stops the H-layers' gradient probes when the first phase ends.
+
+    Parameters
+    ----------
+    problem : EllipticOperatorProblem
+    batch, lbfgs_samples, adam_steps : int
+    rng : numpy.random.Generator
+    dtype : torch.dtype
+    device : torch.device
+    """
+
+    def __init__(self, problem, batch, lbfgs_samples, adam_steps, rng, dtype, device):
+        self.problem, self.batch, self.lbfgs_samples = problem, batch, lbfgs_samples
+        self.adam_steps, self.rng, self.dtype, self.device = adam_steps, rng, dtype, device
+
+    def _draw(self, k):
+        return torch.as_tensor(self.problem.sample_sources(int(k), seed=self.rng),
+                               dtype=self.dtype, device=self.device)
+
+    def on_train_begin(self, state):
+        state.batch = self._draw(self.batch if self.adam_steps else self.lbfgs_samples)
+
+    def on_step_end(self, state):
+        if state.phase != "adam":
+            return
+        if state.step < self.adam_steps:
+            state.batch = self._draw(self.batch)
+        else:  # the first phase is over: the L-BFGS set, and no more gradient probes
+            for mod in state.model.modules():
+                if isinstance(mod, HMatrixLinear):
+                    mod.stop_probe()
+            state.batch = self._draw(self.lbfgs_samples)
+
+
+class Regroup:
+    """Callback: after structural changes (:class:`pinn.DynamicHCompression`) re-assign the
+    model's parameters to the optimizer's groups by kind (entries, factors, biases,
+    pointwise); the optimizer state is keyed by parameter, so moments are kept."""
+
+    def on_step_end(self, state):
+        if state.phase == "adam":
+            _regroup(state.optimizer, state.model)
 
 
 def train_operator(model, problem, *, adam_steps=1000, lr=0.05, lbfgs_steps=200, batch=64,
                    lbfgs_samples=None, seed=0, callbacks=(), progress=False, log_every=100,
                    eval_sources=None, lr_pointwise=1e-2):
-    """Train ``model`` (sources -> solutions) on the residual loss of ``problem``.
+    """Train ``model`` (sources -> solutions) on the residual loss of ``problem`` with
+    :func:`pinn.train` (the one training loop).
 
-    Adam on fresh Gaussian-random-field sources every step (``batch`` of them),
-    cosine-decayed to 0, in two parameter groups: weight entries (dense weights,
-    dense leaves, biases) with learning rate ``lr * h**dim`` -- the Green's
-    function entries scale like the quadrature weight ``h**dim`` and Adam's
-    step is per entry -- and low-rank factors with ``lr * h**(dim/2)`` (balanced
-    factors of a block with entries ~ g have entries ~ sqrt(g)) and biases
-    with ``lr * h**dim * sqrt(n)`` (the size of ``W f`` for a unit random ``f``);
-    the pointwise parameters of a :class:`pinn.GridNet` with ``lr_pointwise``;
-    then L-BFGS (strong Wolfe) on a fixed set of ``lbfgs_samples`` sources
-    (default ``2 n``, so that the weight is identifiable).
+    Adam on fresh Gaussian-random-field sources every step (``batch`` of them; the
+    :class:`RandomSources` batch provider), cosine-decayed to 0 (``lr_schedule``), in four
+    parameter groups (``optimizer`` callable): weight entries (dense weights, dense
+    leaves) with learning rate ``lr * h**dim`` -- the Green's function entries scale like
+    the quadrature weight ``h**dim`` and Adam's step is per entry --, low-rank factors with
+    ``lr * FACTOR_LR * h**(dim/2)`` (balanced factors of a block with entries ~ g have
+    entries ~ sqrt(g)), biases with ``lr * h**dim * sqrt(n)`` (the size of ``W f`` for a
+    unit random ``f``) and the pointwise parameters of a :class:`pinn.GridNet` with
+    ``lr_pointwise``; then L-BFGS (strong Wolfe, no tolerances, chunks of 50) on a fixed
+    set of ``lbfgs_samples`` sources (default ``2 n``, so that the weight is identifiable).
 
     Parameters
     ----------
@@ -264,29 +275,28 @@ def train_operator(model, problem, *, adam_steps=1000, lr=0.05, lbfgs_steps=200,
     adam_steps, lbfgs_steps : int >= 0
     lr : float > 0
     lr_pointwise : float > 0
-        Adam learning rate of the pointwise parameters of a :class:`pinn.GridNet`.
     batch : int >= 1
     lbfgs_samples : int, optional
     seed : int
     callbacks : sequence
-        Objects with optional ``on_train_begin``, ``after_backward``,
-        ``on_step_end`` (called in the Adam phase with a state having
-        ``model, optimizer, step, phase``) -- e.g. :class:`pinn.DynamicHCompression`.
+        :func:`pinn.train` callbacks (e.g. :class:`pinn.DynamicHCompression`); the
+        parameter groups are re-assigned after theirs.
     progress : bool
-        Print a line every ``log_every`` steps.
+        A tqdm bar.
+    log_every : int
+        Held-out error every this many steps (with ``eval_sources``).
     eval_sources : numpy.ndarray (k, n), optional
-        Held-out sources: the relative error is recorded every ``log_every`` steps.
 
     Returns
     -------
     dict
-        ``step``, ``loss`` (lists, every ``log_every`` steps and at the end),
-        ``test_step``, ``test_error``, ``train_time`` (seconds, evaluation excluded).
+        ``step``, ``loss`` (lists, at the evaluation steps), ``test_step``, ``test_error``,
+        ``train_time`` (seconds, evaluation excluded), ``steps``.
 
     Notes
     -----
-    Training runs on the device of the model's parameters (sources are sampled
-    in numpy and moved there).
+    Training runs on the device of the model's parameters (sources are sampled in numpy
+    and moved there).
     """
     if not isinstance(problem, EllipticOperatorProblem):
         raise TypeError(f"problem must be an EllipticOperatorProblem, got {type(problem).__name__}")
@@ -301,104 +311,54 @@ def train_operator(model, problem, *, adam_steps=1000, lr=0.05, lbfgs_steps=200,
     p0 = next(model.parameters())
     dtype, device = p0.dtype, p0.device
     rng = np.random.default_rng(seed)
-    torch.manual_seed(seed)
-    hist = {"step": [], "loss": [], "test_step": [], "test_error": []}
-    t_train = 0.0
+    scale = problem.h ** problem.dim
+    base = {"entry": lr * scale, "factor": lr * FACTOR_LR * math.sqrt(scale),
+            "bias": lr * scale * math.sqrt(problem.n), "other": lr_pointwise}
 
-    def log(step, loss):
-        hist["step"].append(int(step))
-        hist["loss"].append(float(loss))
-        if eval_sources is not None:
-            hist["test_step"].append(int(step))
-            hist["test_error"].append(evaluate(model, problem, eval_sources)["rel_error"])
-        if progress:
-            te = f" test {hist['test_error'][-1]:.3e}" if eval_sources is not None else ""
-            print(f"  step {step:6d} loss {float(loss):.4e}{te}", flush=True)
-
-    step = 0
-    if adam_steps:
-        scale = problem.h ** problem.dim
+    def make_optimizer(params):
         entry, factor, bias, other = _param_kinds(model)
-        base = {"entry": lr * scale, "factor": lr * FACTOR_LR * math.sqrt(scale),
-                "bias": lr * scale * math.sqrt(problem.n), "other": lr_pointwise}
-        def groups():  # fresh dicts: the optimizer fills them in
-            return [{"params": entry, "lr": base["entry"], "kind": "entry"},
-                    {"params": factor, "lr": base["factor"], "kind": "factor"},
-                    {"params": bias, "lr": base["bias"], "kind": "bias"},
-                    {"params": other, "lr": base["other"], "kind": "other"}]
-        opt = None
+        groups = [{"params": entry, "lr": base["entry"], "kind": "entry"},
+                  {"params": factor, "lr": base["factor"], "kind": "factor"},
+                  {"params": bias, "lr": base["bias"], "kind": "bias"},
+                  {"params": other, "lr": base["other"], "kind": "other"}]
         if not callbacks:
             # the fused kernel: one call for all parameters (an H-layer has thousands; the
             # per-parameter Adam loop cost 3x more). Callbacks such as DynamicHCompression
             # edit the per-parameter state, so they get the default implementation.
             try:
-                opt = torch.optim.Adam(groups(), fused=True)
+                return torch.optim.Adam(groups, fused=True)
             except (RuntimeError, ValueError, TypeError):
-                opt = None
-        if opt is None:
-            opt = torch.optim.Adam(groups())
-        state = _State(model, opt, problem)
-        _call(callbacks, "on_train_begin", state)
-        for step in range(adam_steps):
-            t0 = time.perf_counter()
-            opt = state.optimizer
-            if callbacks:
-                _regroup(opt, model)
-            for g in opt.param_groups:
-                g["lr"] = base[g["kind"]] * 0.5 * (1 + math.cos(math.pi * step / adam_steps))
-            f = torch.as_tensor(problem.sample_sources(batch, seed=rng), dtype=dtype, device=device)
-            opt.zero_grad(set_to_none=True)
-            loss = problem.loss(model(f), f)
-            if not torch.isfinite(loss):
-                raise FloatingPointError(f"non-finite loss at Adam step {step}: {float(loss)}")
-            loss.backward()
-            state.step, state.phase = step, "adam"
-            _call(callbacks, "after_backward", state)
-            state.optimizer.step()
-            state.step = step + 1
-            _call(callbacks, "on_step_end", state)
-            t_train += time.perf_counter() - t0
-            if log_every and step % log_every == 0:
-                log(step, loss.detach())
-        step = adam_steps
-        for mod in model.modules():
-            if isinstance(mod, HMatrixLinear):
-                mod.stop_probe()
-    if lbfgs_steps:
-        t0 = time.perf_counter()
-        k = lbfgs_samples or 2 * problem.n
-        F = torch.as_tensor(problem.sample_sources(int(k), seed=rng), dtype=dtype, device=device)
-        lb = torch.optim.LBFGS(model.parameters(), lr=1.0, max_iter=min(50, lbfgs_steps),
-                               max_eval=25 * 50, history_size=50, line_search_fn="strong_wolfe",
-                               tolerance_grad=0.0, tolerance_change=0.0)
-        last = {}
+                pass
+        return torch.optim.Adam(groups)
 
-        def closure():
-            lb.zero_grad(set_to_none=True)
-            loss = problem.loss(model(F), F)
-            loss.backward()
-            last["loss"] = loss.detach()
-            return loss
+    def cosine(opt):
+        return torch.optim.lr_scheduler.LambdaLR(
+            opt, lambda k: 0.5 * (1 + math.cos(math.pi * k / max(adam_steps, 1))))
 
-        done = 0
-        t_train += time.perf_counter() - t0
-        while done < lbfgs_steps:
-            t0 = time.perf_counter()
-            lb.param_groups[0]["max_iter"] = min(50, lbfgs_steps - done)
-            before = lb.state[lb._params[0]].get("n_iter", 0)
-            lb.step(closure)
-            it = lb.state[lb._params[0]].get("n_iter", 0) - before
-            done += it
-            t_train += time.perf_counter() - t0
-            if not torch.isfinite(last["loss"]):
-                raise FloatingPointError(f"non-finite loss in L-BFGS after {done} iterations")
-            if log_every:
-                log(step + done, last["loss"])
-            if it < lb.param_groups[0]["max_iter"]:
-                break
-        step += done
-    hist["train_time"] = t_train
-    hist["steps"] = int(step)
+    provider = RandomSources(problem, batch, lbfgs_samples or 2 * problem.n, adam_steps, rng,
+                             dtype, device)
+    cbs = [provider, *callbacks] + ([Regroup()] if callbacks else [])
+    h = train(model, OperatorTraining(problem, eval_sources), adam_steps=int(adam_steps),
+              lbfgs_steps=int(lbfgs_steps), seed=seed, callbacks=cbs, progress=progress,
+              eval_every=log_every if eval_sources is not None else 0,
+              optimizer=make_optimizer, lr_schedule=cosine,
+              lbfgs={"max_iter": 50, "max_eval": 25 * 50, "tolerance_grad": 0.0,
+                     "tolerance_change": 0.0},
+              batch=torch.zeros(0, problem.n, dtype=dtype, device=device))
+    steps, losses = h["step"], h["loss"]
+    hist = {"step": [], "loss": [], "test_step": [], "test_error": []}
+    if eval_sources is not None:
+        hist["test_step"], hist["test_error"] = list(h["l2_step"]), list(h["l2"])
+    marks = hist["test_step"] or ([steps[-1]] if steps else [])
+    j = 0
+    for s in marks:
+        while j + 1 < len(steps) and steps[j + 1] <= s:
+            j += 1
+        if steps:
+            hist["step"].append(int(s))
+            hist["loss"].append(float(losses[j]))
+    hist["train_time"] = h["train_time"]
+    hist["steps"] = h["steps"]
     return hist
 
 
@@ -469,7 +429,8 @@ def forward_times(layer, n, batch, dtype, repeat=7):
 
 
 # ----------------------------------------------------------------------------- methods
-def _dense_layer(n, dtype):
+def dense_layer(n, dtype):
+    """A zero-initialised ``nn.Linear(n, n)`` of ``dtype`` (weight and bias 0)."""
     lin = nn.Linear(n, n, dtype=dtype)
     with torch.no_grad():
         lin.weight.zero_()
@@ -477,7 +438,11 @@ def _dense_layer(n, dtype):
     return lin
 
 
-def _lowrank_from(W, bias, rank, dtype):
+
+
+def lowrank_from(W, bias, rank, dtype):
+    """:class:`pinn.LowRankLinear` of the truncated SVD of ``W`` (numpy (out, in)) at
+    ``rank`` (balanced factors), with ``bias`` (numpy (out,) or None)."""
     u, s, vh = np.linalg.svd(W, full_matrices=False)
     sq = np.sqrt(s[:rank])
     n_out, n_in = W.shape
@@ -490,7 +455,9 @@ def _lowrank_from(W, bias, rank, dtype):
     return lay
 
 
-def _pruned_from(W, bias, nnz, dtype):
+def pruned_from(W, bias, nnz, dtype):
+    """:class:`pinn.compress.MaskedLinear` keeping the ``nnz`` largest-magnitude entries of
+    ``W`` (numpy (out, in))."""
     flat = np.abs(W).ravel()
     nnz = int(max(0, min(nnz, flat.size)))
     mask = np.zeros(flat.size, bool)
@@ -501,16 +468,11 @@ def _pruned_from(W, bias, nnz, dtype):
     return MaskedLinear(torch.as_tensor(W, dtype=dtype), mask, b)
 
 
-def _svd_rank_for(budget, n_out, n_in, es):
-    return int(max(0, min(budget // (es * (n_out + n_in)), min(n_out, n_in))))
-
-
-def _prune_nnz_for(budget, n_out, es):
-    return int(max(0, (budget - 4 * (n_out + 1)) // (es + 4)))
-
-
-def _structured_hmatrix(problem, rank, leaf_size, eta, dtype, W=None, bias=None, init="zeros",
-                        seed=0):
+def structured_hmatrix(problem, rank, leaf_size, eta, dtype, W=None, bias=None, init="zeros",
+                       seed=0):
+    """A geometric :class:`pinn.HMatrixLinear` on the problem's grid points (strong
+    admissibility ``eta``, leaves ``leaf_size``, admissible leaves of ``rank``): projected
+    from ``W`` if given, else initialised by ``init`` from ``seed``."""
     pts = problem.points
     if W is not None:
         return geometric_hmatrix_linear(pts, pts, leaf_size=leaf_size, eta=eta, rank=rank, init=W,
@@ -528,18 +490,6 @@ def _parse_methods(methods):
     if bad:
         raise ValueError(f"unknown method(s) {bad}; choose from {list(METHODS)}")
     return methods
-
-
-def _resolve_device(device):
-    try:
-        dev = torch.device(device)
-    except (RuntimeError, TypeError) as e:
-        raise ValueError(f"device must be a torch device such as 'cpu' or 'cuda', got {device!r}") from e
-    if dev.type == "cuda" and not torch.cuda.is_available():
-        raise ValueError(f"device {device!r} requested but torch sees no CUDA device")
-    if dev.type not in ("cpu", "cuda"):
-        raise ValueError(f"device must be 'cpu' or 'cuda[:k]', got {device!r}")
-    return dev
 
 
 def run_study(config=None, progress=True, on_row=None):
@@ -570,7 +520,7 @@ def run_study(config=None, progress=True, on_row=None):
     depth = 1 if linear else int(cfg["depth"])
     if depth < 1:
         raise ValueError(f"depth must be >= 1, got {cfg['depth']!r}")
-    device = _resolve_device(cfg["device"])
+    device = resolve_device(cfg["device"])
     ranks = [int(r) for r in cfg["ranks"]]
     if not ranks or min(ranks) < 0:
         raise ValueError(f"ranks must be non-empty integers >= 0, got {cfg['ranks']!r}")
@@ -656,7 +606,7 @@ def run_study(config=None, progress=True, on_row=None):
             print(msg, flush=True)
 
     def structured(r, seed_offset=0):
-        return [_structured_hmatrix(problem, r, cfg["leaf_size"], cfg["eta"], dtype,
+        return [structured_hmatrix(problem, r, cfg["leaf_size"], cfg["eta"], dtype,
                                     seed=cfg["seed"] + 1000 * i + seed_offset) for i in range(depth)]
 
     def failed(method, r, e):  # reported, not hidden
@@ -669,7 +619,7 @@ def run_study(config=None, progress=True, on_row=None):
     dense_model = None
     if need_dense:
         note(f"== dense ({depth} x {n} x {n}, net {cfg['net']}, device {device})")
-        dense_model = make([_dense_layer(n, dtype) for _ in range(depth)])
+        dense_model = make([dense_layer(n, dtype) for _ in range(depth)])
         h = train_operator(dense_model, problem, **tr_kw)
         record("dense", None, dense_model, h)
         if "dense" not in methods:
@@ -678,10 +628,10 @@ def run_study(config=None, progress=True, on_row=None):
     for r in ranks:
         bt = geometric_block_tree(problem.points, problem.points, leaf_size=cfg["leaf_size"],
                                   eta=cfg["eta"])
-        ref = _structured_hmatrix(problem, r, cfg["leaf_size"], cfg["eta"], dtype)
+        ref = structured_hmatrix(problem, r, cfg["leaf_size"], cfg["eta"], dtype)
         budget = layer_bytes(ref)  # per wide layer
-        k_svd = _svd_rank_for(budget, n, n, es)
-        nnz = _prune_nnz_for(budget, n, es)
+        k_svd = rank_for_bytes(n, n, es, budget)
+        nnz = nnz_for_bytes(n, n, es, budget)
         note(f"== rank {r}: H-structure {ref.num_leaves} leaves, budget {budget} bytes per wide "
              f"layer ({budget / (es * n * n):.3f} of dense) -> SVD rank {k_svd}, pruning nnz {nnz}")
         total = budget * depth
@@ -738,9 +688,9 @@ def run_study(config=None, progress=True, on_row=None):
             m = make(lays)
             h = train_operator(m, problem, **tr_kw)
             record("lowrank", r, m, h, budget=total, extra={"rank": k_svd})
-        derived("svd", "svd+finetune", lambda W, b: _lowrank_from(W, b, k_svd, dtype),
+        derived("svd", "svd+finetune", lambda W, b: lowrank_from(W, b, k_svd, dtype),
                 {"rank": k_svd})
-        derived("prune", "prune+finetune", lambda W, b: _pruned_from(W, b, nnz, dtype),
+        derived("prune", "prune+finetune", lambda W, b: pruned_from(W, b, nnz, dtype),
                 {"nnz": nnz})
         oracles = [mt for mt in methods if mt.startswith("oracle-")]
         if oracles and not linear:
@@ -752,10 +702,10 @@ def run_study(config=None, progress=True, on_row=None):
                 record("oracle-hmatrix", r, make([HMatrixLinear.from_hblock(
                     H, bias=torch.as_tensor(Gb), dtype=dtype)]), budget=total)
             if "oracle-svd" in methods:
-                record("oracle-svd", r, make([_lowrank_from(G, Gb, k_svd, dtype)]), budget=total,
+                record("oracle-svd", r, make([lowrank_from(G, Gb, k_svd, dtype)]), budget=total,
                        extra={"rank": k_svd})
             if "oracle-prune" in methods:
-                record("oracle-prune", r, make([_pruned_from(G, Gb, nnz, dtype)]), budget=total,
+                record("oracle-prune", r, make([pruned_from(G, Gb, nnz, dtype)]), budget=total,
                        extra={"nnz": nnz})
 
     return _results(row_list=rows)
@@ -775,178 +725,15 @@ def _machine(device=None):
     return info
 
 
-# ----------------------------------------------------------------------------- report
-_COLS = [("method", "method", "{}"), ("rank_param", "r", "{}"), ("params", "params", "{}"),
-         ("bytes", "bytes", "{}"), ("bytes_ratio", "of dense", "{:.3f}"),
-         ("rel_error", "held-out rel. error", "{:.2e}"), ("test_loss", "held-out loss", "{:.1e}"),
-         ("green_error", "‖W−G‖/‖G‖", "{:.2e}"),
-         ("train_time", "train s", "{:.1f}"), ("forward_s", "fwd ms (torch)", "ms"),
-         ("forward_grouped_s", "fwd ms (grouped)", "ms"), ("forward_hmat_s", "fwd ms (hmat)", "ms")]
+#: former private names, still used by tests/pinn/test_gridnet.py (not this branch's file)
+_dense_layer, _lowrank_from, _pruned_from, _structured_hmatrix = (
+    dense_layer, lowrank_from, pruned_from, structured_hmatrix)
 
-
-def _fmt(v, f):
-    if v is None:
-        return "–"
-    if f == "ms":
-        return f"{v * 1e3:.2f}"
-    return f.format(v)
-
-
-def markdown_table(results, columns=None):
-    """The results' rows as markdown table lines (list of str).
-
-    A ``seed`` column is added when the rows come from several seeds; the
-    Green's-function column is left out for nonlinear networks.
-    """
-    cols = _COLS if columns is None else [c for c in _COLS if c[0] in columns]
-    if len({row.get("seed") for row in results["rows"]}) > 1:
-        cols = cols[:2] + [("seed", "seed", "{}")] + cols[2:]
-    if results["config"].get("net", "linear") != "linear":
-        cols = [c for c in cols if c[0] not in ("green_error", "forward_grouped_s",
-                                                "forward_hmat_s")]
-    lines = ["| " + " | ".join(c[1] for c in cols) + " |", "|" + "---|" * len(cols)]
-    for row in results["rows"]:
-        if "error" in row:
-            lines.append(f"| {row['method']} | {row.get('rank_param')} | failed: {row['error']} |")
-            continue
-        lines.append("| " + " | ".join(_fmt(row.get(k), f) for k, _, f in cols) + " |")
-    return lines
-
-
-def summarize(results):
-    """Aggregate rows over seeds: per (method, r) the median, min and max of the held-out
-    error and the weight error, the median training time, and the bytes.
-
-    Returns
-    -------
-    list of dict
-        In first-appearance order of (method, r).
-    """
-    groups = {}
-    for row in results["rows"]:
-        if "error" in row:
-            continue
-        groups.setdefault((row["method"], row.get("rank_param")), []).append(row)
-    out = []
-    for (method, r), rs in groups.items():
-        d = dict(method=method, rank_param=r, seeds=len(rs), bytes=rs[0]["bytes"],
-                 bytes_ratio=rs[0]["bytes_ratio"])
-        for key in ("rel_error", "green_error", "train_time"):
-            v = [x[key] for x in rs if x.get(key) is not None]
-            if v:
-                d[key] = float(np.median(v))
-                d[key + "_min"], d[key + "_max"] = float(np.min(v)), float(np.max(v))
-        out.append(d)
-    return out
-
-
-def summary_table(results):
-    """Markdown lines of :func:`summarize` (median [min, max] over seeds)."""
-    rows = summarize(results)
-    lin = results["config"].get("net", "linear") == "linear"
-    head = ["method", "r", "seeds", "bytes", "of dense", "held-out rel. error, median [min, max]"]
-    if lin:
-        head.append("‖W−G‖/‖G‖, median [min, max]")
-    head.append("train s (median)")
-    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
-
-    def rng(d, key):
-        if key not in d:
-            return "–"
-        return f"{d[key]:.2e} [{d[key + '_min']:.2e}, {d[key + '_max']:.2e}]"
-
-    for d in rows:
-        cells = [d["method"], _fmt(d["rank_param"], "{}"), str(d["seeds"]), str(d["bytes"]),
-                 f"{d['bytes_ratio']:.3f}", rng(d, "rel_error")]
-        if lin:
-            cells.append(rng(d, "green_error"))
-        cells.append(_fmt(d.get("train_time"), "{:.1f}"))
-        lines.append("| " + " | ".join(cells) + " |")
-    return lines
-
-
-def merge_seeds(results_list):
-    """One results dict from per-seed results of the same configuration (rows concatenated,
-    ``config["seeds"]`` listing the seeds)."""
-    if not results_list:
-        raise ValueError("results_list is empty")
-    out = dict(results_list[0])
-    out["config"] = dict(out["config"], seeds=[r["config"]["seed"] for r in results_list])
-    out["rows"] = [row for r in results_list for row in r["rows"]]
-    out["machine"] = results_list[-1]["machine"]
-    return out
-
-
-def write_report(results, out):
-    """Write ``results.json``, ``report.md`` and (if matplotlib is present) plots to ``out``."""
-    os.makedirs(out, exist_ok=True)
-    write_json_atomic(os.path.join(out, "results.json"), results)
-    cfg = results["config"]
-    lines = [f"# Operator study: {results['problem']}", "",
-             f"Command config: `{json.dumps({k: v for k, v in cfg.items() if k != 'methods'})}`", "",
-             f"Methods: {', '.join(cfg['methods'])}", "",
-             f"Machine: {results['machine']}", "",
-             *markdown_table(results)]
-    if len(results["config"].get("seeds", [0])) > 1:
-        lines += ["", "Over seeds:", "", *summary_table(results)]
-    lines += ["", "held-out rel. error: mean over held-out sources of ‖u − u*‖/‖u*‖ (u* = sparse "
-              "direct solve); ‖W−G‖/‖G‖: Frobenius error of the learned weight against the discrete "
-              "Green's function; bytes at the training dtype (pruning: CSR). `oracle-*` rows are "
-              "best approximations of the true G in each format (no training)."]
-    write_text_atomic(os.path.join(out, "report.md"), "\n".join(lines) + "\n")
-    plots = []
-    try:
-        plots = _plots(results, out)
-    except ImportError:  # pragma: no cover
-        pass
-    return plots
-
-
-def _plots(results, out, prefix="operator"):
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    rows = summarize(results)
-    cfg = results["config"]
-    net = cfg.get("net", "linear")
-    tag = f"{prefix}_d{cfg['dim']}_n{results['n']}" + ("" if net == "linear" else f"_{net}")
-    paths = []
-    fig, axes = plt.subplots(1, 2, figsize=(9, 3.6), dpi=80)
-    markers = {"dense": "k*", "hmatrix": "bo", "hmatrix-dynamic": "bs", "hmatrix-posthoc": "c^",
-               "hmatrix+finetune": "cv", "lowrank": "ro", "svd": "m^", "svd+finetune": "mv",
-               "prune": "g^", "prune+finetune": "gv", "oracle-hmatrix": "bx", "oracle-svd": "rx",
-               "oracle-prune": "gx"}
-    second = (("green_error", "‖W − G‖_F / ‖G‖_F") if net == "linear" else
-              ("train_time", "training time (s)"))
-    for ax, (key, title) in zip(axes, (("rel_error", "held-out relative error"), second)):
-        for meth in dict.fromkeys(r["method"] for r in rows):
-            pts = sorted((r["bytes"], max(r[key], 1e-17), max(r[key + "_min"], 1e-17),
-                          max(r[key + "_max"], 1e-17))
-                         for r in rows if r["method"] == meth and key in r)
-            if not pts:
-                continue
-            x, y = np.array([p[0] for p in pts]), np.array([p[1] for p in pts])
-            err = np.array([[p[1] - p[2] for p in pts], [p[3] - p[1] for p in pts]])
-            ax.errorbar(x, y, yerr=err, fmt=markers.get(meth, "k.") + "-", label=meth, ms=6,
-                        lw=0.8, capsize=2)
-        ax.set_xscale("log")
-        ax.set_yscale("log")
-        ax.set_xlabel("bytes of the wide-layer weights" if net != "linear" else "bytes of the weight")
-        ax.set_title(title, fontsize=9)
-        ax.grid(True, which="both", lw=0.3)
-    axes[0].legend(fontsize=6, loc="best")  # the left panel has every method
-    seeds = cfg.get("seeds", [cfg.get("seed", 0)])
-    fig.suptitle(f"{results['problem']}, net={net}"
-                 + (f", median and range over {len(seeds)} seeds" if len(seeds) > 1 else ""),
-                 fontsize=9)
-    fig.tight_layout()
-    p = os.path.join(out, f"{tag}_error_vs_bytes.png")
-    fig.savefig(p)
-    plt.close(fig)
-    paths.append(p)
-    return paths
+# the report functions of pinn.report under this module's former names
+markdown_table = operator_table
+summarize = operator_summary
+summary_table = operator_summary_table
+write_report = write_operator_report
 
 
 # ----------------------------------------------------------------------------- CLI
@@ -1046,7 +833,7 @@ def main(argv=None, prog="python -m pinn operator"):
         ap.error(str(e))
     res = merge_seeds(done)
     res["command"] = prog + " " + " ".join(sys.argv[1:] if argv is None else argv)
-    plots = write_report(res, a.out)
+    plots = write_operator_report(res, a.out)
     try:  # the complete results are on disk now
         os.remove(os.path.join(a.out, "results.partial.json"))
     except FileNotFoundError:

@@ -43,7 +43,7 @@ from ..dynamic import DynamicHCompression
 from ..layers import LowRankLinear
 from ..ntk import ntk, ntk_compare
 from ..problems import get_problem
-from ..train import make_model, train
+from ..train import make_model, resolve_device, train
 
 __all__ = ["STUDY_METHODS", "TRAINED", "DEFAULT_CONFIG", "FULL_CONFIG", "CONFIGS", "run_study",
            "resolve_config", "check_config", "check_out", "load_results", "machine_info"]
@@ -159,7 +159,7 @@ def check_config(cfg):
                 _int(k, c[k], 1)
         _pos("lr", c["lr"])
         _pos("lr_finetune", c["lr_finetune"])
-    _resolve_device(cfg["device"])
+    resolve_device(cfg["device"])
     return cfg
 
 
@@ -178,18 +178,6 @@ def resolve_config(cfg, pde):
         if c[k] is None:
             c[k] = prob.defaults[k]
     return c
-
-
-def _resolve_device(device):
-    try:
-        dev = torch.device(device)
-    except (RuntimeError, TypeError) as e:
-        raise ValueError(f"device must be 'cpu' or 'cuda[:k]', got {device!r}") from e
-    if dev.type not in ("cpu", "cuda"):
-        raise ValueError(f"device must be 'cpu' or 'cuda[:k]', got {device!r}")
-    if dev.type == "cuda" and not torch.cuda.is_available():
-        raise ValueError(f"device {device!r} requested but torch sees no CUDA device")
-    return dev
 
 
 # ----------------------------------------------------------------------------- provenance
@@ -285,7 +273,7 @@ class _Context:
         self.cfg = cfg
         self.prob = get_problem(pde)
         self.pc = resolve_config(cfg, pde)
-        self.device = _resolve_device(cfg["device"])
+        self.device = resolve_device(cfg["device"])
         self.xb = self.prob.boundary_points(cfg["ntk_boundary"], "sobol", 123)[: cfg["ntk_boundary"]]
         self.xr = self.prob.sample_collocation(cfg["ntk_residual"], "sobol", 456)
 
