@@ -73,15 +73,16 @@ DEFAULT_CONFIG = dict(
 FULL_CONFIG = dict(
     pdes=["poisson1d", "burgers1d", "poisson2d"], width=64, depth=4, budgets=[0.5, 0.25, 0.1],
     seeds=[0, 1, 2], methods=list(STUDY_METHODS), adam_steps=2000, lbfgs_steps=1000,
-    finetune_steps=500, finetune_lbfgs_steps=200, n_collocation=None, n_boundary=None,
+    finetune_steps=300, finetune_lbfgs_steps=100, n_collocation=None, n_boundary=None,
     leaf_size=8, dynamic_tol=0.05, dynamic_every=100, ntk_boundary=32, ntk_residual=64,
-    reorder="none", lr=1e-3, lr_finetune=1e-3, lr_sweep=[3e-4, 1e-3, 3e-3],
-    lr_sweep_finetune=[1e-4, 3e-4, 1e-3], sweep_seed=100, sweep_budget=0.25, eval_every=100,
+    reorder="none", lr=1e-3, lr_finetune=1e-3, lr_sweep=[1e-3, 3e-3],
+    lr_sweep_finetune=[3e-4, 1e-3], sweep_seed=100, sweep_budget=0.25, eval_every=100,
     per_pde={
-        "poisson1d": dict(seeds=[0, 1, 2, 3, 4], n_collocation=256, n_boundary=2),
+        "poisson1d": dict(seeds=[0, 1, 2, 3, 4], n_collocation=256, n_boundary=2,
+                          adam_steps=1000, lbfgs_steps=1000),
         "burgers1d": dict(seeds=[0, 1, 2, 3, 4], n_collocation=2540, n_boundary=160,
                           adam_steps=2000, lbfgs_steps=3000),
-        "poisson2d": dict(n_collocation=1024, n_boundary=256, lbfgs_steps=1500),
+        "poisson2d": dict(n_collocation=1024, n_boundary=256, lbfgs_steps=5000),
     },
     device="cpu",
 )
