@@ -62,7 +62,7 @@ from .models import make_model
 from .problems import Problem, get_problem
 
 __all__ = ["train", "make_model", "NonFiniteLossError", "TrainState", "evaluate_losses",
-           "OPTIMIZERS", "LBFGS_DEFAULTS"]
+           "OPTIMIZERS", "LBFGS_DEFAULTS", "resolve_device"]
 
 #: first-phase optimizers by name
 OPTIMIZERS = {"adam": torch.optim.Adam, "adamw": torch.optim.AdamW, "sgd": torch.optim.SGD,
@@ -113,7 +113,8 @@ class TrainState:
     stop : bool
         Set True to end training after the current step.
     params : list of torch.nn.Parameter
-        The parameters being optimised (model's, then the problem's).
+        The parameters being optimised (model's, then the problem's), as at the start of
+        the phase (L-BFGS is built on the parameters the model has when it starts).
     device : torch.device
     """
 
@@ -128,6 +129,20 @@ class TrainState:
     stop: bool = False
     params: list = field(default_factory=list)
     device: torch.device = None
+
+
+def resolve_device(device):
+    """``torch.device(device)`` for ``"cpu"`` or ``"cuda[:k]"`` (ValueError otherwise, or when
+    CUDA is asked for but torch sees no CUDA device)."""
+    try:
+        dev = torch.device(device)
+    except (RuntimeError, TypeError) as e:
+        raise ValueError(f"device must be 'cpu' or 'cuda[:k]', got {device!r}") from e
+    if dev.type not in ("cpu", "cuda"):
+        raise ValueError(f"device must be 'cpu' or 'cuda[:k]', got {device!r}")
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError(f"device {device!r} requested but torch sees no CUDA device")
+    return dev
 
 
 def _check_finite(losses, step, phase):
@@ -192,6 +207,17 @@ def _resolve_problem(problem):
                         f"defaults and l2_error() (missing {missing}); got "
                         f"{type(problem).__name__}")
     return problem
+
+
+def _parameters(model, problem):
+    """The model's parameters, then the problem's (``problem.parameters()`` if it has one)."""
+    params = list(model.parameters())
+    seen = {id(p) for p in params}
+    for p in getattr(problem, "parameters", lambda: ())():
+        if id(p) not in seen:
+            params.append(p)
+            seen.add(id(p))
+    return params
 
 
 def _make_optimizer(optimizer, params, lr):
@@ -322,14 +348,9 @@ def train(model, problem, *, adam_steps=None, lr=None, lbfgs_steps=None, n_collo
     lb_cfg = _lbfgs_settings(lbfgs, eval_every)
     if lr_schedule is not None and not callable(lr_schedule):
         raise TypeError("lr_schedule must be a callable optimizer -> LRScheduler")
-    params = list(model.parameters())
+    params = _parameters(model, problem)
     if not params:
         raise ValueError("model has no parameters")
-    seen = {id(p) for p in params}
-    for p in getattr(problem, "parameters", lambda: ())():
-        if id(p) not in seen:
-            params.append(p)
-            seen.add(id(p))
     device = params[0].device if device is None else torch.device(device)
     dtype = params[0].dtype
     torch.manual_seed(int(seed))
@@ -411,6 +432,10 @@ def train(model, problem, *, adam_steps=None, lr=None, lbfgs_steps=None, n_collo
             if step % 50 == 0:
                 bar.set_postfix(loss=f"{float(total.detach()):.3e}")
     if lbfgs_steps and not state.stop:
+        # the parameters now: a callback may have replaced parameter objects in the first
+        # phase (structural changes of H-layers)
+        params = _parameters(model, problem)
+        state.params = params
         lb = torch.optim.LBFGS(params, **lb_cfg)
         state.optimizer = lb
         state.phase = "lbfgs"

@@ -225,3 +225,31 @@ def test_lbfgs_settings_and_chunks():
     assert hist["history_size"] == 5 and hist["max_iter"] == 20 - 14
     assert steps == [3 + 7, 3 + 14, 3 + 20]
     assert h["steps"] == 23 and h["phase"][-1] == "lbfgs"
+
+
+class _Reparam:
+    """Replaces the model's weight by a new Parameter object after step 2 (as structural
+    changes of H-layers do) and puts it into the optimizer."""
+
+    def on_step_end(self, state):
+        if state.phase == "adam" and state.step == 2:
+            old = state.model.weight
+            new = torch.nn.Parameter(old.detach().clone())
+            state.model.weight = new
+            for g in state.optimizer.param_groups:
+                g["params"] = [new if p is old else p for p in g["params"]]
+            state.optimizer.state.pop(old, None)
+            self.at_swap = new.detach().clone()
+
+
+def test_lbfgs_optimises_the_parameters_the_model_has_after_the_first_phase():
+    """Regression: L-BFGS was built on the parameter list of the start of training, so after a
+    structural change it optimised orphaned tensors and left the model's weight unchanged."""
+    cb = _Reparam()
+    m = _lin()
+    h = train(m, Quad(), adam_steps=3, lbfgs_steps=10, lr=1e-3, batch=_batch(), callbacks=[cb],
+              progress=False, eval_every=0)
+    assert h["phase"][-1] == "lbfgs"
+    # the fit term 0.5 x vs 2 x: L-BFGS drives the weight to 2 (the bias to 0)
+    assert float(m.weight) == pytest.approx(2.0, abs=1e-6)
+    assert abs(float(cb.at_swap) - 2.0) > 1.0
