@@ -52,7 +52,7 @@ class _Periodic:
 
 
 class LogLine(_Periodic):
-    """Print ``step  phase  loss  <term>=...  l2=...`` every ``every`` steps.
+    """Print ``step  phase  loss  <term> ...  l2 ...`` every ``every`` steps and at the end.
 
     Parameters
     ----------
@@ -87,11 +87,20 @@ class LogLine(_Periodic):
             parts.append(f"l2 {l2:.3e}")
         return "  ".join(parts)
 
+    def _emit(self, state):
+        s = self.line(state)
+        self.lines.append(s)
+        self._logged_step = state.step
+        print(s, file=self.file or sys.stdout, flush=True)
+
     def on_step_end(self, state):
         if self._due(state):
-            s = self.line(state)
-            self.lines.append(s)
-            print(s, file=self.file or sys.stdout, flush=True)
+            self._emit(state)
+
+    def on_train_end(self, state):
+        """A last line for the final step (unless it was just logged)."""
+        if state.history.get("loss") and getattr(self, "_logged_step", None) != state.step:
+            self._emit(state)
 
 
 class Checkpoint(_Periodic):

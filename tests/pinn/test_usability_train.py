@@ -146,6 +146,11 @@ def test_log_line_has_terms_parameters_and_test_error():
     for word in ("loss", "pde", "bc", "c", "l2"):
         assert word in lines[1].split()
     assert f"{h['l2'][-1]:.3e}" in lines[1]
+    out = io.StringIO()
+    log = cb.LogLine(every=4, file=out)
+    pinn.train(m, prob, adam_steps=10, lbfgs_steps=0, callbacks=[log], progress=False)
+    steps = [int(s.split()[1]) for s in out.getvalue().splitlines()]
+    assert steps == [4, 8, 10]  # and the final step
 
 
 def test_checkpoint_saves_atomically_and_loads(tmp_path):
