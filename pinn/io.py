@@ -38,6 +38,9 @@ def _problem_record(problem):
             v = getattr(problem, key, None)
             if v is not None:
                 arrays[key] = torch.as_tensor(np.asarray(v, np.float64))
+        cfg["condition_points"] = sorted(problem.condition_points or {})
+        for k, v in (problem.condition_points or {}).items():
+            arrays[f"cond.{k}"] = torch.as_tensor(np.asarray(v, np.float64))
         obs = []
         for c in problem.observations:
             obs.append(c.name)
@@ -177,7 +180,9 @@ def load(path, problem=None, *, map_location="cpu"):
         problem = get_problem(pcfg["name"], **pcfg.get("kwargs", {}))
         arrays = d.get("problem_arrays", {})
         problem.set_points(collocation=_np(arrays.get("collocation_points")),
-                           anchors=_np(arrays.get("anchors")))
+                           anchors=_np(arrays.get("anchors")),
+                           **{k: _np(arrays[f"cond.{k}"])
+                              for k in pcfg.get("condition_points", [])})
         for name in pcfg.get("observations", []):
             problem.add_observations(_np(arrays[f"obs.{name}.x"]),
                                      _np(arrays[f"obs.{name}.y"]), name=name)

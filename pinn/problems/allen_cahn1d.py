@@ -118,6 +118,12 @@ class AllenCahn1D(Problem):
         batch["periodic"] = torch.as_tensor(t, dtype=dtype, device=device)
         return batch
 
+    def condition_value(self, name, x):
+        if name != "ic":
+            return super().condition_value(name, x)
+        self.check_initial_points(name, x)
+        return x[:, 0] ** 2 * np.cos(np.pi * x[:, 0])
+
     def boundary_points(self, n, method="sobol", seed=0):
         return self.conditions(n, method, seed)[0].x
 

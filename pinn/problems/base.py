@@ -220,6 +220,8 @@ class Problem:
         problem's historical rule, see its docstring).
     anchors : numpy.ndarray (m, d) or None
         User-given collocation points added to the sampled ones (:meth:`set_points`).
+    condition_points : dict of str -> numpy.ndarray (m, d), or None
+        User-given points of conditions, by name (:meth:`set_points`).
     collocation_points : numpy.ndarray (m, d) or None
         User-given collocation points used *instead of* sampled ones.
     observations : list of Condition
@@ -237,6 +239,7 @@ class Problem:
     n_initial = None
     anchors = None
     collocation_points = None
+    condition_points = None
     observations: tuple = ()
 
     @property
@@ -288,8 +291,8 @@ class Problem:
         """All condition points stacked, numpy array (n', d) (for the NTK)."""
         return np.concatenate([c.x for c in self.conditions(n, method, seed)], axis=0)
 
-    def set_points(self, collocation=None, anchors=None):
-        """Use user-given collocation points.
+    def set_points(self, collocation=None, anchors=None, **conditions):
+        """Use user-given points.
 
         Parameters
         ----------
@@ -297,16 +300,64 @@ class Problem:
             Used instead of sampled collocation points (``n_collocation`` is then ignored).
         anchors : array_like (m, d), optional
             Added to the sampled (or given) collocation points (DeepXDE's ``anchors``).
+        **conditions : array_like (m, d)
+            Points of a condition by its loss-term name (``bc=X``, ``ic=X``), used instead
+            of sampled ones; the targets come from :meth:`condition_value`. The points must
+            lie in the box ``lower <= x <= upper`` (an initial condition's at the initial
+            time).
 
         Returns
         -------
         self
+
+        Raises
+        ------
+        ValueError
+            Bad points, or a name that is not a condition of the problem.
         """
+        names = {c.name for c in self.conditions(4, "uniform", 0)}
+        for name, x in conditions.items():
+            if name not in names:
+                raise ValueError(f"{name}: not a condition of {self!r}; its conditions are "
+                                 f"{sorted(names)}")
+            x = as_points(x, self.dim, name)
+            if np.any(x < self.lower) or np.any(x > self.upper):
+                raise ValueError(f"{name}: points must lie in the box lower <= x <= upper")
+            self.condition_value(name, x)  # refuses points off the condition's set
         if collocation is not None:
             self.collocation_points = as_points(collocation, self.dim, "collocation")
         if anchors is not None:
             self.anchors = as_points(anchors, self.dim, "anchors")
+        if conditions:
+            cp = dict(self.condition_points or {})
+            cp.update({k: as_points(v, self.dim, k) for k, v in conditions.items()})
+            self.condition_points = cp
         return self
+
+    def condition_value(self, name, x):
+        """Target values of condition ``name`` at points ``x`` (n, d) -> (n,) (for user-given
+        condition points, :meth:`set_points`).
+
+        Raises
+        ------
+        ValueError
+            If the problem does not provide them, or ``x`` is off the condition's set.
+        """
+        raise ValueError(f"{self!r} takes no user-given points for its condition {name!r}")
+
+    def check_initial_points(self, name, x):
+        """Refuse initial-condition points ``x`` (n, d) that are not at the initial time."""
+        if not np.all(x[:, -1] == self.lower[-1]):
+            raise ValueError(f"{name}: initial-condition points need t = {self.lower[-1]:g}")
+
+    def check_boundary_points(self, name, x, dims=None):
+        """Refuse boundary points ``x`` (n, d) not on a face ``x_i = lower_i`` or
+        ``x_i = upper_i`` for some ``i`` in ``dims`` (default all coordinates)."""
+        dims = list(range(self.dim)) if dims is None else list(dims)
+        on = (x[:, dims] == self.lower[dims]) | (x[:, dims] == self.upper[dims])
+        if not np.all(on.any(axis=1)):
+            raise ValueError(f"{name}: points must lie on the boundary (a coordinate in "
+                             f"{dims} equal to its lower or upper bound)")
 
     def add_observations(self, x, y, name="data"):
         """Add a data term ``mean_k (u(x_k) - y_k)^2`` named ``name`` to the loss.
@@ -427,7 +478,10 @@ class Problem:
         if self.anchors is not None:
             xr = np.concatenate([xr, self.anchors], axis=0)
         batch = {"pde": t(xr)}
+        given = self.condition_points or {}
         for c in self.conditions(int(n_boundary), method, seed + 1, **kw):
+            if c.name in given:
+                c = Condition(c.name, given[c.name], self.condition_value(c.name, given[c.name]))
             batch[c.name] = (t(c.x), t(c.target)) if c.normal is None else \
                 (t(c.x), t(c.target), t(c.normal))
         for c in self.observations:

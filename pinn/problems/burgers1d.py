@@ -138,6 +138,22 @@ class Burgers1D(Problem):
         return [Condition("bc", xb, np.zeros(len(xb))),
                 Condition("ic", xi, -np.sin(np.pi * xi[:, 0]))]
 
+    def boundary_points(self, n, method="sobol", seed=0):
+        """``n`` condition points stacked (for the NTK): half boundary, half initial (an odd
+        ``n`` gets one initial point less), unless ``n_initial`` is set."""
+        if self.n_initial is None and n % 2:
+            return super().boundary_points(n + 1, method, seed)[:n]
+        return super().boundary_points(n, method, seed)
+
+    def condition_value(self, name, x):
+        if name == "bc":
+            self.check_boundary_points(name, x, dims=[0])
+            return np.zeros(len(x))
+        if name == "ic":
+            self.check_initial_points(name, x)
+            return -np.sin(np.pi * x[:, 0])
+        return super().condition_value(name, x)
+
     def exact(self, x):
         x = np.asarray(x)
         return cole_hopf(x[:, 0], x[:, 1], self.nu)

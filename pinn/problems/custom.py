@@ -256,6 +256,15 @@ class PDEProblem(Problem):
             out.append(c.make(self.domain, m, method, seed + 7 * k))
         return out
 
+    def condition_value(self, name, x):
+        for c in self.condition_list:
+            if c.name == name and isinstance(c, (DirichletBC, InitialCondition)):
+                if isinstance(c, InitialCondition):
+                    self.check_initial_points(name, x)
+                return _values(c.value, x, name)
+        raise ValueError(f"{name}: give the points of this condition to its constructor "
+                         f"(points=...)")
+
     def boundary_points(self, n, method="sobol", seed=0):
         pts = [c.x for c in self.conditions(n, method, seed)]
         return np.concatenate(pts, axis=0) if pts else np.zeros((0, self.dim))

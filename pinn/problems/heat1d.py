@@ -48,6 +48,15 @@ class Heat1D(Problem):
         xi[:, 1] = t0
         return [Condition("bc", xb, self.exact(xb)), Condition("ic", xi, self.exact(xi))]
 
+    def condition_value(self, name, x):
+        if name == "bc":
+            self.check_boundary_points(name, x, dims=[0])
+        elif name == "ic":
+            self.check_initial_points(name, x)
+        else:
+            return super().condition_value(name, x)
+        return self.exact(x)
+
     def exact(self, x):
         x = np.asarray(x)
         return np.exp(-self.alpha * np.pi**2 * x[:, 1]) * np.sin(np.pi * x[:, 0])

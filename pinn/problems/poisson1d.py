@@ -43,6 +43,12 @@ class Poisson1D(Problem):
         x = np.array([[self.lower[0]], [self.upper[0]]])
         return [Condition("bc", x, self.exact(x))]
 
+    def condition_value(self, name, x):
+        if name != "bc":
+            return super().condition_value(name, x)
+        self.check_boundary_points(name, x)
+        return self.exact(x)
+
     def exact(self, x):
         return np.sin(self.k * np.pi * np.asarray(x)[:, 0])
 

@@ -355,3 +355,44 @@ def test_ntk_of_a_user_defined_problem():
     J = torch.stack(rows)
     torch.testing.assert_close(torch.as_tensor(K["K_rr"]), J @ J.T, rtol=1e-10,
                                atol=1e-10 * float((J @ J.T).abs().max()))
+
+
+def test_user_given_condition_points_of_builtin_problems(tmp_path):
+    p = Burgers1D()
+    xb = np.array([[-1.0, 0.25], [1.0, 0.5], [1.0, 0.75]])
+    xi = np.array([[-0.5, 0.0], [0.25, 0.0]])
+    p.set_points(bc=xb, ic=xi)
+    b = p.make_batch(16, 8, "sobol", 0, torch.float64)
+    np.testing.assert_array_equal(b["bc"][0].numpy(), xb)
+    np.testing.assert_array_equal(b["bc"][1].numpy(), 0.0)
+    np.testing.assert_array_equal(b["ic"][0].numpy(), xi)
+    np.testing.assert_array_equal(b["ic"][1].numpy(), -np.sin(PI * xi[:, 0]))
+    with pytest.raises(ValueError, match="initial-condition points need t = 0"):
+        Burgers1D().set_points(ic=[[0.0, 0.5]])
+    with pytest.raises(ValueError, match="must lie on the boundary"):
+        Burgers1D().set_points(bc=[[0.0, 0.5]])
+    with pytest.raises(ValueError, match="must lie in the box"):
+        Poisson2D().set_points(bc=[[2.0, 0.5]])
+    with pytest.raises(ValueError, match="not a condition"):
+        Poisson2D().set_points(ic=[[0.0, 0.5]])
+    q = Poisson2D().set_points(bc=[[0.0, 0.5], [0.3, 1.0]])
+    np.testing.assert_allclose(q.make_batch(8, 8)["bc"][1].numpy(),
+                               [0.0, np.sin(0.3 * PI) * np.sin(PI)], atol=1e-7)
+    # saved and loaded with the model
+    pinn.save(tmp_path / "m.pt", pinn.make_model(p, 4, 1), p)
+    _, p2, _ = pinn.load(tmp_path / "m.pt")
+    np.testing.assert_array_equal(p2.make_batch(16, 8)["bc"][0].numpy(), xb.astype(np.float32))
+    # a user-defined problem: Dirichlet values from its condition, Neumann refused
+    prob, _ = _poisson_rect()
+    prob.set_points(bc=[[-1.0, 0.5]])
+    np.testing.assert_allclose(prob.make_batch(8, 8, "sobol", 0, torch.float64)["bc"][1].numpy(),
+                               [np.sin(-1.0) * np.exp(0.5) - 0.5])
+    with pytest.raises(ValueError, match="points="):
+        prob.set_points(neumann=[[2.0, 0.5]])
+
+
+def test_burgers_boundary_points_for_the_ntk():
+    p = Burgers1D()
+    assert len(p.boundary_points(33)) == 33
+    np.testing.assert_array_equal(p.boundary_points(32), p.boundary_points(32))
+    assert len(p.boundary_points(32)) == 32
