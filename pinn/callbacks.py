@@ -91,6 +91,14 @@ class LogLine(_Periodic):
         s = self.line(state)
         self.lines.append(s)
         self._logged_step = state.step
+        if self.file is None:
+            try:  # above an active progress bar instead of through it
+                from tqdm.auto import tqdm
+
+                tqdm.write(s, file=sys.stdout)
+                return
+            except ImportError:  # pragma: no cover
+                pass
         print(s, file=self.file or sys.stdout, flush=True)
 
     def on_step_end(self, state):

@@ -129,7 +129,7 @@ def test_early_stopping_ends_training_after_patience():
         cb.EarlyStopping(min_delta=1.5)
 
 
-def test_log_line_has_terms_parameters_and_test_error():
+def test_log_line_has_terms_parameters_and_test_error(capsys):
     prob = pinn.define_problem(
         lambda x, u, du, d2u, c: -d2u[:, 0, 0] - c * PI**2 * torch.sin(PI * x[:, 0]),
         pinn.Interval(-1.0, 1.0), [pinn.DirichletBC(0.0)],
@@ -151,6 +151,9 @@ def test_log_line_has_terms_parameters_and_test_error():
     pinn.train(m, prob, adam_steps=10, lbfgs_steps=0, callbacks=[log], progress=False)
     steps = [int(s.split()[1]) for s in out.getvalue().splitlines()]
     assert steps == [4, 8, 10]  # and the final step
+    log = cb.LogLine(every=5)  # default: stdout, above the progress bar
+    pinn.train(m, prob, adam_steps=5, lbfgs_steps=0, callbacks=[log], progress=True)
+    assert capsys.readouterr().out.splitlines() == log.lines and len(log.lines) == 1
 
 
 def test_checkpoint_saves_atomically_and_loads(tmp_path):
