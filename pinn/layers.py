@@ -11,10 +11,12 @@ from .autograd import LeafSpec, Structure, structured_linear
 from .autograd import _groups as _leaf_groups
 
 __all__ = ["MLP", "LowRankLinear", "HMatrixLinear", "block_rank_penalty", "hidden_layers",
-           "ACTIVATIONS"]
+           "ACTIVATIONS", "INITIALIZERS"]
 
 ACTIVATIONS = {"tanh": torch.tanh, "sin": torch.sin, "gelu": nn.functional.gelu,
-               "silu": nn.functional.silu}
+               "silu": nn.functional.silu, "relu": torch.relu, "elu": nn.functional.elu,
+               "softplus": nn.functional.softplus, "sigmoid": torch.sigmoid,
+               "cos": torch.cos}
 
 
 def _glorot_std(m, n):
@@ -30,6 +32,29 @@ def _int_arg(value, name, lo):
     return int(value)
 
 
+def _init_weight(w, name, generator):
+    """Fill ``w`` (out, in) in place by the named initializer."""
+    fan_out, fan_in = w.shape
+    if name == "glorot_normal":
+        w.normal_(0.0, _glorot_std(fan_in, fan_out), generator=generator)
+    elif name == "glorot_uniform":
+        a = math.sqrt(6.0 / (fan_in + fan_out))
+        w.uniform_(-a, a, generator=generator)
+    elif name == "he_normal":
+        w.normal_(0.0, math.sqrt(2.0 / fan_in), generator=generator)
+    elif name == "he_uniform":
+        a = math.sqrt(6.0 / fan_in)
+        w.uniform_(-a, a, generator=generator)
+    elif name == "lecun_normal":
+        w.normal_(0.0, math.sqrt(1.0 / fan_in), generator=generator)
+    else:  # zeros
+        w.zero_()
+
+
+INITIALIZERS = ("glorot_normal", "glorot_uniform", "he_normal", "he_uniform", "lecun_normal",
+                "zeros")
+
+
 # --------------------------------------------------------------------------- MLP
 class MLP(nn.Module):
     """Fully connected network ``sizes[0] -> ... -> sizes[-1]``.
@@ -37,29 +62,49 @@ class MLP(nn.Module):
     Parameters
     ----------
     sizes : sequence of int
-        Layer widths including input and output, e.g. ``[2, 64, 64, 1]``.
-    activation : {"tanh", "sin", "gelu", "silu"}
+        Layer widths including input and output, e.g. ``[2, 64, 64, 1]`` (hidden widths
+        may differ per layer, ``[2, 20, 40, 20, 1]``).
+    activation : {"tanh", "sin", "cos", "gelu", "silu", "relu", "elu", "softplus", "sigmoid"}
     hidden_layer : callable, optional
         ``hidden_layer(in_features, out_features) -> nn.Module`` used for the
         hidden-to-hidden layers (``layers[1:-1]``); default ``nn.Linear``.
         Input and output layers are always ``nn.Linear``.
     generator : torch.Generator, optional
-        For the Glorot-normal initialization (biases are zero).
+        For the random initialization (biases are zero).
+    initializer : {"glorot_normal", "glorot_uniform", "he_normal", "he_uniform", \
+"lecun_normal", "zeros"}
+        Weight initialization of the ``nn.Linear`` layers (default Glorot normal).
+    output_transform : callable, optional
+        ``output_transform(x, y) -> y'`` applied to the last layer's output ``y`` (N, k)
+        with the input ``x`` (N, d), e.g. to impose boundary conditions exactly
+        (:class:`pinn.models.BoxDirichlet`). Must be written with torch operations.
 
     Notes
     -----
     Input ``(N, sizes[0])``, output ``(N, sizes[-1])``, float32 by default.
     """
 
-    def __init__(self, sizes, activation="tanh", hidden_layer=None, generator=None):
+    def __init__(self, sizes, activation="tanh", hidden_layer=None, generator=None, *,
+                 initializer="glorot_normal", output_transform=None):
         super().__init__()
-        sizes = [int(s) for s in sizes]
+        try:
+            sizes = [int(s) for s in sizes]
+        except (TypeError, ValueError):
+            raise ValueError(f"sizes must be a sequence of positive integers, got {sizes!r}") \
+                from None
         if len(sizes) < 2 or min(sizes) < 1:
             raise ValueError(f"sizes must have >= 2 positive entries, got {sizes!r}")
         if activation not in ACTIVATIONS:
             raise ValueError(f"activation must be one of {sorted(ACTIVATIONS)}, got {activation!r}")
+        if initializer not in INITIALIZERS:
+            raise ValueError(f"initializer must be one of {INITIALIZERS}, got {initializer!r}")
+        if output_transform is not None and not callable(output_transform):
+            raise TypeError(f"output_transform must be callable, got "
+                            f"{type(output_transform).__name__}")
         self.sizes = sizes
         self.activation = activation
+        self.initializer = initializer
+        self.output_transform = output_transform
         layers = []
         for i, (a, b) in enumerate(zip(sizes[:-1], sizes[1:])):
             hidden = 0 < i < len(sizes) - 2
@@ -68,16 +113,20 @@ class MLP(nn.Module):
             else:
                 lin = nn.Linear(a, b)
                 with torch.no_grad():
-                    lin.weight.normal_(0.0, _glorot_std(a, b), generator=generator)
+                    _init_weight(lin.weight, initializer, generator)
                     lin.bias.zero_()
                 layers.append(lin)
         self.layers = nn.ModuleList(layers)
 
     def forward(self, x):
         act = ACTIVATIONS[self.activation]
+        h = x
         for layer in self.layers[:-1]:
-            x = act(layer(x))
-        return self.layers[-1](x)
+            h = act(layer(h))
+        y = self.layers[-1](h)
+        if self.output_transform is not None:
+            y = self.output_transform(x, y)
+        return y
 
 
 def hidden_layers(model):
