@@ -215,7 +215,7 @@ def _build_compiled(kernel, Xp, Yp, r0, m, c0, n, admissible, tol, dtype, progre
                 Segment(r0[a:b].copy(), m[a:b].copy(), c0[a:b].copy(), n[a:b].copy(), rank, off, buf[:pos])
                 for (a, b), (rank, off, buf, pos, _) in zip(chunks, results)
             ]
-            return Packed(segs), evals
+            return _finite_packed(segs, dtype), evals
         # where each built leaf lives: chunk id, offset and rank in that chunk's buffer
         where_c = np.full(r0.size, -1, np.int64)
         where_o = np.zeros(r0.size, np.int64)
@@ -242,7 +242,20 @@ def _build_compiled(kernel, Xp, Yp, r0, m, c0, n, admissible, tol, dtype, progre
 
         segs = run(assemble, range(len(chunks)))
         bar.update(int((~built).sum()))
-    return Packed(segs), evals
+    return _finite_packed(segs, dtype), evals
+
+
+def _finite_packed(segs, dtype):
+    """``Packed(segs)``, refusing values that overflowed a single-precision dtype (kernel
+    values are computed in float64 and are finite there)."""
+    if dtype.itemsize * (2 if dtype.kind == "f" else 1) <= 8:  # float32, complex64
+        for sg in segs:
+            if not np.isfinite(sg.buf).all():
+                raise ValueError(
+                    f"kernel values overflow dtype {dtype} (beyond {np.finfo(dtype).max:.3g}); "
+                    f"use a double-precision dtype or rescale the kernel"
+                )
+    return Packed(segs)
 
 
 def _build_python(kernel, Xp, Yp, r0, m, c0, n, admissible, tol, dtype, progress):

@@ -198,7 +198,13 @@ class FunctionKernel:
                     f"imaginary part would be lost; use dtype=np.complex128"
                 )
             out = out.real
-        return out.astype(self.dtype, copy=False)
+        res = out.astype(self.dtype, copy=False)
+        if res is not out and out.dtype.kind in "fc" and not np.isfinite(res).all() and np.isfinite(out).all():
+            raise ValueError(
+                f"kernel values overflow dtype {self.dtype} (largest magnitude {np.max(np.abs(out)):.3g}); "
+                f"use a double-precision dtype or rescale the kernel"
+            )
+        return res
 
     def __repr__(self):
         return f"FunctionKernel({getattr(self.f, '__name__', self.f)!r})"
