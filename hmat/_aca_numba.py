@@ -146,6 +146,42 @@ def _scale_exponent(best):
 
 
 @njit(cache=True, nogil=True)
+def twin_ids(B):
+    """Group ids of equal rows of ``B`` (int64 (n, d): the bit patterns of the points):
+    ``g[i]`` is the first index with the same row. Open-addressing hash table, O(n d).
+    Returns ``(g, any_repeated)``."""
+    n, d = B.shape
+    size = 1
+    while size < 2 * n:
+        size *= 2
+    table = np.full(size, -1, np.int64)
+    g = np.empty(n, np.int64)
+    dup = False
+    for i in range(n):
+        h = np.int64(1469598103934665603)
+        for k in range(d):
+            h = (h ^ B[i, k]) * np.int64(1099511628211)
+        slot = (h ^ (h >> 29)) & (size - 1)
+        while True:
+            j = table[slot]
+            if j < 0:
+                table[slot] = i
+                g[i] = i
+                break
+            same = True
+            for k in range(d):
+                if B[j, k] != B[i, k]:
+                    same = False
+                    break
+            if same:
+                g[i] = g[j]
+                dup = True
+                break
+            slot = (slot + 1) & (size - 1)
+    return g, dup
+
+
+@njit(cache=True, nogil=True)
 def _mark_twins(used, g, start, i):
     """Mark every index ``t`` with ``g[start + t] == g[start + i]`` (the same point) used."""
     gi = g[start + i]

@@ -11,6 +11,7 @@ import math
 
 import numpy as np
 
+from ._aca_numba import twin_ids
 from ._validate import check_positive, check_tol
 from .lowrank import LowRank
 from .svd import recompress
@@ -32,14 +33,10 @@ def twin_groups(P):
     n = P.shape[0]
     if n < 2:
         return np.zeros(0, np.int64)
-    order = np.lexsort(P.T[::-1])
-    Ps = P[order]
-    same = np.all(Ps[1:] == Ps[:-1], axis=1)
-    if not same.any():
-        return np.zeros(0, np.int64)
-    g = np.empty(n, np.int64)
-    g[order] = np.concatenate([[0], np.cumsum(~same)])
-    return g
+    # equal coordinates have equal bits (but for -0.0 and 0.0: then merely not grouped)
+    bits = np.ascontiguousarray(P, dtype=np.float64).reshape(n, -1).view(np.int64)
+    g, dup = twin_ids(bits)
+    return g if dup else np.zeros(0, np.int64)
 
 
 def _scale_exponent(best):

@@ -14,7 +14,7 @@ __all__ = ["truncate", "check_tol_for_dtype", "MIN_TOL_EPS"]
 
 #: Smallest tolerance, in machine epsilons of the working dtype, that recompression can
 #: meet: below it the rounding of the factors alone exceeds the budget.
-MIN_TOL_EPS = 64
+MIN_TOL_EPS = 32
 
 
 def check_tol_for_dtype(tol, dtype, name="tol"):

@@ -37,8 +37,9 @@ def add(A, B, tol=1e-6, *, alpha=1.0, beta=1.0):
         original (unpermuted) index order. Add the identity as ``sigma**2 *
         hmat.Identity(n)``.
     tol : float
-        ``0 < tol < 1``, and at least :data:`hmat.truncate.MIN_TOL_EPS` machine epsilons
-        of the result's dtype (a smaller tolerance cannot be met). Every low-rank leaf ``C_b`` of the result is recompressed once,
+        ``0 < tol < 1``, and at least 32 machine epsilons
+        of the result's dtype (a smaller tolerance cannot be met). Every low-rank leaf
+        ``C_b`` of the result is recompressed once,
         with ``||C_b - S_b||_F <= tol ||S_b||_F`` for the exact sum ``S``; dense leaves
         and diagonals are exact, so ``||C - S||_F <= tol ||S||_F``.
     alpha, beta : number

@@ -23,8 +23,9 @@ def multiply(A, B, tol=1e-6, *, structure=None, alpha=1.0):
     B : HBlock, shape (k, n)
         ``B.row_perm`` must equal ``A.col_perm`` (the inner index on one cluster tree).
     tol : float
-        ``0 < tol < 1``, and at least :data:`hmat.truncate.MIN_TOL_EPS` machine epsilons
-        of the result's dtype (a smaller tolerance cannot be met). Exact low-rank contributions to each low-rank leaf of the result
+        ``0 < tol < 1``, and at least 32 machine epsilons
+        of the result's dtype (a smaller tolerance cannot be met). Exact low-rank
+        contributions to each low-rank leaf of the result
         are accumulated and recompressed once (blockwise relative Frobenius ``tol``), so
         ``||C - AB||_F <~ tol ||AB||_F``; very long accumulations are recompressed early,
         which can add a little to this.

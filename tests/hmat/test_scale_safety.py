@@ -301,7 +301,7 @@ def test_tolerance_below_dtype_epsilon_refused():
 
 
 @settings(max_examples=8, deadline=None)
-@given(c=st.sampled_from([64, 100, 300, 1000]), dtype=st.sampled_from([np.float32, np.float64]),
+@given(c=st.sampled_from([32, 64, 100, 300, 1000]), dtype=st.sampled_from([np.float32, np.float64]),
        seed=st.integers(0, 3))
 def test_truncate_at_smallest_accepted_tol_meets_bound(c, dtype, seed):
     A = smooth_matrix(200, seed, dtype)
