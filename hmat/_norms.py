@@ -46,7 +46,15 @@ def fro(a):
     e = pow2_exponent(big)
     if e == 0:
         return float(np.linalg.norm(a.reshape(-1)))
-    return math.ldexp(float(np.linalg.norm(a.reshape(-1) * math.ldexp(1.0, -e))), e)
+    return ldexp_inf(float(np.linalg.norm(a.reshape(-1) * math.ldexp(1.0, -e))), e)
+
+
+def ldexp_inf(x, e):
+    """``x 2^e``, inf where that exceeds the float range (e.g. a norm of entries near 1e308)."""
+    try:
+        return math.ldexp(x, e)
+    except OverflowError:
+        return math.inf
 
 
 def hypot_all(values):
@@ -81,7 +89,8 @@ def tail_norms(s):
     e = pow2_exponent(float(s.max()))
     f = math.ldexp(1.0, -e)
     out[:-1] = np.sqrt(np.cumsum(((s * f) ** 2)[::-1]))[::-1]
-    return out * math.ldexp(1.0, e)
+    with np.errstate(over="ignore"):
+        return np.ldexp(out, e)  # 2^e itself may not be representable (e = 1024)
 
 
 def lowrank_fro(U, V):
@@ -107,4 +116,4 @@ def lowrank_fro(U, V):
     Vs = V.astype(wide) * math.ldexp(1.0, -ev)
     Ru = np.linalg.qr(Us, mode="r")
     Rv = np.linalg.qr(Vs, mode="r")
-    return math.ldexp(fro(Ru @ Rv.conj().T), eu + ev)
+    return ldexp_inf(fro(Ru @ Rv.conj().T), eu + ev)

@@ -7,7 +7,7 @@ import numbers
 
 import numpy as np
 
-from ._norms import pow2_exponent, tail_norms
+from ._norms import ldexp_inf, pow2_exponent, tail_norms
 from ._validate import check_finite_array, check_positive, check_tol
 from .lowrank import LowRank
 
@@ -86,7 +86,8 @@ def recompress(U, V, tol=None, rank=None, abs_err=None, *, return_norm=False):
         Absolute Frobenius tolerance, finite and ``>= 0`` (used instead of ``tol``).
     return_norm : bool
         Also return ``||U V^H||_F`` (from the singular values of the core: accurate also
-        when the columns of ``U V^H`` nearly cancel, and scale-safe).
+        when the columns of ``U V^H`` nearly cancel, and scale-safe; ``err`` and the norm
+        are inf only where they exceed the float range).
 
     Raises
     ------
@@ -99,6 +100,7 @@ def recompress(U, V, tol=None, rank=None, abs_err=None, *, return_norm=False):
         raise ValueError(f"U and V must have the same number of columns, got {U.shape} and {V.shape}")
     tol = None if tol is None else check_tol(tol)
     abs_err = _check_abs_err(abs_err)
+    rank = None if rank is None else check_positive(rank, "rank", integer=True, minimum=0)
     k = U.shape[1]
     if k == 0:
         return (U, V, 0.0, 0.0) if return_norm else (U, V, 0.0)
@@ -115,8 +117,9 @@ def recompress(U, V, tol=None, rank=None, abs_err=None, *, return_norm=False):
     fu, fv = math.ldexp(1.0, e - e // 2), math.ldexp(1.0, e // 2)
     U2 = np.ascontiguousarray(Qu @ Uc) * fu if e else np.ascontiguousarray(Qu @ Uc)
     V2 = np.ascontiguousarray(Qv @ Vc) * fv if e else np.ascontiguousarray(Qv @ Vc)
-    err, nrm = math.ldexp(err, e), math.ldexp(nrm, e)
+    err, nrm = ldexp_inf(err, e), ldexp_inf(nrm, e)
     return (U2, V2, err, nrm) if return_norm else (U2, V2, err)
+
 
 
 def _truncate_core(A, tol, rank, abs_err):

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 
 from ._norms import fro, hypot_all
@@ -60,19 +62,38 @@ def truncate(H, tol):
     if not isinstance(H, HBlock):
         raise TypeError(f"H must be an HBlock, got {type(H).__name__}")
     tol = check_tol_for_dtype(check_tol(tol), H.dtype)
+    leaves = [lf.op for lf in H.leaves()]
+    # norms are measured on 2^-s H, s > 0 only where ||H||_F could exceed the float range
+    s = max(0, max(_log2_bound(op) for op in leaves) - 1000)
+    f = math.ldexp(1.0, -s)
     ops, errs, norms = [], [], []
-    for lf in H.leaves():
-        op = lf.op
+    for op in leaves:
         if isinstance(op, LowRank):
-            U, V, err, nrm = recompress(op.U, op.V, tol=tol, return_norm=True)
+            U, V, err, nrm = recompress(op.U * f if s else op.U, op.V, tol=tol, return_norm=True)
+            U = U * math.ldexp(1.0, s) if s else U
             ops.append(LowRank._trusted(U.astype(op.dtype), V.astype(op.dtype)))
             errs.append(err)
             norms.append(nrm)
         else:
             ops.append(op)
-            norms.append(fro(op.array))
+            norms.append(fro(op.array * f if s else op.array))
     out = H.replace_leaves(ops)
     norm = hypot_all(norms)
     out.error_estimate = hypot_all(errs) / norm if norm > 0 else 0.0
     out._kernel_evals = H._kernel_evals
     return out
+
+
+def _log2_bound(op):
+    """An exponent ``e`` with ``||op||_F <= 2^e`` (Dense or LowRank; without overflow)."""
+    if isinstance(op, LowRank):
+        if op.rank == 0 or op.U.size == 0 or op.V.size == 0:
+            return 0
+        mu, mv = float(np.max(np.abs(op.U))), float(np.max(np.abs(op.V)))
+        if mu == 0.0 or mv == 0.0:
+            return 0
+        m, n = op.shape
+        return math.frexp(mu)[1] + math.frexp(mv)[1] + (op.rank * m * n).bit_length()
+    a = op.array
+    big = float(np.max(np.abs(a))) if a.size else 0.0
+    return math.frexp(big)[1] + a.size.bit_length() if big > 0 else 0

@@ -83,7 +83,12 @@ def truncate_dense(M, tol, rank_guess=8):
     if FALLBACK * k >= p:
         return svd_truncate(M, tol)
     dt = M.dtype
-    norm = fro(M)  # scale-safe
+    e = pow2_exponent(float(np.max(np.abs(M))))
+    if e:
+        # work on 2^-e M (exact) so that no norm below can overflow or underflow
+        U, V = truncate_dense(M * math.ldexp(1.0, -e), tol, rank_guess)
+        return U * math.ldexp(1.0, e - e // 2), V * math.ldexp(1.0, e // 2)
+    norm = fro(M)
     if norm == 0.0:
         return np.zeros((m, 0), dt), np.zeros((n, 0), dt)
     budget = tol * norm
