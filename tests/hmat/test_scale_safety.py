@@ -369,3 +369,22 @@ def test_single_precision_overflow_refused():
         hmat.from_kernel(Laplace(3), X, dtype=np.float32)
     with pytest.raises(ValueError, match="float32"):
         hmat.from_kernel(lambda x, y: 1e39 / (1 + np.sum((x - y) ** 2, axis=-1)), X * 1e40, dtype=np.float32)
+
+
+def test_cli_compress_prints_finite_certified_error(tmp_path):
+    """``python -m hmat compress`` printed ``nan <= tol`` and exited 0 for entries ~1e300."""
+    import os
+    import subprocess
+    import sys
+
+    src = tmp_path / "big.npy"
+    np.save(src, smooth_matrix(200, 0) * 1e298)
+    root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    env = dict(os.environ, PYTHONPATH=root + os.pathsep + os.environ.get("PYTHONPATH", ""))
+    r = subprocess.run([sys.executable, "-m", "hmat", "compress", str(src), str(tmp_path / "out.npz"),
+                        "--tol", "1e-4"], capture_output=True, text=True, env=env, cwd=root, timeout=300)
+    assert r.returncode == 0, r.stderr
+    line = next(ln for ln in r.stdout.splitlines() if "certified error" in ln)
+    assert "nan" not in line
+    err = float(line.split("||A||_F =")[1].split("<=")[0])
+    assert 0 < err <= 1e-4
