@@ -20,7 +20,9 @@ __all__ = ["ACA"]
 
 
 def twin_groups(P):
-    """Group ids of repeated points: ``g[i] == g[j]`` iff ``P[i]`` and ``P[j]`` are equal.
+    """Group ids of repeated points: ``g[i] == g[j]`` iff ``P[i]`` and ``P[j]`` have the same
+    coordinates, bit for bit (``-0.0`` and ``0.0`` count as different: such points are then
+    merely not grouped, which costs ACA a step but never accuracy).
 
     Parameters
     ----------
@@ -65,6 +67,10 @@ class ACA:
     means ACA did not converge or low rank does not pay, and the caller should store the
     exact block. Known failure modes (zero rows, zero or cancelling sub-blocks) are caught by
     the residual checks on random rows and columns, which restart the pivoting there.
+    Repeated points give equal rows (columns): once one of them is a pivot, all are marked
+    used, so neither the pivoting nor the checks stop early on their zero residuals. Values
+    are scaled by a power of two fixed by the first non-zero row where their squares would
+    leave the float range (kernels at 1e-300 ... 1e300).
     """
 
     def __init__(self, tol=1e-6, rank=None, seed=0):
