@@ -1055,3 +1055,67 @@ def _pylops_operator(H):
             return self._wrap(self.hmat.rmatvec(x.local_array), "cols")
 
     return HMatrixOperator(H)
+
+
+# ---------------------------------------------------------------------- demo
+
+def demo(args):
+    """``mpiexec -n P python -m hmat demo --mpi``: the sphere-1/r demo, distributed (collective).
+
+    Prints, on rank 0, the serial demo's lines plus the stored bytes per rank.
+    """
+    import time
+
+    import hmat
+
+    from .__main__ import sampled_row_error
+    from .points import sphere_points
+
+    MPI = require_mpi()
+    comm = MPI.COMM_WORLD
+    root = comm.Get_rank() == 0
+
+    def say(text):
+        if root:
+            print(text, flush=True)
+
+    hmat.set_num_threads(args.threads if args.threads else local_threads(comm))
+    kernel = hmat.kernels.Laplace(3)
+    pts = sphere_points(args.n)
+    say(f"sphere-1/r: N={args.n}, tol={args.tol}, eta={args.eta}, leaf_size={args.leaf_size}, "
+        f"threads={hmat.get_num_threads()} per rank, ranks={comm.Get_size()}")
+    t = time.perf_counter()
+    from_kernel(kernel, sphere_points(256), comm=comm, tol=args.tol, leaf_size=32, n_samples=0)  # compile (cached on disk)
+    say(f"  compile/warm-up      {time.perf_counter() - t:8.2f} s")
+    comm.Barrier()
+    t = time.perf_counter()
+    H = from_kernel(kernel, pts, comm=comm, tol=args.tol, eta=args.eta, leaf_size=args.leaf_size, progress=not args.quiet)
+    comm.Barrier()
+    build = time.perf_counter() - t
+    x = np.random.default_rng(0).random(args.n)
+    xl = H.distribute(x)
+    H.matvec(xl)
+    reps = []
+    for _ in range(3):
+        comm.Barrier()
+        t = time.perf_counter()
+        H.matvec(xl)
+        comm.Barrier()
+        reps.append(time.perf_counter() - t)
+    s = H.stats()
+    err = sampled_row_error(H, kernel, pts, x)
+    per = s["nbytes_per_rank"]
+    say(f"  build                {build:8.2f} s")
+    say(f"  stored               {s['nbytes'] / 1e6:8.1f} MB   (dense would be {s['dense_nbytes'] / 1e6:.0f} MB)")
+    say(f"  stored per rank      {max(per) / 1e6:8.1f} MB   max ({', '.join(f'{b / 1e6:.1f}' for b in per)}; "
+        f"max/mean {s['load_balance']:.2f})")
+    say(f"  compression ratio    {s['compression_ratio']:8.1f}")
+    say(f"  leaves               {s['n_leaves']:8d}   ({s['n_dense']} dense, {s['n_lowrank']} low-rank, "
+        f"rank {s['rank_min']}..{s['rank_max']}, mean {s['rank_mean']:.1f})")
+    say(f"  kernel evaluations   {s['kernel_evaluations']:8.3g}   ({s['kernel_evaluations'] / args.n**2:.3f} of N^2)")
+    say(f"  matvec (best of 3)   {min(reps):8.4f} s   ({H.last_comm_words * H.dtype.itemsize / 1e6:.2f} MB received per rank)")
+    say(f"  sampled error        {err:8.2e}   (50 rows vs direct summation)")
+    say(f"  entry error estimate {H.error_estimate:8.2e}   (random entries)")
+    if args.plot:
+        say("  --plot is not available with --mpi (the block structure lives on several ranks)")
+    return 0
