@@ -106,8 +106,13 @@ def main(argv=None):
     args = p.parse_args(argv)
     try:
         if args.cmd == "demo" and args.mpi:
-            from .mpi import demo as mpi_demo
+            from .mpi import demo as mpi_demo, require_mpi
 
+            try:
+                require_mpi()
+            except ImportError as exc:
+                print(f"error: {exc}", file=sys.stderr)
+                return 2
             return mpi_demo(args)
         return _demo(args) if args.cmd == "demo" else _compress(args)
     except (ValueError, TypeError) as exc:

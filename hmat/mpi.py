@@ -729,7 +729,7 @@ class DistributedHMatrix:
         hist_len = max(len(a[6]) for a in allv)
         hist = np.zeros(hist_len, np.int64)
         for a in allv:
-            hist[:len(a[6])] += a[6]
+            hist[:len(a[6])] += np.asarray(a[6], np.int64)
         nlr = sum(a[2] for a in allv)
         entries = mem["total"] // self.dtype.itemsize
         dense = self.shape[0] * self.shape[1] * self.dtype.itemsize
