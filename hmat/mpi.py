@@ -252,9 +252,11 @@ def from_kernel(
     built = _agree(comm, _build_computed, plan, kernel, progress)
     recv = _agree(comm, _exchange_alloc, plan, built)
     _exchange(comm, plan, built, recv)
+    received = sum(a.nbytes for a in recv["recv_rank"] + recv["recv_data"])
     parts = _agree(comm, _assemble, plan, built, recv)
     del built, recv
     H = DistributedHMatrix._create(comm, *parts)
+    H.build_comm_bytes = int(received)
     if ns:
         est = _agree(comm, H._sampled_error_local, kernel, ns, seed)
         H.error_estimate = H._combine_error(est)
@@ -489,6 +491,8 @@ class DistributedHMatrix:
         Kernel evaluations summed over ranks (twins built on two ranks count twice).
     last_comm_words : int
         Entries this rank received in its last product (the communication volume).
+    build_comm_bytes : int
+        Bytes this rank received during the build (leaves computed by another rank).
     """
 
     @classmethod
@@ -511,6 +515,7 @@ class DistributedHMatrix:
         self._adjoint = False
         self._source = self
         self.last_comm_words = 0
+        self.build_comm_bytes = 0
         return self
 
     # ------------------------------------------------------------------ layout (local)
