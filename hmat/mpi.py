@@ -586,10 +586,21 @@ class DistributedHMatrix:
         return X
 
     def _agree_operand(self, X, n_local, name):
-        X = _agree(self.comm, self._check_local, X, n_local, name)
-        sig = self.comm.allgather((X.ndim, X.shape[1] if X.ndim == 2 else 1, X.dtype.str))
-        if len(set(sig)) != 1:
-            raise ValueError(f"{name} differs in ndim, number of columns or dtype across ranks: {sig}")
+        """Check this rank's operand; one allgather tells every rank whether all agree."""
+        err, sig = None, None
+        try:
+            X = self._check_local(X, n_local, name)
+            sig = (X.ndim, X.shape[1] if X.ndim == 2 else 1, X.dtype.str)
+        except (ValueError, TypeError) as exc:
+            err = (type(exc).__name__, str(exc))
+        allv = self.comm.allgather((err, sig))
+        bad = [(r, e) for r, (e, _) in enumerate(allv) if e is not None]
+        if bad:
+            r, (kind, text) = bad[0]
+            cls = TypeError if kind == "TypeError" else ValueError
+            raise cls(text if r == self.rank else f"rank {r} failed: {text}")
+        if len({g for _, g in allv}) != 1:
+            raise ValueError(f"{name} differs in ndim, number of columns or dtype across ranks: {[g for _, g in allv]}")
         out_dtype = np.result_type(X.dtype, self.dtype)
         if out_dtype not in SUPPORTED_DTYPES:
             out_dtype = np.result_type(out_dtype, np.float64)
