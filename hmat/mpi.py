@@ -50,7 +50,7 @@ from .cluster import ClusterTree
 from .hblock import HBlock
 from .kernels import Kernel
 
-__all__ = ["DistributedHMatrix", "from_kernel", "load", "require_mpi", "local_threads"]
+__all__ = ["DistributedHMatrix", "from_kernel", "load", "require_mpi", "local_threads", "row_cuts", "demo"]
 
 _EXTRA_HINT = 'install the optional extra: pip install "hmat-pinn[mpi]" (mpi4py, mpich, pylops-mpi)'
 FORMAT_VERSION = 1
@@ -128,11 +128,27 @@ def _even_cuts(n, p):
 
 
 def row_cuts(r0, m, cost, nrows, nparts):
-    """Contiguous row cuts ``(nparts + 1,)`` balancing ``cost`` (local, deterministic).
+    """Contiguous row cuts balancing ``cost`` (local, deterministic).
 
     Cuts lie only at positions that no leaf ``[r0, r0 + m)`` straddles, so every leaf
-    belongs to exactly one part; each cut is the admissible position whose cumulative
-    cost (of the leaves starting above it) is nearest to its share ``k / nparts``.
+    belongs to exactly one part; cut ``k`` is the valid position whose cumulative cost (of
+    the leaves starting above it) is nearest to ``k / nparts`` of the total (and not
+    below cut ``k - 1``).
+
+    Parameters
+    ----------
+    r0, m : ndarray, shape (nleaves,), int64
+        First row and number of rows of each leaf (permuted order).
+    cost : ndarray, shape (nleaves,), float64
+        Estimated cost of each leaf.
+    nrows : int
+    nparts : int
+        Number of parts (ranks).
+
+    Returns
+    -------
+    ndarray, shape (nparts + 1,), int64
+        ``0 = cuts[0] <= cuts[1] <= ... <= cuts[nparts] = nrows``; a part may be empty.
     """
     straddle = np.zeros(nrows + 1, np.int64)
     np.add.at(straddle, r0 + 1, 1)
