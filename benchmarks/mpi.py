@@ -87,16 +87,33 @@ def worker(args):
     err = sampled_row_error(H, kernel, pts, x)
     per_rank = comm.gather({"rss_mb": peak_rss_mb(), "words": words, "build_comm_bytes": H.build_comm_bytes,
                             "rows": H.row_slice.stop - H.row_slice.start}, root=0)
+    estimate = H.error_estimate
+    serial = None
+    if P == 1:  # the plain single-process hmat for reference: same thread count, same process
+        del H
+        t = time.perf_counter()
+        S = hmat.from_kernel(kernel, pts, tol=1e-6, eta=2.0, leaf_size=64, n_samples=0)
+        sb = time.perf_counter() - t
+        S @ x
+        smv = min(_timed(lambda: S @ x) for _ in range(args.repeat))
+        serial = {"build_s": sb, "matvec_s": smv, "nbytes": S.nbytes,
+                  "diff": float(np.linalg.norm(S @ x - y) / np.linalg.norm(y))}
     if rank == 0:
         np.save(args.y, y)
-        out = {
+        out = {"serial": serial,
             "n": args.n, "ranks": P, "build_s": build, "matvec_s": best, "allgather_s": gather,
             "nbytes": s["nbytes"], "nbytes_per_rank": s["nbytes_per_rank"], "load_balance": s["load_balance"],
             "n_leaves": s["n_leaves"], "kernel_evaluations": s["kernel_evaluations"],
-            "sampled_error": err, "error_estimate": H.error_estimate, "per_rank": per_rank,
+            "sampled_error": err, "error_estimate": estimate, "per_rank": per_rank,
         }
         with open(args.json, "w") as f:
             json.dump(out, f)
+
+
+def _timed(f):
+    t = time.perf_counter()
+    f()
+    return time.perf_counter() - t
 
 
 def run_case(n, P, repeat, tmp):
@@ -188,6 +205,11 @@ def main(argv=None):
             f"{max(q['rss_mb'] for q in pr):>12.0f} {r['matvec_s']:>9.4f} {r['allgather_s']:>11.5f} "
             f"{max(q['words'] for q in pr):>17,} {max(q['build_comm_bytes'] for q in pr) / 1e6:>18.1f} "
             f"{r['sampled_error']:>11.2e}")
+    for r in results:
+        if r.get("serial"):
+            q = r["serial"]
+            say(f"{r['n']:>8}  serial hmat.from_kernel (1 thread, same job): build {q['build_s']:.2f} s, "
+                f"{q['nbytes'] / 1e6:.0f} MB, matvec {q['matvec_s']:.4f} s, |y_serial - y_1| / |y_1| = {q['diff']:.1e}")
     say("")
     say("ratios measured in this run (1 rank / P ranks; memory: max per rank / 1-rank total):")
     for n in args.sizes:
