@@ -92,7 +92,7 @@ def worker(args):
     if P == 1:  # the plain single-process hmat for reference: same thread count, same process
         del H
         t = time.perf_counter()
-        S = hmat.from_kernel(kernel, pts, tol=1e-6, eta=2.0, leaf_size=64, n_samples=0)
+        S = hmat.from_kernel(kernel, pts, tol=1e-6, eta=2.0, leaf_size=64)
         sb = time.perf_counter() - t
         S @ x
         smv = min(_timed(lambda: S @ x) for _ in range(args.repeat))
@@ -100,8 +100,8 @@ def worker(args):
                   "diff": float(np.linalg.norm(S @ x - y) / np.linalg.norm(y))}
     if rank == 0:
         np.save(args.y, y)
-        out = {"serial": serial,
-            "n": args.n, "ranks": P, "build_s": build, "matvec_s": best, "allgather_s": gather,
+        out = {
+            "serial": serial, "n": args.n, "ranks": P, "build_s": build, "matvec_s": best, "allgather_s": gather,
             "nbytes": s["nbytes"], "nbytes_per_rank": s["nbytes_per_rank"], "load_balance": s["load_balance"],
             "n_leaves": s["n_leaves"], "kernel_evaluations": s["kernel_evaluations"],
             "sampled_error": err, "error_estimate": estimate, "per_rank": per_rank,
