@@ -44,6 +44,28 @@ def read_bandwidth(nbytes=512 * 2**20, threads=1, repeat=5):
     return a.nbytes / best
 
 
+def dgemv_bandwidth(nbytes=512 * 2**20, threads=1, repeat=5):
+    """Bytes/s a BLAS dgemv streams: best of ``repeat`` products ``A @ x`` with a square
+    float64 ``A`` of ``nbytes`` (far larger than the caches), BLAS limited to ``threads``.
+
+    This is the floor a bandwidth-bound matvec is compared with: a matrix read once, the way
+    an H-matrix matvec reads its stored factors (a plain summing loop can stream faster than
+    any matvec does)."""
+    from threadpoolctl import threadpool_limits
+
+    n = int(np.sqrt(nbytes / 8))
+    A = np.ones((n, n))
+    x = np.ones(n)
+    best = float("inf")
+    with threadpool_limits(limits=int(threads), user_api="blas"):
+        A @ x
+        for _ in range(repeat):
+            t = time.perf_counter()
+            A @ x
+            best = min(best, time.perf_counter() - t)
+    return A.nbytes / best
+
+
 def peak_rss_mb():
     """Peak resident set size of this process so far, MB (10^6 bytes)."""
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024 / 1e6

@@ -7,7 +7,7 @@ Everything runs on one thread (BLAS included) and prints markdown tables::
     python benchmarks/factor.py --sizes 5000 --gp-n 5000 --dense-max 5000   # quick
 
 The sphere matrix is ``G + s I`` with ``G(x, y) = 1 / (4 pi |x - y|)``, ``G(x, x) = 0`` on N
-Fibonacci points (DESIGN.md section 6) and ``s = sqrt(N) / (4 pi)``, the value of the
+Fibonacci points (docs/sphere_benchmark.md) and ``s = sqrt(N) / (4 pi)``, the value of the
 integral of ``G`` over a disc of area ``4 pi / N`` divided by that area times ``N/(4pi)``
 (a Nystrom self-patch correction; it makes the matrix a discretised single-layer
 operator, condition number ~ sqrt(N)).

@@ -1,6 +1,6 @@
 """GPU check and throughput of the CuPy backend (runs in well under 5 minutes).
 
-For each N: build the sphere-1/r H-matrix on the CPU (DESIGN.md section 6 parameters),
+For each N: build the sphere-1/r H-matrix on the CPU (docs/sphere_benchmark.md parameters),
 move it to the GPU (``hmat.backend.to_cupy``: three CSR matrices), check H x, H X and H^H x
 against the NumPy operator, time the device matvec / matmat with CUDA events, and compare
 with the device's measured copy bandwidth (floor = device bytes / bandwidth). A cupyx CG

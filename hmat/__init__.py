@@ -6,10 +6,11 @@ Operators (all :class:`scipy.sparse.linalg.LinearOperator` subclasses):
 builders :func:`from_kernel`, :func:`from_dense`; compressors :class:`ACA`, :class:`SVD`;
 recompression :func:`truncate`, :func:`coarsen`; arithmetic :func:`add`,
 :func:`multiply`, :func:`lu`, :func:`cholesky`, :func:`solve_triangular`; I/O :func:`save`,
-:func:`load`; :func:`plot`; GPU :func:`to_cupy`, :func:`to_numpy`.
+:func:`load`; :func:`plot`; GPU :func:`to_cupy`, :func:`to_numpy`; checks for your own
+operators in :mod:`hmat.testing` (``dottest``, ``check_operator``).
 """
 
-from . import kernels
+from . import _jit_notice, kernels, testing
 from ._threads import get_num_threads, set_num_threads
 from .aca import ACA
 from .arithmetic import (
@@ -40,6 +41,8 @@ from .points import sphere_points
 from .svd import SVD
 from .truncate import truncate
 
+_jit_notice.install()  # one stderr line when the kernels compile (cold cache), silent when warm
+
 __version__ = "0.1.0"
 
 __all__ = [
@@ -54,6 +57,7 @@ __all__ = [
     "StrongAdmissibility",
     "WeakAdmissibility",
     "kernels",
+    "testing",
     "from_kernel",
     "from_dense",
     "ACA",

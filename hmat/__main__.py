@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import time
 
@@ -20,9 +21,44 @@ def sampled_row_error(H, kernel, points, x, rows=50):
     return float(np.linalg.norm(approx - exact) / np.linalg.norm(exact))
 
 
+class _UsageError(Exception):
+    """Bad command-line input found before any work starts (one line, exit code 2)."""
+
+
+def _check_output(path, option):
+    """Fail early (before computing) when ``path`` cannot be written: missing or non-directory parent."""
+    if path is None:
+        return
+    parent = os.path.dirname(os.path.abspath(path))
+    if os.path.isdir(path):
+        raise _UsageError(f"{option} {path}: is a directory")
+    if not os.path.isdir(parent):
+        what = "is not a directory" if os.path.exists(parent) else "does not exist"
+        raise _UsageError(f"{option} {path}: parent directory {parent} {what}")
+    if not os.access(parent, os.W_OK):
+        raise _UsageError(f"{option} {path}: directory {parent} is not writable")
+
+
+def _check_input(path, option):
+    if path is not None and not os.path.isfile(path):
+        raise _UsageError(f"{option} {path}: no such file")
+
+
+def _load_npy(path, option):
+    try:
+        return np.load(path, allow_pickle=False)
+    except (OSError, ValueError, EOFError) as exc:
+        raise _UsageError(f"cannot read {option} {path}: {exc}") from None
+
+
 def _demo(args):
     import hmat
 
+    if args.threads < 0:
+        raise _UsageError(f"--threads must be >= 0 (0: all available), got {args.threads}")
+    if args.n < 1:
+        raise _UsageError(f"--n must be >= 1, got {args.n}")
+    _check_output(args.plot, "--plot")
     if args.threads:
         hmat.set_num_threads(args.threads)
     kernel = hmat.kernels.Laplace(3)
@@ -67,12 +103,11 @@ def _demo(args):
 def _compress(args):
     import hmat
 
-    try:
-        A = np.load(args.input, allow_pickle=False)
-    except (OSError, ValueError) as exc:
-        print(f"error: cannot read {args.input}: {exc}", file=sys.stderr)
-        return 2
-    points = np.load(args.points, allow_pickle=False) if args.points else None
+    _check_input(args.input, "input")
+    _check_input(args.points, "--points")
+    _check_output(args.output, "output")
+    A = _load_npy(args.input, "input")
+    points = _load_npy(args.points, "--points") if args.points else None
     t = time.perf_counter()
     H = hmat.from_dense(A, tol=args.tol, points=points, leaf_size=args.leaf_size)
     dt = time.perf_counter() - t
@@ -85,10 +120,17 @@ def _compress(args):
     return 0
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse with a one-line error (no usage block): ``error: ...`` on stderr, exit code 2."""
+
+    def error(self, message):
+        self.exit(2, f"error: {message} (see {self.prog} --help)\n")
+
+
 def main(argv=None):
-    p = argparse.ArgumentParser(prog="python -m hmat", description="hierarchical matrices")
+    p = _Parser(prog="python -m hmat", description="hierarchical matrices")
     sub = p.add_subparsers(dest="cmd", required=True)
-    d = sub.add_parser("demo", help="sphere-1/r benchmark (DESIGN.md §6)")
+    d = sub.add_parser("demo", help="sphere-1/r benchmark (docs/sphere_benchmark.md)")
     d.add_argument("--n", type=int, default=20000)
     d.add_argument("--tol", type=float, default=1e-6)
     d.add_argument("--eta", type=float, default=2.0)
@@ -115,9 +157,13 @@ def main(argv=None):
                 return 2
             return mpi_demo(args)
         return _demo(args) if args.cmd == "demo" else _compress(args)
-    except (ValueError, TypeError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
+    except (_UsageError, ValueError, TypeError, OSError, MemoryError) as exc:
+        print(f"error: {_one_line(exc)}", file=sys.stderr)
         return 2
+
+
+def _one_line(exc):
+    return " ".join(str(exc).split()) or type(exc).__name__
 
 
 if __name__ == "__main__":

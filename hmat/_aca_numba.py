@@ -136,15 +136,81 @@ def _pick_unused(used, h):
     return -1
 
 
+@njit(cache=True, nogil=True)
+def _scale_exponent(best):
+    """0 when squares of values of magnitude ``best`` are safe, else ``-e`` with
+    ``best = f 2^e`` (so that ``best * 2^-e`` is in [0.5, 1))."""
+    if 1e-100 < best < 1e100:
+        return 0
+    return -max(math.frexp(best)[1], -1000)  # 2^se finite also for subnormal values
+
+
+@njit(cache=True, nogil=True)
+def twin_ids(B):
+    """Group ids of equal rows of ``B`` (int64 (n, d): the bit patterns of the points):
+    ``g[i]`` is the first index with the same row. Open-addressing hash table, O(n d).
+    Returns ``(g, any_repeated)``."""
+    n, d = B.shape
+    size = 1
+    while size < 2 * n:
+        size *= 2
+    table = np.full(size, -1, np.int64)
+    g = np.empty(n, np.int64)
+    dup = False
+    for i in range(n):
+        h = np.int64(1469598103934665603)
+        for k in range(d):
+            h = (h ^ B[i, k]) * np.int64(1099511628211)
+        slot = (h ^ (h >> 29)) & (size - 1)
+        while True:
+            j = table[slot]
+            if j < 0:
+                table[slot] = i
+                g[i] = i
+                break
+            same = True
+            for k in range(d):
+                if B[j, k] != B[i, k]:
+                    same = False
+                    break
+            if same:
+                g[i] = g[j]
+                dup = True
+                break
+            slot = (slot + 1) & (size - 1)
+    return g, dup
+
+
+@njit(cache=True, nogil=True)
+def _mark_twins(used, g, start, i):
+    """Mark every index ``t`` with ``g[start + t] == g[start + i]`` (the same point) used."""
+    gi = g[start + i]
+    for t in range(used.size):
+        if g[start + t] == gi:
+            used[t] = True
+
+
 @njit(cache=True, nogil=True, fastmath=_FM)
-def aca(code, p, X, r0, m, Y, c0, n, tol, tol_check, kmax, proto):
+def aca(code, p, X, r0, m, Y, c0, n, tol, tol_check, kmax, proto, gx, gy):
     """ACA with partial pivoting and residual checks on random rows and columns (ACA+ style).
 
-    Returns ``(U, V, Gu, Gv, k, evals, ok)``: ``U`` (k, m) and ``V`` (k, n) with the block
-    approximated by ``sum_l U[l][:, None] * conj(V[l])[None, :]``. ``ok`` is False when ACA
-    reached ``kmax`` (low rank not profitable or no convergence): use the exact block.
+    Returns ``(U, V, Gu, Gv, k, evals, ok, se)``: ``U`` (k, m) and ``V`` (k, n) with the
+    block approximated by ``2^se * sum_l U[l][:, None] * conj(V[l])[None, :]``. ``ok`` is
+    False when ACA reached ``kmax`` (low rank not profitable or no convergence) or its
+    norms left the floating-point range: use the exact block.
     ``Gu[a, b] = <U[a], U[b]>`` and ``Gv[a, b] = <V[a], V[b]>`` are the Gram matrices of the
     factors (64-bit), a by-product of the norm estimate that recompression reuses.
+
+    Scale safety: when the first non-zero row has entries beyond ``1e+-100`` (their squares
+    would overflow or underflow), every evaluated row and column is multiplied by the power
+    of two ``2^-se`` that brings it to O(1), exactly; otherwise ``se = 0`` and nothing is
+    scaled.
+
+    Repeated points: ``gx`` (``gy``) gives a group id per (permuted) row (column) point,
+    equal ids for equal coordinates (empty: all points distinct). The rows (columns) of a
+    repeated point are equal, so once one of them is a pivot the residual of all of them is
+    zero: they are marked used, so that neither pivoting nor the random checks waste a
+    step on them (which would otherwise stop ACA early).
     """
     kcap = max(1, min(16, kmax))
     U = np.empty((kcap, m), proto.dtype)
@@ -163,20 +229,38 @@ def aca(code, p, X, r0, m, Y, c0, n, tol, tol_check, kmax, proto):
     zero_rows = 0
     checks = 0
     tiny = 1e-300
+    se = 0
+    sc = 1.0
+    scaled = False
+    twins_r = gx.size > 0
+    twins_c = gy.size > 0
     while True:
         if k >= kmax:
-            return U, V, Gu, Gv, k, evals, False
+            return U, V, Gu, Gv, k, evals, False, se
         verify = False
         if i < 0:
             verify = True
         else:
             _row(code, p, X[r0 + i], Y, c0, n, row)
             evals += n
+            if not scaled:
+                best = 0.0
+                for j in range(n):
+                    best = max(best, abs(row[j]))
+                if best > 0.0:
+                    scaled = True
+                    se = -_scale_exponent(best)
+                    sc = math.ldexp(1.0, -se)
+            if sc != 1.0:
+                for j in range(n):
+                    row[j] *= sc
             for l in range(k):
                 a = U[l, i]
                 for j in range(n):
                     row[j] -= a * np.conj(V[l, j])
             used_r[i] = True
+            if twins_r:
+                _mark_twins(used_r, gx, r0, i)
             jp = -1
             best = -1.0
             for j in range(n):
@@ -198,12 +282,17 @@ def aca(code, p, X, r0, m, Y, c0, n, tol, tol_check, kmax, proto):
                 zero_rows = 0
                 _col(code, p, X, r0, m, Y[c0 + jp], col)
                 evals += m
+                if sc != 1.0:
+                    for ii in range(m):
+                        col[ii] *= sc
                 for l in range(k):
                     b = np.conj(V[l, jp])
                     for ii in range(m):
                         col[ii] -= U[l, ii] * b
                 piv = row[jp]
                 used_c[jp] = True
+                if twins_c:
+                    _mark_twins(used_c, gy, c0, jp)
                 if k == kcap:
                     kcap2 = min(2 * kcap, max(kmax, 1))
                     U2 = np.empty((kcap2, m), proto.dtype)
@@ -242,6 +331,9 @@ def aca(code, p, X, r0, m, Y, c0, n, tol, tol_check, kmax, proto):
                 Gv[k, k] = nv
                 norm2 = max(norm2 + 2.0 * cross + nu * nv, 0.0)
                 k += 1
+                if not (norm2 < np.inf):
+                    # a block whose entries span more than the floating-point range
+                    return U, V, Gu, Gv, k, evals, False, se
                 # next pivot row: largest entry of the new column among unused rows
                 i = -1
                 best = -1.0
@@ -265,6 +357,9 @@ def aca(code, p, X, r0, m, Y, c0, n, tol, tol_check, kmax, proto):
         if ir >= 0:
             _row(code, p, X[r0 + ir], Y, c0, n, row)
             evals += n
+            if sc != 1.0:
+                for j in range(n):
+                    row[j] *= sc
             for l in range(k):
                 a = U[l, ir]
                 for j in range(n):
@@ -277,6 +372,9 @@ def aca(code, p, X, r0, m, Y, c0, n, tol, tol_check, kmax, proto):
         if bad_row < 0 and jc >= 0:
             _col(code, p, X, r0, m, Y[c0 + jc], col)
             evals += m
+            if sc != 1.0:
+                for ii in range(m):
+                    col[ii] *= sc
             for l in range(k):
                 b = np.conj(V[l, jc])
                 for ii in range(m):
@@ -292,7 +390,7 @@ def aca(code, p, X, r0, m, Y, c0, n, tol, tol_check, kmax, proto):
             if not (s * n > tol_check * tol_check * norm2):
                 bad_row = -1
         if bad_row < 0 or checks > 64:
-            return U, V, Gu, Gv, k, evals, bad_row < 0
+            return U, V, Gu, Gv, k, evals, bad_row < 0, se
         i = bad_row
         zero_rows = 0
 
@@ -645,7 +743,22 @@ def recompress_factors(U, V, k, abs_rel, proto):
 
 
 @njit(cache=True, nogil=True)
-def build_chunk(code, p, X, Y, r0s, ms, c0s, ns, adm, tol, proto, extra=0):
+def _scale_factors(buf, pos, m, n, k, se):
+    """Multiply the factors U' (m x k) and V' (n x k) at ``buf[pos:]`` by ``2^se`` in all
+    (``2^(se - se // 2)`` on U', ``2^(se // 2)`` on V': powers of two, exact)."""
+    if se == 0:
+        return
+    fu = math.ldexp(1.0, se - se // 2)
+    fv = math.ldexp(1.0, se // 2)
+    for t in range(m * k):
+        buf[pos + t] *= fu
+    o = pos + m * k
+    for t in range(n * k):
+        buf[o + t] *= fv
+
+
+@njit(cache=True, nogil=True)
+def build_chunk(code, p, X, Y, r0s, ms, c0s, ns, adm, tol, proto, extra, gx, gy):
     """Build the leaves of one chunk into one packed segment.
 
     Returns ``(rank, off, buf, pos, evals)``: the leaves' data are ``buf[:pos]``;
@@ -654,6 +767,7 @@ def build_chunk(code, p, X, Y, r0s, ms, c0s, ns, adm, tol, proto, extra=0):
     not resident: the slack costs address space only.
     Admissible leaves use ACA (at 0.1 tol) and recompression (at 0.9 tol) and fall back to
     the exact block when ACA does not converge or low rank does not pay.
+    ``gx``, ``gy``: group ids of repeated row/column points (see :func:`aca`).
     """
     q = r0s.size
     rank = np.empty(q, np.int64)
@@ -677,7 +791,7 @@ def build_chunk(code, p, X, Y, r0s, ms, c0s, ns, adm, tol, proto, extra=0):
         dense = not adm[t]
         if adm[t]:
             kmax = (m * n) // (m + n)
-            U, V, Gu, Gv, k, ev, ok = aca(code, p, X, r0, m, Y, c0, n, 0.1 * tol, 0.5 * tol, kmax, proto)
+            U, V, Gu, Gv, k, ev, ok, se = aca(code, p, X, r0, m, Y, c0, n, 0.1 * tol, 0.5 * tol, kmax, proto, gx, gy)
             evals += ev
             if ok:
                 need = k * (m + n)
@@ -696,6 +810,7 @@ def build_chunk(code, p, X, Y, r0s, ms, c0s, ns, adm, tol, proto, extra=0):
                     for j in range(n):
                         for l in range(k):
                             buf[pos + m * k + j * k + l] = V[l, j]
+                _scale_factors(buf, pos, m, n, k2, se)
                 rank[t] = k2
                 off[t] = pos
                 pos += k2 * (m + n)

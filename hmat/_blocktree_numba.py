@@ -14,14 +14,22 @@ KIND_LOWRANK = 2
 def _admissible(mode, eta, s, t, rlo, rhi, clo, chi, rstart, rstop, cstart, cstop, m, n):
     if mode == 0:
         return rstop[s] * n <= cstart[t] * m or cstop[t] * m <= rstart[s] * n
+    # half gaps and half widths (no overflow), scaled by their largest value (no overflow
+    # or underflow of the squares): the test is invariant under this common scaling
+    big = 0.0
+    for k in range(rlo.shape[1]):
+        g = max(0.0, max(0.5 * rlo[s, k] - 0.5 * chi[t, k], 0.5 * clo[t, k] - 0.5 * rhi[s, k]))
+        big = max(big, g, 0.5 * rhi[s, k] - 0.5 * rlo[s, k], 0.5 * chi[t, k] - 0.5 * clo[t, k])
+    if big == 0.0:
+        return False
     d2 = 0.0
     ds = 0.0
     dt = 0.0
     for k in range(rlo.shape[1]):
-        g = max(0.0, max(rlo[s, k] - chi[t, k], clo[t, k] - rhi[s, k]))
+        g = max(0.0, max(0.5 * rlo[s, k] - 0.5 * chi[t, k], 0.5 * clo[t, k] - 0.5 * rhi[s, k])) / big
         d2 += g * g
-        ds += (rhi[s, k] - rlo[s, k]) ** 2
-        dt += (chi[t, k] - clo[t, k]) ** 2
+        ds += ((0.5 * rhi[s, k] - 0.5 * rlo[s, k]) / big) ** 2
+        dt += ((0.5 * chi[t, k] - 0.5 * clo[t, k]) / big) ** 2
     dist = math.sqrt(d2)
     return dist > 0.0 and math.sqrt(min(ds, dt)) <= eta * dist
 

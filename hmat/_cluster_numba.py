@@ -84,38 +84,48 @@ def build_cluster_tree(points, leaf_size, split):
         m = e - s
         values = np.empty(m)
         if split == SPLIT_PCA:
+            # centred and scaled coordinates z = (x - c) / sc (c, sc from the bounding box,
+            # computed without overflow), so sums of products stay finite at any scale
+            c = np.empty(d)
+            sc = 0.0
+            for k in range(d):
+                c[k] = 0.5 * lo[node, k] + 0.5 * hi[node, k]
+                sc = max(sc, 0.5 * hi[node, k] - 0.5 * lo[node, k])
+            if sc <= 0.0:
+                sc = 1.0
             mean = np.zeros(d)
             for p in range(s, e):
                 for k in range(d):
-                    mean[k] += points[perm[p], k]
+                    mean[k] += (points[perm[p], k] - c[k]) / sc
             mean /= m
             cov = np.zeros((d, d))
             for p in range(s, e):
                 for a in range(d):
-                    da = points[perm[p], a] - mean[a]
+                    da = (points[perm[p], a] - c[a]) / sc - mean[a]
                     for b in range(d):
-                        cov[a, b] += da * (points[perm[p], b] - mean[b])
+                        cov[a, b] += da * ((points[perm[p], b] - c[b]) / sc - mean[b])
             w, vecs = np.linalg.eigh(cov)
             axis = vecs[:, d - 1]
             for p in range(s, e):
                 acc = 0.0
                 for k in range(d):
-                    acc += (points[perm[p], k] - mean[k]) * axis[k]
+                    acc += ((points[perm[p], k] - c[k]) / sc - mean[k]) * axis[k]
                 values[p - s] = acc
             mid = _partition(values, perm, s, e, 0.0)
         else:
             axis_k = 0
             width = -1.0
             for k in range(d):
-                if hi[node, k] - lo[node, k] > width:
-                    width = hi[node, k] - lo[node, k]
+                wk = 0.5 * hi[node, k] - 0.5 * lo[node, k]  # half width: no overflow
+                if wk > width:
+                    width = wk
                     axis_k = k
             for p in range(s, e):
                 values[p - s] = points[perm[p], axis_k]
             if split == SPLIT_CARDINALITY or width <= 0.0:
                 mid = _median_split(values, perm, s, e)
             else:
-                mid = _partition(values, perm, s, e, 0.5 * (lo[node, axis_k] + hi[node, axis_k]))
+                mid = _partition(values, perm, s, e, 0.5 * lo[node, axis_k] + 0.5 * hi[node, axis_k])
         if mid <= s or mid >= e:
             # degenerate split (all values equal on the chosen axis): halve the range
             mid = s + (e - s) // 2

@@ -8,18 +8,40 @@ from concurrent.futures import ThreadPoolExecutor
 _state = {"n": None, "pool": None, "pool_n": 0}
 
 
+#: Environment variables that limit the default thread count, as numpy/BLAS and numba users
+#: set them (the smallest valid one wins).
+THREAD_ENV_VARS = ("NUMBA_NUM_THREADS", "OMP_NUM_THREADS")
+
+
+def _env_limit():
+    limits = []
+    for var in THREAD_ENV_VARS:
+        v = os.environ.get(var, "").strip()
+        if v.isdigit() and int(v) >= 1:
+            limits.append(int(v))
+    return min(limits) if limits else None
+
+
 def get_num_threads() -> int:
-    """Threads hmat uses (default: the CPUs available to this process)."""
+    """Threads hmat uses.
+
+    Default: the CPUs available to this process, limited by ``NUMBA_NUM_THREADS`` and
+    ``OMP_NUM_THREADS`` when either is set to a positive integer (the smallest wins; other
+    values are ignored). :func:`set_num_threads` overrides both.
+    """
     if _state["n"] is None:
         try:
-            return max(1, len(os.sched_getaffinity(0)))
+            n = max(1, len(os.sched_getaffinity(0)))
         except AttributeError:  # pragma: no cover - non-Linux
-            return max(1, os.cpu_count() or 1)
+            n = max(1, os.cpu_count() or 1)
+        limit = _env_limit()
+        return n if limit is None else min(n, limit)
     return _state["n"]
 
 
 def set_num_threads(n: int) -> None:
-    """Set the number of threads for builds and matvecs (``None`` restores the default)."""
+    """Set the number of threads for builds and matvecs (``None`` restores the default, which
+    honours ``NUMBA_NUM_THREADS`` / ``OMP_NUM_THREADS``)."""
     if n is not None:
         if not isinstance(n, int) or isinstance(n, bool) or n < 1:
             raise ValueError(f"n must be an int >= 1 or None, got {n!r}")

@@ -7,13 +7,46 @@ module serves user kernels, which are evaluated a row or a column at a time thro
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 
+from ._aca_numba import twin_ids
 from ._validate import check_positive, check_tol
 from .lowrank import LowRank
 from .svd import recompress
 
 __all__ = ["ACA"]
+
+
+def twin_groups(P):
+    """Group ids of repeated points: ``g[i] == g[j]`` iff ``P[i]`` and ``P[j]`` have the same
+    coordinates, bit for bit (``-0.0`` and ``0.0`` count as different: such points are then
+    merely not grouped, which costs ACA a step but never accuracy).
+
+    Parameters
+    ----------
+    P : ndarray, shape (n, d), float64
+
+    Returns
+    -------
+    ndarray, shape (n,) int64, or shape (0,) when all points are distinct.
+    """
+    n = P.shape[0]
+    if n < 2:
+        return np.zeros(0, np.int64)
+    # equal coordinates have equal bits (but for -0.0 and 0.0: then merely not grouped)
+    bits = np.ascontiguousarray(P, dtype=np.float64).reshape(n, -1).view(np.int64)
+    g, dup = twin_ids(bits)
+    return g if dup else np.zeros(0, np.int64)
+
+
+def _scale_exponent(best):
+    """0 when squares of values of magnitude ``best`` are safe, else the exponent ``e`` of
+    ``best = f 2^e``: rows and columns are then multiplied by ``2^-e`` (exactly)."""
+    if 1e-100 < best < 1e100:
+        return 0
+    return max(math.frexp(best)[1], -1000)  # 2^-e finite also for subnormal values
 
 
 class ACA:
@@ -34,6 +67,10 @@ class ACA:
     means ACA did not converge or low rank does not pay, and the caller should store the
     exact block. Known failure modes (zero rows, zero or cancelling sub-blocks) are caught by
     the residual checks on random rows and columns, which restart the pivoting there.
+    Repeated points give equal rows (columns): once one of them is a pivot, all are marked
+    used, so neither the pivoting nor the checks stop early on their zero residuals. Values
+    are scaled by a power of two fixed by the first non-zero row where their squares would
+    leave the float range (kernels at 1e-300 ... 1e300).
     """
 
     def __init__(self, tol=1e-6, rank=None, seed=0):
@@ -53,14 +90,19 @@ class ACA:
         us, vs = [], []
         used_r = np.zeros(m, bool)
         used_c = np.zeros(n, bool)
+        # repeated points: equal rows (columns); once one is a pivot all have zero residual
+        gx, gy = twin_groups(np.asarray(x).reshape(m, -1)), twin_groups(np.asarray(y).reshape(n, -1))
+        st = [None]  # exponent e of the 2^-e scaling of all values (set by the first non-zero row)
         norm2, evals, zero_rows = 0.0, 0, 0
         i = 0
         for _ in range(4 * (m + n) + 16):
             verify = i < 0
             if not verify:
-                row = self._resid_row(kernel, x, y, i, us, vs, dtype)
+                row = self._resid_row(kernel, x, y, i, us, vs, dtype, st)
                 evals += n
                 used_r[i] = True
+                if gx.size:
+                    used_r[gx == gx[i]] = True
                 free = np.flatnonzero(~used_c)
                 jp = free[np.argmax(np.abs(row[free]))] if free.size else -1
                 if jp < 0 or abs(row[jp]) <= 1e-300 or abs(row[jp]) ** 2 * m * n <= (1e-3 * tol) ** 2 * norm2:
@@ -75,13 +117,17 @@ class ACA:
                     zero_rows = 0
                     if len(us) >= kmax:
                         return None, evals
-                    col = self._resid_col(kernel, x, y, jp, us, vs, dtype)
+                    col = self._resid_col(kernel, x, y, jp, us, vs, dtype, st)
                     evals += m
                     used_c[jp] = True
+                    if gy.size:
+                        used_c[gy == gy[jp]] = True
                     u, v = col / row[jp], row.conj()
                     cross = sum(float(((ul.conj() @ u) * (v.conj() @ vl)).real) for ul, vl in zip(us, vs))
                     nu, nv = float(np.vdot(u, u).real), float(np.vdot(v, v).real)
                     norm2 = max(norm2 + 2 * cross + nu * nv, 0.0)
+                    if not norm2 < np.inf:  # entries spanning more than the float range
+                        return None, evals
                     us.append(u)
                     vs.append(v)
                     rest = np.flatnonzero(~used_r)
@@ -93,13 +139,13 @@ class ACA:
             rest_r, rest_c = np.flatnonzero(~used_r), np.flatnonzero(~used_c)
             if rest_r.size:
                 ir = int(rng.choice(rest_r))
-                r = self._resid_row(kernel, x, y, ir, us, vs, dtype)
+                r = self._resid_row(kernel, x, y, ir, us, vs, dtype, st)
                 evals += n
                 if np.vdot(r, r).real * m > tol_check**2 * norm2:
                     bad = ir
             if bad < 0 and rest_c.size:
                 jc = int(rng.choice(rest_c))
-                c = self._resid_col(kernel, x, y, jc, us, vs, dtype)
+                c = self._resid_col(kernel, x, y, jc, us, vs, dtype, st)
                 evals += m
                 if np.vdot(c, c).real * n > tol_check**2 * norm2:
                     cand = np.flatnonzero(~used_r)
@@ -115,18 +161,34 @@ class ACA:
         U, V, _ = recompress(U, V, tol=0.9 * self.tol, rank=self.rank)
         if U.shape[1] * (m + n) >= m * n and self.rank is None:
             return None, evals
+        e = 0 if st[0] is None else st[0]
+        # undo the 2^-e scaling, split over both factors (exact powers of two)
+        U = U * math.ldexp(1.0, e - e // 2)
+        V = V * math.ldexp(1.0, e // 2)
+        if not (np.isfinite(U).all() and np.isfinite(V).all()):
+            return None, evals
         return LowRank._trusted(U.astype(dtype), V.astype(dtype)), evals
 
     @staticmethod
-    def _resid_row(kernel, x, y, i, us, vs, dtype):
-        row = np.asarray(kernel.block(x[i:i + 1], y), dtype=dtype).reshape(-1).copy()
+    def _scaled(vals, st):
+        """Values times ``2^-e``, with ``e`` fixed by the first non-zero row (scale safety)."""
+        if st[0] is None:
+            best = float(np.max(np.abs(vals))) if vals.size else 0.0
+            if best == 0.0:
+                return vals
+            st[0] = _scale_exponent(best)
+        if st[0]:
+            vals *= math.ldexp(1.0, -st[0])
+        return vals
+
+    def _resid_row(self, kernel, x, y, i, us, vs, dtype, st):
+        row = self._scaled(np.array(kernel.block(x[i:i + 1], y), dtype=dtype).reshape(-1), st)
         for u, v in zip(us, vs):
             row -= u[i] * v.conj()
         return row
 
-    @staticmethod
-    def _resid_col(kernel, x, y, j, us, vs, dtype):
-        col = np.asarray(kernel.block(x, y[j:j + 1]), dtype=dtype).reshape(-1).copy()
+    def _resid_col(self, kernel, x, y, j, us, vs, dtype, st):
+        col = self._scaled(np.array(kernel.block(x, y[j:j + 1]), dtype=dtype).reshape(-1), st)
         for u, v in zip(us, vs):
             col -= u * np.conj(v[j])
         return col

@@ -8,16 +8,17 @@ import numpy as np
 
 from . import _threads
 from ._aca_numba import build_chunk, eval_pairs, sample_entries
+from ._norms import fro, hypot_all, pow2_exponent
 from ._packed import Packed, Segment, pack_leaves
 from ._progress import progress_bar
 from ._validate import check_dtype, check_finite_array, check_positive, check_tol
-from .aca import ACA
+from .aca import ACA, twin_groups
 from .admissibility import StrongAdmissibility, WeakAdmissibility
 from .blocktree import BlockTree
 from .cluster import ClusterTree
 from .dense import Dense
 from .hblock import HBlock
-from .kernels import Kernel, as_kernel
+from .kernels import FunctionKernel, Kernel, as_kernel
 from .lowrank import LowRank
 
 __all__ = ["from_kernel", "from_dense"]
@@ -94,21 +95,40 @@ def from_kernel(
     HBlock
         Acting in the original index order of ``targets`` (rows) and ``points`` (columns).
     """
+    if dtype is not None and callable(kernel) and not hasattr(kernel, "block"):
+        kernel = FunctionKernel(kernel, dtype=dtype)  # a plain function computes in dtype
     kernel = as_kernel(kernel)
     tol = check_tol(tol)
     if backend not in ("numpy", "cupy"):
         raise ValueError(f"unknown backend {backend!r}; use 'numpy' or 'cupy'")
     leaf_size = check_positive(leaf_size, "leaf_size", integer=True)
+    n_samples = check_positive(n_samples, "n_samples", integer=True, minimum=0)
     adm = _admissibility(admissibility, eta, "strong")
-    dtype = check_dtype(dtype if dtype is not None else getattr(kernel, "dtype", np.float64))
-    col_tree = ClusterTree(points, leaf_size=leaf_size, split=split)
-    row_tree = col_tree if targets is None else ClusterTree(targets, leaf_size=leaf_size, split=split)
+    kdtype = check_dtype(getattr(kernel, "dtype", np.float64), "kernel.dtype")
+    dtype = check_dtype(dtype if dtype is not None else kdtype)
+    if kdtype.kind == "c" and dtype.kind != "c":
+        raise TypeError(
+            f"dtype {dtype} would drop the imaginary part of the complex kernel {kernel!r}; "
+            f"use a complex dtype (complex64 or complex128)"
+        )
+    col_tree = ClusterTree(_point_array(points, "points"), leaf_size=leaf_size, split=split)
+    row_tree = col_tree if targets is None else ClusterTree(
+        _point_array(targets, "targets"), leaf_size=leaf_size, split=split
+    )
     if isinstance(kernel, Kernel) and kernel.dim is not None:
         for name, t in (("points", col_tree), ("targets", row_tree)):
             if t.dim != kernel.dim:
                 raise ValueError(f"{name} must have d = {kernel.dim} coordinates for {kernel!r}, got {t.dim}")
     if row_tree.dim != col_tree.dim:
         raise ValueError(f"targets and points differ in dimension ({row_tree.dim} vs {col_tree.dim})")
+    if isinstance(kernel, Kernel):
+        for name, t in (("points", col_tree), ("targets", row_tree)):
+            big = float(np.max(np.abs(t.points)))
+            if big > 1e150:
+                raise ValueError(
+                    f"{name} has coordinates of magnitude {big:.3g} > 1e150: the built-in kernels' "
+                    f"squared distances would overflow; rescale the points (and the kernel parameter)"
+                )
     bt = BlockTree(row_tree, col_tree, adm)
     Xp = np.ascontiguousarray(row_tree.points[row_tree.perm])
     Yp = np.ascontiguousarray(col_tree.points[col_tree.perm])
@@ -127,6 +147,13 @@ def from_kernel(
 
         return to_cupy(H)
     return H
+
+
+def _point_array(a, name):
+    """Points validated under their own argument name (real, finite)."""
+    if np.iscomplexobj(a):
+        raise TypeError(f"{name} must be real coordinates, got a complex array")
+    return check_finite_array(a, name, dtype=np.float64)
 
 
 def _chunks(r0, m, c0, n, admissible, threads):
@@ -152,6 +179,8 @@ def _build_compiled(kernel, Xp, Yp, r0, m, c0, n, admissible, tol, dtype, progre
 
     threads = _threads.get_num_threads()
     proto = np.zeros(0, dtype)
+    gx = twin_groups(Xp)
+    gy = twin_groups(Yp)
     code, param = kernel.code, float(kernel.param)
     partner = _packed.mirror_partner(Xp, Yp, r0, m, c0, n, code)
     built = np.ones(r0.size, bool) if partner is None else (r0 <= c0)
@@ -166,10 +195,12 @@ def _build_compiled(kernel, Xp, Yp, r0, m, c0, n, admissible, tol, dtype, progre
         a, b = ab
         sl = slice(a, b)
         if built[sl].all():
-            return build_chunk(code, param, Xp, Yp, r0[sl], m[sl], c0[sl], n[sl], admissible[sl], tol, proto, 0)
+            return build_chunk(code, param, Xp, Yp, r0[sl], m[sl], c0[sl], n[sl], admissible[sl], tol, proto, 0, gx, gy)
         idx = np.flatnonzero(built[sl]) + a
         extra = int(room[sl][~built[sl]].sum())
-        return build_chunk(code, param, Xp, Yp, r0[idx], m[idx], c0[idx], n[idx], admissible[idx], tol, proto, extra)
+        return build_chunk(
+            code, param, Xp, Yp, r0[idx], m[idx], c0[idx], n[idx], admissible[idx], tol, proto, extra, gx, gy
+        )
 
     evals = 0
     with progress_bar(total=int(r0.size), desc="hmat build", unit="leaf", disable=not progress) as bar:
@@ -184,7 +215,7 @@ def _build_compiled(kernel, Xp, Yp, r0, m, c0, n, admissible, tol, dtype, progre
                 Segment(r0[a:b].copy(), m[a:b].copy(), c0[a:b].copy(), n[a:b].copy(), rank, off, buf[:pos])
                 for (a, b), (rank, off, buf, pos, _) in zip(chunks, results)
             ]
-            return Packed(segs), evals
+            return _finite_packed(segs, dtype), evals
         # where each built leaf lives: chunk id, offset and rank in that chunk's buffer
         where_c = np.full(r0.size, -1, np.int64)
         where_o = np.zeros(r0.size, np.int64)
@@ -211,11 +242,25 @@ def _build_compiled(kernel, Xp, Yp, r0, m, c0, n, admissible, tol, dtype, progre
 
         segs = run(assemble, range(len(chunks)))
         bar.update(int((~built).sum()))
-    return Packed(segs), evals
+    return _finite_packed(segs, dtype), evals
+
+
+def _finite_packed(segs, dtype):
+    """``Packed(segs)``, refusing values that overflowed a single-precision dtype (kernel
+    values are computed in float64 and are finite there)."""
+    if dtype.itemsize * (2 if dtype.kind == "f" else 1) <= 8:  # float32, complex64
+        for sg in segs:
+            if not np.isfinite(sg.buf).all():
+                raise ValueError(
+                    f"kernel values overflow dtype {dtype} (beyond {np.finfo(dtype).max:.3g}); "
+                    f"use a double-precision dtype or rescale the kernel"
+                )
+    return Packed(segs)
 
 
 def _build_python(kernel, Xp, Yp, r0, m, c0, n, admissible, tol, dtype, progress):
     aca = ACA(tol)
+    work = np.result_type(getattr(kernel, "dtype", np.float64), dtype)
     leaves, evals = [], 0
     with progress_bar(total=int(r0.size), desc="hmat build", unit="leaf", disable=not progress) as bar:
         for q in range(r0.size):
@@ -223,38 +268,57 @@ def _build_python(kernel, Xp, Yp, r0, m, c0, n, admissible, tol, dtype, progress
             y = Yp[c0[q]:c0[q] + n[q]]
             op = None
             if admissible[q]:
-                op, ev = aca(_CheckedKernel(kernel), x, y)
+                op, ev = aca(_CheckedKernel(kernel, work, dtype), x, y)
                 evals += ev
             if op is None:
-                block = _checked(kernel.block(x, y), (m[q], n[q]))
+                block = _checked(kernel.block(x, y), (m[q], n[q]), dtype)
                 evals += int(m[q] * n[q])
                 op = Dense._trusted(np.ascontiguousarray(block, dtype=dtype))
             else:
                 op = op.astype(dtype)
+                if not (np.isfinite(op.U).all() and np.isfinite(op.V).all()):
+                    raise ValueError(f"kernel values overflow dtype {dtype}")
             leaves.append((int(r0[q]), int(c0[q]), op))
             bar.update(1)
     nseg = max(1, 4 * _threads.get_num_threads())
     return pack_leaves(leaves, dtype, nseg), evals
 
 
-def _checked(block, shape):
+def _checked(block, shape, dtype, work=None):
+    """The block as ``work`` (default ``dtype``) after shape, type and finiteness checks;
+    complex values are refused when the storage ``dtype`` is real."""
     block = np.asarray(block)
     if block.shape != tuple(shape):
         raise ValueError(f"kernel.block returned shape {block.shape}, expected {tuple(shape)}")
+    if block.dtype.kind == "c" and dtype.kind != "c":
+        if np.any(block.imag != 0):
+            raise TypeError(
+                f"the kernel returned complex values but dtype is {dtype}: the imaginary part "
+                f"would be lost; pass dtype=np.complex128 (or give the kernel a complex dtype)"
+            )
+        block = block.real
+    if block.dtype.kind not in "biufc":
+        raise TypeError(f"kernel.block returned a {block.dtype} array, expected numbers")
     if not np.isfinite(block).all():
         raise ValueError("kernel returned NaN or Inf values")
-    return block
+    out = block.astype(dtype if work is None else work, copy=False)
+    if not np.isfinite(out).all():
+        raise ValueError(f"kernel values overflow dtype {out.dtype} (largest magnitude {np.max(np.abs(block)):.3g})")
+    return out
 
 
 class _CheckedKernel:
-    """Wraps a user kernel so that every evaluated row/column is checked for NaN/Inf."""
+    """Wraps a user kernel: every evaluated row/column is checked for NaN/Inf and for
+    complex values that the storage dtype cannot hold, and computed in ``dtype``."""
 
-    def __init__(self, kernel):
+    def __init__(self, kernel, dtype, store):
         self.kernel = kernel
-        self.dtype = getattr(kernel, "dtype", np.float64)
+        self.dtype = np.dtype(dtype)
+        self.store = np.dtype(store)
 
     def block(self, x, y):
-        return _checked(self.kernel.block(x, y), (x.shape[0], y.shape[0]))
+        out = _checked(self.kernel.block(x, y), (x.shape[0], y.shape[0]), self.store, self.dtype)
+        return out
 
 
 def _sampled_error(H, kernel, Xp, Yp, n_samples, seed):
@@ -275,8 +339,8 @@ def sampled_error_at(H, kernel, Xp, Yp, pi, pj):
         eval_pairs(kernel.code, float(kernel.param), Xp, Yp, pi, pj, true)
     else:
         true = np.array([np.asarray(kernel.block(Xp[i:i + 1], Yp[j:j + 1])).reshape(()) for i, j in zip(pi, pj)])
-    den = float(np.linalg.norm(true))
-    num = float(np.linalg.norm(true - approx))
+    den = fro(true)  # scale-safe: kernels at 1e+-200 give finite, correct ratios
+    num = fro(true - approx)
     return num / den if den > 0 else num
 
 
@@ -289,9 +353,13 @@ def from_dense(A, *, tol=1e-6, points=None, eta=2.0, leaf_size=64, admissibility
     blocks: the singular values of all admissible blocks are dropped greedily, smallest
     error per saved entry first, while the dropped energy fits the budget; a block is then
     stored low-rank only where that is cheaper than dense (otherwise exactly), and the freed
-    budget is redistributed. The result's ``error_estimate`` is the exact achieved relative
-    error ``sqrt(sum of dropped sigma^2) / ||A||_F`` (up to floating-point rounding, for
-    which ``4 eps`` of the budget is reserved).
+    budget is redistributed (``4 eps`` of the budget is reserved for rounding). The error of
+    every low-rank block is then measured with its factors as stored (in extended precision
+    when ``tol`` is within 1000 machine epsilons of double precision); if rounding spent
+    more than the reserve, the blocks with the largest errors are stored exactly until the
+    bound holds. The result's ``error_estimate`` is this measured relative error
+    ``||A - H||_F / ||A||_F``. All norms are taken after an exact power-of-two scaling, so
+    the guarantee holds for entries of any magnitude the dtype represents.
 
     Parameters
     ----------
@@ -335,34 +403,60 @@ def from_dense(A, *, tol=1e-6, points=None, eta=2.0, leaf_size=64, admissibility
     Ap = A[np.ix_(row_tree.perm, col_tree.perm)]
     r0, m, c0, n, admissible = bt.leaf_arrays()
     work_dtype = np.result_type(A.dtype, np.float64)
-    norm_a = float(np.linalg.norm(Ap.astype(work_dtype)))
+    # scale-safe budget: all norms and singular values are taken of 2^-e A (exact scaling)
+    # whose largest entry is of order one, so their squares neither overflow nor underflow
+    e = pow2_exponent(float(np.max(np.abs(Ap))))
+    f = math.ldexp(1.0, -e)
+    norm_a = fro(Ap.astype(work_dtype) * f)
     eps = float(np.finfo(A.dtype).eps)
     budget = max(tol - 4 * eps, 0.0) * norm_a
     # SVD of every admissible block
     svds = {}
     for q in np.flatnonzero(admissible):
-        blk = Ap[r0[q]:r0[q] + m[q], c0[q]:c0[q] + n[q]].astype(work_dtype)
+        blk = Ap[r0[q]:r0[q] + m[q], c0[q]:c0[q] + n[q]].astype(work_dtype) * f
         W, s, Vh = np.linalg.svd(blk, full_matrices=False)
         svds[int(q)] = (W, s, Vh)
     # with no budget beyond the rounding reserve, low-rank storage (whose factors round)
     # cannot be certified: every block is stored exactly
     keep = _distribute_budget(svds, m, n, budget) if budget > 0 else {}
-    leaves, err2 = [], 0.0
+    factors, errs = {}, {}
+    # the achieved error of each low-rank block is measured with the factors as stored, in
+    # a precision well above the data's where the tolerance is within 1000 eps of it
+    meas = work_dtype
+    if tol < 1e3 * eps and eps < 1e-10:  # double-precision data, tolerance near its eps
+        meas = np.dtype(np.longdouble if A.dtype.kind == "f" else np.clongdouble)
+    for q, k in keep.items():
+        W, s, Vh = svds[q]
+        U = np.ascontiguousarray((W[:, :k] * s[:k] * math.ldexp(1.0, e - e // 2)).astype(A.dtype))
+        V = np.ascontiguousarray((Vh[:k].conj().T * math.ldexp(1.0, e // 2)).astype(A.dtype))
+        blk = Ap[r0[q]:r0[q] + m[q], c0[q]:c0[q] + n[q]].astype(meas)
+        Us = U.astype(meas) * f
+        diff = blk * f - Us @ V.astype(meas).conj().T
+        factors[q] = (U, V)
+        errs[q] = fro(diff) if meas == work_dtype else float(np.sqrt(np.sum(np.abs(diff) ** 2)))
+    bound = tol * norm_a
+    err = hypot_all(list(errs.values())) if errs else 0.0
+    if err > bound:
+        # rounding of the stored factors spent more than the reserve: store the blocks with
+        # the largest errors exactly until the rest fits
+        order = sorted(errs, key=lambda q: errs[q])
+        vals = np.array([errs[q] for q in order])
+        tail = np.sqrt(np.cumsum((vals / err) ** 2)) * err  # error of keeping order[:i+1]
+        nkeep = int(np.searchsorted(tail, bound, side="right"))
+        for q in order[nkeep:]:
+            del factors[q]
+        err = float(tail[nkeep - 1]) if nkeep else 0.0
+    leaves = []
     for q in range(r0.size):
-        blk = Ap[r0[q]:r0[q] + m[q], c0[q]:c0[q] + n[q]]
-        k = keep.get(q)
-        if k is None:
-            op = Dense._trusted(np.ascontiguousarray(blk))
+        fq = factors.get(q)
+        if fq is None:
+            op = Dense._trusted(np.ascontiguousarray(Ap[r0[q]:r0[q] + m[q], c0[q]:c0[q] + n[q]]))
         else:
-            W, s, Vh = svds[q]
-            err2 += float((s[k:] ** 2).sum())
-            U = np.ascontiguousarray((W[:, :k] * s[:k]).astype(A.dtype))
-            V = np.ascontiguousarray(Vh[:k].conj().T.astype(A.dtype))
-            op = LowRank._trusted(U, V)
+            op = LowRank._trusted(*fq)
         leaves.append((int(r0[q]), int(c0[q]), op))
     packed = pack_leaves(leaves, A.dtype, max(1, 4 * _threads.get_num_threads()))
     H = HBlock._from_blocktree(bt, packed, A.dtype, row_tree.perm, col_tree.perm)
-    H.error_estimate = math.sqrt(err2) / norm_a if norm_a > 0 else 0.0
+    H.error_estimate = err / norm_a if norm_a > 0 else 0.0
     H.tol = tol
     return H
 

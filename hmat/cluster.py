@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from ._cluster_numba import SPLIT_BBOX, SPLIT_CARDINALITY, SPLIT_PCA, build_cluster_tree
+from ._norms import fro
 from ._validate import check_choice, check_finite_array, check_positive
 
 __all__ = ["ClusterTree", "ClusterNode"]
@@ -72,14 +73,14 @@ class ClusterNode:
     def diameter(self) -> float:
         """Euclidean diameter of the bounding box."""
         lo, hi = self.bbox
-        return float(np.sqrt(((hi - lo) ** 2).sum()))
+        return 2.0 * fro(0.5 * hi - 0.5 * lo)  # scale-safe
 
     def distance(self, other) -> float:
         """Euclidean distance between the bounding boxes of two nodes (0 if they overlap)."""
         lo1, hi1 = self.bbox
         lo2, hi2 = other.bbox
-        gap = np.maximum(0.0, np.maximum(lo1 - hi2, lo2 - hi1))
-        return float(np.sqrt((gap**2).sum()))
+        gap = np.maximum(0.0, np.maximum(0.5 * lo1 - 0.5 * hi2, 0.5 * lo2 - 0.5 * hi1))
+        return 2.0 * fro(gap)  # scale-safe
 
     def __eq__(self, other):
         return isinstance(other, ClusterNode) and other.tree is self.tree and other.id == self.id
@@ -118,6 +119,8 @@ class ClusterTree:
     """
 
     def __init__(self, points, leaf_size=64, split="bbox"):
+        if np.iscomplexobj(points):
+            raise TypeError("points must be real coordinates, got a complex array")
         pts = check_finite_array(points, "points", dtype=np.float64)
         if pts.ndim == 1:
             pts = pts[:, None]

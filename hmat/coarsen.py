@@ -2,16 +2,15 @@
 
 from __future__ import annotations
 
-import math
-
 import numpy as np
 
+from ._norms import fro, hypot_all, lowrank_fro
 from ._validate import check_tol
 from .dense import Dense
 from .hblock import HBlock, _trusted_node
 from .lowrank import LowRank
 from .svd import recompress
-from .truncate import _lowrank_norm2
+from .truncate import check_tol_for_dtype
 
 __all__ = ["coarsen"]
 
@@ -39,48 +38,50 @@ def coarsen(H, tol):
     """
     if not isinstance(H, HBlock):
         raise TypeError(f"H must be an HBlock, got {type(H).__name__}")
-    tol = check_tol(tol)
-    op, err, norm2 = _coarsen(H, tol)
+    tol = check_tol_for_dtype(check_tol(tol), H.dtype)
+    op, err, norm = _coarsen(H, tol)
     if not isinstance(op, HBlock):
         op = HBlock([[op]])
     out = _trusted_node(op.blocks, op.dtype, op.shape)
     out.row_perm, out.col_perm = H.row_perm, H.col_perm
     out._row_tree, out._col_tree = H._row_tree, H._col_tree
     out._kernel_evals = H._kernel_evals
-    out.error_estimate = err / math.sqrt(norm2) if norm2 > 0 else 0.0
+    out.error_estimate = err / norm if norm > 0 else 0.0
     return out
 
 
-def _norm2(op):
+def _norm(op):
+    """``||op||_F``, scale-safe (low-rank: from QR factors, accurate under cancellation)."""
     if isinstance(op, Dense):
-        return float(np.linalg.norm(op.array) ** 2)
-    return _lowrank_norm2(op)
+        return fro(op.array)
+    return lowrank_fro(op.U, op.V)
 
 
 def _coarsen(node, tol):
-    """Return (new op, error spent, ||node||_F^2)."""
-    grid, errs2, norm2 = [], 0.0, 0.0
+    """Return (new op, error spent, ||node||_F)."""
+    grid, errs, norms = [], [], []
     for row in node.blocks:
         new_row = []
         for op in row:
             if isinstance(op, HBlock):
-                c, e, n2 = _coarsen(op, tol)
+                c, e, nrm = _coarsen(op, tol)
             else:
-                c, e, n2 = op, 0.0, _norm2(op)
+                c, e, nrm = op, 0.0, _norm(op)
             new_row.append(c)
-            errs2 += e * e
-            norm2 += n2
+            errs.append(e)
+            norms.append(nrm)
         grid.append(tuple(new_row))
     grid = tuple(grid)
-    err = math.sqrt(errs2)
+    err = hypot_all(errs)
+    norm = hypot_all(norms)
     rebuilt = _trusted_node(grid, node.dtype, node.shape)
     if any(isinstance(op, HBlock) for row in grid for op in row):
-        return rebuilt, err, norm2
-    budget = tol * math.sqrt(norm2) - err
+        return rebuilt, err, norm
+    budget = tol * norm - err
     current = sum(op.nbytes for row in grid for op in row) // node.dtype.itemsize
     m, n = node.shape
     if budget <= 0 or current <= 0:
-        return rebuilt, err, norm2
+        return rebuilt, err, norm
     # one factor pair for the whole node
     cols_u, cols_v = [], []
     r = 0
@@ -104,7 +105,7 @@ def _coarsen(node, tol):
             c += w
         r += h
     if not cols_u:
-        return LowRank._trusted(np.zeros((m, 0), node.dtype), np.zeros((n, 0), node.dtype)), err, norm2
+        return LowRank._trusted(np.zeros((m, 0), node.dtype), np.zeros((n, 0), node.dtype)), err, norm
     Ubig, Vbig = np.hstack(cols_u), np.hstack(cols_v)
     if Ubig.shape[1] > min(m, n):
         # more factor columns than the block has: recompress the explicit block instead
@@ -114,5 +115,5 @@ def _coarsen(node, tol):
     else:
         U2, V2, e2 = recompress(Ubig, Vbig, abs_err=budget)
     if U2.shape[1] * (m + n) < current:
-        return LowRank._trusted(U2.astype(node.dtype), V2.astype(node.dtype)), err + e2, norm2
-    return rebuilt, err, norm2
+        return LowRank._trusted(U2.astype(node.dtype), V2.astype(node.dtype)), err + e2, norm
+    return rebuilt, err, norm

@@ -2,10 +2,38 @@
 
 from __future__ import annotations
 
+import numpy as np
+
 from ._validate import check_dtype, check_finite_array
 from .operator import LinearOperator, _namespace
 
 __all__ = ["Dense"]
+
+
+def _own(a, given):
+    """``a`` (validated from the caller's ``given``) as an array no one else can write to.
+
+    A fresh array made by the validation (a list converted, a dtype cast) is kept; an array
+    that may alias the caller's memory (the array itself, a view, a torch tensor's buffer) is
+    copied, so later writes by the caller neither bypass validation nor stale cached data.
+    """
+    if a is given or a.base is not None:
+        return a.copy()
+    return a
+
+
+def _cast_finite(a, dtype, name):
+    """``a.astype(dtype)``, refusing a cast that overflows to Inf (ValueError naming ``dtype``)."""
+    with np.errstate(over="ignore", invalid="ignore"):
+        out = a.astype(dtype)
+    xp = _namespace(out)
+    if not bool(xp.isfinite(out).all()):
+        big = float(xp.abs(a).max())
+        raise ValueError(
+            f"astype({np.dtype(dtype).name}): {name} has entries up to {big:.3g}, beyond the "
+            f"largest {np.dtype(dtype).name} ({float(np.finfo(dtype).max):.3g}); they would become Inf"
+        )
+    return out
 
 
 class Dense(LinearOperator):
@@ -18,10 +46,15 @@ class Dense(LinearOperator):
         numpy or cupy. Must be finite.
     dtype : dtype, optional
         Cast the data to this dtype.
+
+    Notes
+    -----
+    The operator keeps its own copy of ``array`` (unless validation already made one, e.g.
+    by a dtype cast): writing to the caller's array afterwards does not change it.
     """
 
     def __init__(self, array, dtype=None):
-        a = check_finite_array(array, "array", ndim=2, dtype=dtype, allow_empty=True)
+        a = _own(check_finite_array(array, "array", ndim=2, dtype=dtype, allow_empty=True), array)
         super().__init__(a.dtype, a.shape)
         self.array = a
 
@@ -57,5 +90,12 @@ class Dense(LinearOperator):
         return int(self.array.nbytes)
 
     def astype(self, dtype):
+        """A copy with data of ``dtype``.
+
+        Raises
+        ------
+        ValueError
+            If an entry overflows to Inf in ``dtype`` (e.g. 1e100 to float32).
+        """
         dtype = check_dtype(dtype)
-        return Dense._trusted(self.array.astype(dtype))
+        return Dense._trusted(_cast_finite(self.array, dtype, "the array"))

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import errno
 import os
+import stat
 import tempfile
-import zipfile
 
 import numpy as np
 
@@ -14,12 +15,18 @@ from .hblock import HBlock, _trusted_node
 from .lowrank import LowRank
 from .operator import LinearOperator
 
-__all__ = ["save", "load", "FORMAT_VERSION"]
+__all__ = ["save", "load", "FORMAT_VERSION", "MAX_DEPTH"]
 
 #: Version of the file layout written by :func:`save`.
 FORMAT_VERSION = 1
 _MAGIC = "hmat-pinn/hblock"
 _KIND_H, _KIND_D, _KIND_L = 0, 1, 2
+
+
+#: Deepest HBlock nesting :func:`save` writes and :func:`load` reads (far beyond any cluster
+#: tree: depth ~ log2(n / leaf_size)); keeps every recursive walk of the tree well inside
+#: Python's recursion limit.
+MAX_DEPTH = 256
 
 
 def save(path, H):
@@ -28,34 +35,151 @@ def save(path, H):
     Parameters
     ----------
     path : str or os.PathLike
+        The file to write. An existing file keeps its permission bits; a symbolic link is
+        followed (its target is replaced, the link stays). A new file gets the default
+        permissions (``0o666`` less the umask).
     H : HBlock, Dense or LowRank
+
+    Raises
+    ------
+    TypeError
+        If ``H`` is not one of the three types.
+    ValueError
+        If ``H`` holds NaN or Inf, or metadata :func:`load` would refuse: nothing is
+        written that cannot be read back.
+    OSError
+        From the file system (missing directory, no permission), naming ``path``.
+
+    Notes
+    -----
+    The data goes to a temporary file ``.<name>.<pid>.<random>.hmat-tmp`` next to the
+    target, which is renamed over it. The temporary file is removed on any exception
+    (``KeyboardInterrupt`` included); one left by a killed process (``SIGKILL``) is
+    removed by the next ``save`` to the same path once that process is gone.
     """
     if not isinstance(H, (HBlock, Dense, LowRank)):
         raise TypeError(f"H must be an HBlock, Dense or LowRank, got {type(H).__name__}")
     if isinstance(H, HBlock) and H._adjoint_of is not None:
         H = H.astype(H.dtype)  # materialise an adjoint view's own structure
-    nodes, bufs = [], []
-    pos = [0]
+    arrays = _encode(H)
+    given = os.fspath(path)
+    target = os.path.realpath(given)  # follow a symbolic link: replace its target
+    directory, base = os.path.split(target)
+    mode = _target_mode(target, given)
+    _remove_stale_temps(directory, base)
+    try:
+        fd, tmp = tempfile.mkstemp(prefix=f".{base}.{os.getpid()}.", suffix=_TMP_SUFFIX, dir=directory)
+    except OSError as exc:
+        raise _name_path(exc, given) from exc
+    try:
+        with os.fdopen(fd, "wb") as f:
+            np.savez(f, **arrays)
+            f.flush()
+            os.fsync(f.fileno())
+        os.chmod(tmp, mode)
+        os.replace(tmp, target)
+    except BaseException as exc:
+        try:
+            os.unlink(tmp)
+        except OSError:
+            pass
+        if isinstance(exc, OSError) and exc.filename in (tmp, target):
+            raise _name_path(exc, given) from exc
+        raise
 
-    def walk(op):
+
+_TMP_SUFFIX = ".hmat-tmp"
+
+
+def _name_path(exc, given):
+    """The same kind of OSError, naming the path the caller gave instead of a temp file."""
+    if exc.errno is None:
+        return type(exc)(f"{given}: {exc}")
+    return type(exc)(exc.errno, exc.strerror or str(exc), given)
+
+
+def _target_mode(target, given):
+    """Permission bits for the new file: the existing target's, else 0o666 less the umask."""
+    try:
+        st = os.stat(target)
+    except FileNotFoundError:
+        return 0o666 & ~_umask()
+    except OSError as exc:
+        raise _name_path(exc, given) from exc
+    if stat.S_ISDIR(st.st_mode):
+        raise IsADirectoryError(errno.EISDIR, "is a directory", given)
+    return stat.S_IMODE(st.st_mode)
+
+
+def _umask():
+    try:  # Linux >= 4.7: read it without changing it
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except (OSError, ValueError):
+        pass
+    old = os.umask(0o022)
+    os.umask(old)
+    return old
+
+
+def _remove_stale_temps(directory, base):
+    """Remove temp files of earlier saves to ``base`` whose writing process no longer exists."""
+    prefix = f".{base}."
+    try:
+        names = os.listdir(directory)
+    except OSError:
+        return
+    for name in names:
+        if not (name.startswith(prefix) and name.endswith(_TMP_SUFFIX)):
+            continue
+        pid = name[len(prefix):].split(".", 1)[0]
+        if not pid.isdigit() or _alive(int(pid)):
+            continue
+        try:
+            os.unlink(os.path.join(directory, name))
+        except OSError:
+            pass
+
+
+def _alive(pid):
+    if pid == os.getpid():
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:  # exists, owned by someone else
+        return True
+    return True
+
+
+def _encode(H):
+    """The arrays of the file, after checking that :func:`load` will accept them."""
+    nodes, bufs = [], []
+    pos = 0
+    stack = [(H, 1)]
+    while stack:  # depth-first, children in row-major order (the order load reads)
+        op, depth = stack.pop()
         if isinstance(op, HBlock):
+            if depth > MAX_DEPTH:
+                raise ValueError(f"H is nested deeper than {MAX_DEPTH} levels; it cannot be saved")
             nodes.append((_KIND_H, len(op.blocks), len(op.blocks[0]), op.shape[0], op.shape[1], 0, 0))
-            for row in op.blocks:
-                for child in row:
-                    walk(child)
+            stack.extend((child, depth + 1) for row in reversed(op.blocks) for child in reversed(row))
         elif isinstance(op, Dense):
-            nodes.append((_KIND_D, 0, 0, op.shape[0], op.shape[1], -1, pos[0]))
+            nodes.append((_KIND_D, 0, 0, op.shape[0], op.shape[1], -1, pos))
             bufs.append(np.asarray(op.array).reshape(-1))
-            pos[0] += op.shape[0] * op.shape[1]
+            pos += op.shape[0] * op.shape[1]
         else:
             k = op.rank
-            nodes.append((_KIND_L, 0, 0, op.shape[0], op.shape[1], k, pos[0]))
+            nodes.append((_KIND_L, 0, 0, op.shape[0], op.shape[1], k, pos))
             bufs.append(np.asarray(op.U).reshape(-1))
             bufs.append(np.asarray(op.V).reshape(-1))
-            pos[0] += k * (op.shape[0] + op.shape[1])
-
-    walk(H)
+            pos += k * (op.shape[0] + op.shape[1])
     data = np.concatenate(bufs) if bufs else np.zeros(0, H.dtype)
+    if not bool(np.isfinite(data).all()):
+        raise ValueError("H contains NaN or Inf; it cannot be saved (load would refuse the file)")
     arrays = {
         "magic": np.array(_MAGIC),
         "version": np.array(FORMAT_VERSION, np.int64),
@@ -69,38 +193,68 @@ def save(path, H):
             p = getattr(H, name)
             if p is not None:
                 arrays[name] = p
-        meta = [np.nan if H.error_estimate is None else H.error_estimate, np.nan if H.tol is None else H.tol, H._kernel_evals]
-        arrays["meta"] = np.array(meta, np.float64)
-    path = os.fspath(path)
-    directory = os.path.dirname(os.path.abspath(path))
-    fd, tmp = tempfile.mkstemp(prefix=".hmat-", suffix=".tmp", dir=directory)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            np.savez(f, **arrays)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+        meta = np.array([_meta_value(H.error_estimate, "H.error_estimate"), _meta_value(H.tol, "H.tol"),
+                         H._kernel_evals], np.float64)
+        _check_meta(meta, ValueError)
+        arrays["meta"] = meta
+    # the list of arrays: a damaged zip directory that hides an optional array (row_perm,
+    # meta) would otherwise load as a different operator
+    arrays["manifest"] = np.array(sorted([*arrays, "manifest"]))
+    return arrays
+
+
+def _meta_value(v, name):
+    if v is None:
+        return np.nan
+    v = float(v)
+    if np.isnan(v):
+        raise ValueError(f"{name} is NaN; it cannot be saved")
+    return v
+
+
+def _check_meta(meta, exc):
+    """error_estimate in [0, inf] (NaN: unknown), tol in (0, inf) (NaN: unknown), evaluations an int >= 0."""
+    est, tol, evals = (float(v) for v in meta)
+    if not (np.isnan(est) or est >= 0):
+        raise exc(f"error_estimate must be >= 0, got {est!r}")
+    if not (np.isnan(tol) or 0 < tol < np.inf):
+        raise exc(f"tol must be a finite number > 0, got {tol!r}")
+    if not (np.isfinite(evals) and evals >= 0 and evals == int(evals) and evals < 2.0**63):
+        raise exc(f"kernel evaluation count must be an integer >= 0, got {evals!r}")
 
 
 def load(path) -> LinearOperator:
     """Read an operator written by :func:`save`, validating everything.
 
+    Parameters
+    ----------
+    path : str or os.PathLike
+
+    Returns
+    -------
+    HBlock, Dense or LowRank
+
     Raises
     ------
+    FileNotFoundError
+        If ``path`` does not exist (other OS errors, e.g. permission, pass through).
     ValueError
-        For a truncated, corrupted or foreign file (the message says what is wrong).
+        For a truncated, corrupted or foreign file (a ``.npy`` array, another ``.npz``):
+        the message names the file and says what is wrong.
     """
     try:
-        with np.load(os.fspath(path), allow_pickle=False) as z:
-            f = {k: z[k] for k in z.files}
-    except FileNotFoundError:
+        z = np.load(os.fspath(path), allow_pickle=False)
+    except (FileNotFoundError, PermissionError, IsADirectoryError):
         raise
-    except (zipfile.BadZipFile, ValueError, OSError, EOFError, KeyError) as exc:
-        raise ValueError(f"corrupted or truncated hmat file {path!r}: {exc}") from exc
+    except Exception as exc:  # zipfile, zlib, numpy header and format errors of every kind
+        raise ValueError(f"corrupted or truncated hmat file {path!r}: {type(exc).__name__}: {exc}") from exc
+    if not isinstance(z, np.lib.npyio.NpzFile):
+        raise ValueError(f"{path!r} is not an hmat file: it holds a single .npy array, not an .npz archive")
+    try:
+        with z:
+            f = {k: z[k] for k in z.files}
+    except Exception as exc:
+        raise ValueError(f"corrupted or truncated hmat file {path!r}: {type(exc).__name__}: {exc}") from exc
     try:
         return _decode(f)
     except _Corrupt as exc:
@@ -116,11 +270,23 @@ def _need(cond, msg):
         raise _Corrupt(msg)
 
 
+_KNOWN = {"magic", "version", "dtype", "shape", "nodes", "data", "row_perm", "col_perm", "meta", "manifest"}
+
+
 def _decode(f):
     for key in ("magic", "version", "dtype", "shape", "nodes", "data"):
         _need(key in f, f"missing array {key!r}")
+    unknown = sorted(set(f) - _KNOWN)
+    _need(not unknown, f"unexpected arrays {unknown}")
+    if "manifest" in f:  # files written since the manifest was added list their arrays
+        man = f["manifest"]
+        _need(man.ndim == 1 and man.dtype.kind == "U", "bad manifest")
+        listed = {str(k) for k in man}
+        _need(listed == set(f), f"arrays {sorted(listed ^ set(f))} missing or not listed in the manifest")
     _need(f["magic"].shape == () and str(f["magic"]) == _MAGIC, "not an hmat file")
-    _need(f["version"].shape == () and int(f["version"]) == FORMAT_VERSION, f"unsupported format version {f['version']}")
+    v = f["version"]
+    _need(v.shape == () and v.dtype.kind in "iu", f"format version must be an integer, got {v.dtype} {v!r}")
+    _need(int(v) == FORMAT_VERSION, f"unsupported format version {int(v)} (this library reads {FORMAT_VERSION})")
     try:
         dtype = np.dtype(str(f["dtype"]))
     except TypeError:
@@ -132,9 +298,14 @@ def _decode(f):
     _need(shape.dtype == np.int64 and shape.shape == (2,) and (shape >= 0).all(), "bad shape")
     _need(bool(np.isfinite(data).all()), "data contains NaN or Inf")
     it = iter(range(nodes.shape[0]))
-    used = [0]
+    used = [0]  # leaves occupy consecutive, disjoint data ranges in node order
 
-    def parse():
+    def take(i, off, size):
+        _need(off == used[0], f"node {i}: data offset {off}, expected {used[0]} (ranges overlap or leave gaps)")
+        _need(off + size <= data.size, f"node {i}: data offset out of range")
+        used[0] += size
+
+    def parse(depth):
         try:
             i = next(it)
         except StopIteration:
@@ -143,7 +314,14 @@ def _decode(f):
         _need(m >= 0 and n >= 0, f"node {i}: negative size")
         if kind == _KIND_H:
             _need(a >= 1 and b >= 1, f"node {i}: empty block grid")
-            grid = [[parse() for _ in range(b)] for _ in range(a)]
+            _need(depth <= MAX_DEPTH, f"node {i}: HBlocks nested deeper than {MAX_DEPTH} levels")
+            _need(a * b <= nodes.shape[0], f"node {i}: more children than nodes")
+            grid = []
+            for _ in range(a):
+                row = []
+                for _ in range(b):
+                    row.append(parse(depth + 1))
+                grid.append(row)
             for r, row in enumerate(grid):
                 for c, op in enumerate(row):
                     _need(op.shape[0] == grid[r][0].shape[0] and op.shape[1] == grid[0][c].shape[1], f"node {i}: children do not tile")
@@ -153,20 +331,18 @@ def _decode(f):
             return _trusted_node(tuple(tuple(r) for r in grid), dtype, (m, n))
         if kind == _KIND_D:
             size = m * n
-            _need(0 <= off and off + size <= data.size, f"node {i}: data offset out of range")
-            used[0] += size
+            take(i, off, size)
             return Dense._trusted(data[off:off + size].reshape(m, n).copy())
         if kind == _KIND_L:
             _need(k >= 0, f"node {i}: negative rank")
             size = k * (m + n)
-            _need(0 <= off and off + size <= data.size, f"node {i}: data offset out of range")
-            used[0] += size
+            take(i, off, size)
             U = data[off:off + m * k].reshape(m, k).copy()
             V = data[off + m * k:off + size].reshape(n, k).copy()
             return LowRank._trusted(U, V)
         raise _Corrupt(f"node {i}: unknown kind {kind}")
 
-    op = parse()
+    op = parse(1)
     _need(next(it, None) is None, "extra nodes after the tree")
     _need(used[0] == data.size, "data array has unused entries")
     _need(op.shape == tuple(int(s) for s in shape), f"tree shape {op.shape} differs from header {tuple(shape)}")
@@ -187,6 +363,7 @@ def _decode(f):
     if "meta" in f:
         meta = f["meta"]
         _need(meta.dtype == np.float64 and meta.shape == (3,), "bad metadata")
+        _check_meta(meta, _Corrupt)
         op.error_estimate = None if np.isnan(meta[0]) else float(meta[0])
         op.tol = None if np.isnan(meta[1]) else float(meta[1])
         op._kernel_evals = int(meta[2])

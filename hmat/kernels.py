@@ -49,6 +49,8 @@ class Kernel:
     dim = None  # None: any dimension
 
     def _points(self, a, name):
+        if np.iscomplexobj(a):
+            raise TypeError(f"{name} must be real coordinates, got a complex array")
         a = check_finite_array(a, name, dtype=np.float64, allow_empty=True)
         if a.ndim == 1:
             a = a[:, None]
@@ -76,7 +78,10 @@ class Kernel:
         y = self._points(y, "y")
         if x.shape[1] != y.shape[1]:
             raise ValueError(f"x and y must have the same dimension, got {x.shape[1]} and {y.shape[1]}")
-        out = np.empty((x.shape[0], y.shape[0]), dtype=check_dtype(dtype or self.dtype))
+        dt = check_dtype(dtype or self.dtype)
+        if self.dtype.kind == "c" and dt.kind != "c":
+            raise TypeError(f"dtype {dt} would drop the imaginary part of {self!r}; use a complex dtype")
+        out = np.empty((x.shape[0], y.shape[0]), dtype=dt)
         eval_block(self.code, float(self.param), x, y, out)
         return out
 
@@ -186,7 +191,20 @@ class FunctionKernel:
             raise ValueError(
                 f"kernel function returned shape {out.shape}, expected {(x.shape[0], y.shape[0])}"
             )
-        return out.astype(self.dtype, copy=False)
+        if out.dtype.kind == "c" and self.dtype.kind != "c":
+            if np.any(out.imag != 0):
+                raise TypeError(
+                    f"the kernel function returned complex values but dtype is {self.dtype}: the "
+                    f"imaginary part would be lost; use dtype=np.complex128"
+                )
+            out = out.real
+        res = out.astype(self.dtype, copy=False)
+        if res is not out and out.dtype.kind in "fc" and not np.isfinite(res).all() and np.isfinite(out).all():
+            raise ValueError(
+                f"kernel values overflow dtype {self.dtype} (largest magnitude {np.max(np.abs(out)):.3g}); "
+                f"use a double-precision dtype or rescale the kernel"
+            )
+        return res
 
     def __repr__(self):
         return f"FunctionKernel({getattr(self.f, '__name__', self.f)!r})"

@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from ._validate import check_dtype, check_finite_array
+from .dense import _cast_finite, _own
 from .operator import LinearOperator, _namespace
 
 __all__ = ["LowRank"]
@@ -22,12 +23,14 @@ class LowRank(LinearOperator):
     Notes
     -----
     ``LowRank(U, V).H`` is ``LowRank(V, U)`` and ``.T`` is ``LowRank(conj(V), conj(U))``,
-    structurally (no copies).
+    structurally (no copies). The constructor keeps its own copies of ``U`` and ``V``
+    (unless validation already made them): later writes to the caller's arrays do not
+    change the operator.
     """
 
     def __init__(self, U, V, dtype=None):
-        U = check_finite_array(U, "U", ndim=2, dtype=dtype, allow_empty=True)
-        V = check_finite_array(V, "V", ndim=2, dtype=dtype, allow_empty=True)
+        U = _own(check_finite_array(U, "U", ndim=2, dtype=dtype, allow_empty=True), U)
+        V = _own(check_finite_array(V, "V", ndim=2, dtype=dtype, allow_empty=True), V)
         if U.shape[1] != V.shape[1]:
             raise ValueError(f"U and V must have the same number of columns, got {U.shape} and {V.shape}")
         dt = np.result_type(U.dtype, V.dtype)
@@ -71,8 +74,15 @@ class LowRank(LinearOperator):
         return int(self.U.nbytes + self.V.nbytes)
 
     def astype(self, dtype):
+        """A copy with factors of ``dtype``.
+
+        Raises
+        ------
+        ValueError
+            If a factor entry overflows to Inf in ``dtype``.
+        """
         dtype = check_dtype(dtype)
-        return LowRank._trusted(self.U.astype(dtype), self.V.astype(dtype))
+        return LowRank._trusted(_cast_finite(self.U, dtype, "U"), _cast_finite(self.V, dtype, "V"))
 
     def __eq__(self, other):
         """Structural equality: same factors (exactly)."""

@@ -44,6 +44,7 @@ from ._aca_numba import append_mirrors, build_chunk, eval_pairs, sample_entries
 from ._packed import Packed, Segment, cost_chunks, mirror_partner
 from ._progress import progress_bar
 from ._validate import SUPPORTED_DTYPES, check_choice, check_dtype, check_positive, check_tol
+from .aca import twin_groups
 from .admissibility import StrongAdmissibility, WeakAdmissibility
 from .blocktree import BlockTree
 from .cluster import ClusterTree
@@ -243,10 +244,22 @@ def from_kernel(
         t = check_tol(tol)
         ls = check_positive(leaf_size, "leaf_size", integer=True)
         adm = _admissibility(admissibility, eta)
-        dt = check_dtype(dtype if dtype is not None else kernel.dtype)
+        kdt = check_dtype(kernel.dtype, "kernel.dtype")
+        dt = check_dtype(dtype if dtype is not None else kdt)
+        if kdt.kind == "c" and dt.kind != "c":
+            raise TypeError(f"dtype {dt} would drop the imaginary part of the complex kernel {kernel!r}; "
+                            f"use a complex dtype (complex64 or complex128)")
         ns = check_positive(n_samples, "n_samples", integer=True, minimum=0)
+        for name, a in (("points", points), ("targets", targets)):
+            if a is not None and np.iscomplexobj(a):
+                raise TypeError(f"{name} must be real coordinates, got a complex array")
         col_tree = ClusterTree(points, leaf_size=ls, split=split)
         row_tree = col_tree if targets is None else ClusterTree(targets, leaf_size=ls, split=split)
+        for name, tr in (("points", col_tree), ("targets", row_tree)):
+            big = float(np.max(np.abs(tr.points))) if tr.points.size else 0.0
+            if big > 1e150:
+                raise ValueError(f"{name} has coordinates of magnitude {big:.3g} > 1e150: the built-in kernels' "
+                                 f"squared distances would overflow; rescale the points (and the kernel parameter)")
         for name, tr in (("points", col_tree), ("targets", row_tree)):
             if kernel.dim is not None and tr.dim != kernel.dim:
                 raise ValueError(f"{name} must have d = {kernel.dim} coordinates for {kernel!r}, got {tr.dim}")
@@ -329,7 +342,7 @@ def _plan(P, rank, kernel, row_tree, col_tree, adm, dtype, params):
     return {
         "P": P, "rank": rank, "bt": bt, "r0": r0, "m": m, "c0": c0, "n": n, "admissible": admissible, "cost": cost,
         "rcuts": rcuts, "ccuts": ccuts, "Xp": Xp, "Yp": Yp, "owner": owner, "partner": partner, "built": built,
-        "dtype": dtype, "params": params,
+        "dtype": dtype, "params": params, "gx": twin_groups(Xp), "gy": twin_groups(Yp),
         "keep": np.flatnonzero(mine & (owner == rank)),  # computed and stored here
         "away": np.flatnonzero(mine & (owner != rank)),  # computed here, stored elsewhere
         "mirrored": np.flatnonzero((owner == rank) & ~built),  # stored here as transposes
@@ -358,7 +371,8 @@ def _build_computed(plan, kernel, progress):
             chunks = [ids[a:b] for a, b in cost_chunks(cost[ids], threads)]
 
             def work(idx):
-                res = build_chunk(code, param, Xp, Yp, r0[idx], m[idx], c0[idx], n[idx], adm[idx], tol, proto, 0)
+                res = build_chunk(code, param, Xp, Yp, r0[idx], m[idx], c0[idx], n[idx], adm[idx], tol, proto, 0,
+                                  plan["gx"], plan["gy"])
                 bar.update(int(idx.size))
                 return res
 
@@ -475,6 +489,11 @@ def _assemble(plan, built, recv):
         pool = None if threads <= 1 else _threads.executor()
         segments += list(map(mirror, chunks)) if pool is None else list(pool.map(mirror, chunks))
         ids += chunks
+    if dtype.itemsize * (2 if dtype.kind == "f" else 1) <= 8:  # float32, complex64: like the serial build
+        for sg in segments:
+            if not np.isfinite(sg.buf).all():
+                raise ValueError(f"kernel values overflow dtype {dtype} (beyond {np.finfo(dtype).max:.3g}); "
+                                 f"use a double-precision dtype or rescale the kernel")
     return (plan["bt"], plan["rcuts"], plan["ccuts"], Packed(segments), ids, dtype, plan["params"],
             built["evals"], plan["Xp"], plan["Yp"])
 

@@ -14,7 +14,7 @@ import numbers
 import numpy as np
 import scipy.sparse.linalg as spla
 
-from ._validate import check_dtype
+from ._validate import SUPPORTED_DTYPES, check_dtype
 
 __all__ = [
     "LinearOperator",
@@ -71,7 +71,12 @@ class LinearOperator(spla.LinearOperator):
         return Transpose(self)
 
     def _prepare(self, X, n, name="x"):
-        """Validate and cast a right-hand side, keeping numpy/cupy as given."""
+        """Validate and cast a right-hand side, keeping numpy/cupy as given.
+
+        Integer and boolean inputs act in the operator's dtype; float and complex inputs
+        promote with it (``result_type``), which must be one of the four supported dtypes:
+        ``longdouble``/``clongdouble`` raise ``TypeError`` (cast them first).
+        """
         xp = _namespace(X)
         X = xp.asarray(X)
         if X.ndim not in (1, 2) or X.shape[0] != n:
@@ -79,9 +84,18 @@ class LinearOperator(spla.LinearOperator):
                 f"{name} has shape {X.shape}, expected ({n},) or ({n}, k) for an operator "
                 f"of shape {self.shape}"
             )
-        if X.dtype.kind not in "fc":  # integers and booleans act in the operator's dtype
+        if X.dtype.kind in "biu":  # integers and booleans act in the operator's dtype
             return X.astype(self.dtype)
+        if X.dtype.kind not in "fc":
+            raise TypeError(f"{name} must be a numeric array, got dtype {X.dtype}")
         out_dtype = np.result_type(self.dtype, X.dtype)
+        if out_dtype not in SUPPORTED_DTYPES:
+            # long double / float128: the compiled kernels do not take it, and silently
+            # rounding the caller's extra precision away would hide that
+            raise TypeError(
+                f"{name} has dtype {X.dtype}; operators compute in float32, float64, complex64 "
+                f"or complex128: cast it first, e.g. {name}.astype(np.{'complex128' if out_dtype.kind == 'c' else 'float64'})"
+            )
         return X.astype(out_dtype, copy=False)
 
     def matvec(self, x):
@@ -227,6 +241,8 @@ class LinearOperator(spla.LinearOperator):
         max_bytes : int
             Refuse (``MemoryError``) when the dense array would exceed this many bytes.
         """
+        if isinstance(max_bytes, bool) or not isinstance(max_bytes, numbers.Integral):
+            raise TypeError(f"max_bytes must be an int, got {max_bytes!r}")
         need = self.shape[0] * self.shape[1] * self.dtype.itemsize
         if need > max_bytes:
             raise MemoryError(
@@ -360,6 +376,8 @@ class Scaled(LinearOperator):
 
     def __init__(self, A, alpha):
         alpha = np.asarray(alpha).item()
+        if isinstance(alpha, bool) or not isinstance(alpha, numbers.Number):
+            raise TypeError(f"alpha must be a real or complex number, got {alpha!r}")
         if not np.isfinite(alpha):
             raise ValueError(f"alpha must be finite, got {alpha!r}")
         dtype = A.dtype

@@ -10,7 +10,7 @@ __all__ = ["sphere_points"]
 
 
 def sphere_points(n):
-    """``n`` Fibonacci points on the unit sphere (the sphere-1/r benchmark of DESIGN.md §6).
+    """``n`` Fibonacci points on the unit sphere (the sphere-1/r benchmark, docs/sphere_benchmark.md).
 
     For ``i = 0..n-1``: ``z = 1 - (2i+1)/n``, ``r = sqrt(1 - z^2)``, ``phi = i pi (3 - sqrt 5)``,
     point ``(r cos phi, r sin phi, z)``.

@@ -1,24 +1,30 @@
-"""Compress a trained MLP: H-matrix, SVD, pruning and quantization, at a tol or a byte budget.
+"""Compress a trained MLP (H-matrix, SVD, pruning, quantization, half precision) at a tol or a
+byte budget; the byte rule and the registry of compression methods of every study.
 
 All methods act on the hidden-to-hidden layers of a :class:`pinn.MLP`
-(``model.layers[1:-1]``); input and output layers are kept dense. Sizes are
-*bytes of the hidden-layer weights* (biases, identical for all methods, are
-excluded), counted as each method would store them:
+(``model.layers[1:-1]``); input and output layers are kept dense. Sizes follow
+**one byte rule** (:func:`layer_bytes`, docs/method.md §5): bytes of the compressed
+weights only (biases, identical for all methods, are excluded), every stored value at
+the element size of its storage format ``es`` (the parameters' dtype: 4 for float32,
+8 for float64; 2 for fp16/bf16 storage), indices as int32:
 
-* dense: ``4 m n`` (float32),
-* H-matrix: float32 leaf factors (dense leaves ``m n``, low-rank ``k (m + n)``);
-  index permutations cost nothing because they are absorbed into the
-  neighbouring layers (see :func:`reorder`) or are the identity,
-* SVD: ``4 k (m + n)``,
-* pruning: the cheaper of CSR (4-byte values + 4-byte column indices + row
-  pointers) and a bitmask (``m n / 8`` bytes + 4-byte values),
-* quantization to ``b`` bits: ``m n b / 8`` + one float32 scale per output
-  channel.
+* dense: ``es m n``,
+* H-matrix and low rank: the leaf factors (dense leaves ``es m_b n_b``, low-rank
+  ``es k (m_b + n_b)``); index permutations cost nothing because they are absorbed into
+  the neighbouring layers (see :func:`reorder`) or are the identity,
+* pruned (a mask): the cheapest of CSR (``es`` values + 4-byte column indices + 4-byte
+  row pointers), a bitmask (``m n / 8`` bytes + ``es`` values) and dense,
+* quantized to ``b`` bits: ``m n b / 8`` + one scale per output row at ``es``,
+* fp16 / bf16: ``2 m n``.
+
+:data:`REGISTRY` names every method of the studies (``python -m pinn compare`` and
+``python -m pinn operator``) with its kind and how it is built.
 """
 from __future__ import annotations
 
 import copy
 import math
+from dataclasses import dataclass
 
 import numpy as np
 import torch
@@ -28,9 +34,94 @@ from torch.nn.utils import prune as tprune
 from .layers import MLP, HMatrixLinear, LowRankLinear, hidden_layers, _rank_for_tol
 
 __all__ = ["compress", "METHODS", "hidden_bytes", "dense_hidden_bytes", "layer_bytes",
-           "reorder", "clone_model", "quantize_weight", "dynamic_int8", "count_parameters"]
+           "model_bytes", "sparse_bytes", "nnz_for_bytes", "rank_for_bytes", "MaskedLinear",
+           "Method", "REGISTRY", "reorder", "clone_model", "quantize_weight", "dynamic_int8",
+           "count_parameters", "effective_dense", "weight_error"]
 
-METHODS = ("hmatrix", "svd", "prune", "quantize", "quantize-int8", "quantize-int4")
+METHODS = ("hmatrix", "svd", "prune", "quantize", "quantize-int8", "quantize-int4", "fp16",
+           "bf16")
+
+#: storage formats of the half-precision methods
+HALF = {"fp16": torch.float16, "bf16": torch.bfloat16}
+
+
+@dataclass(frozen=True)
+class Method:
+    """One compression method of the studies.
+
+    Attributes
+    ----------
+    name : str
+    kind : {"reference", "posthoc", "finetune", "scratch", "dynamic", "control", "oracle"}
+        ``posthoc``: built from the dense-trained weights, no training; ``finetune``: the
+        ``base`` post-hoc network trained further; ``scratch``: the format trained from
+        the initialization; ``dynamic``: H-format trained with
+        :class:`pinn.DynamicHCompression`; ``control``: a lossless re-parametrization
+        (checks that a metric is free of the parametrization); ``oracle``: best
+        approximation of a known exact weight (operator study).
+    budgeted : bool
+        Built at a byte budget (otherwise its size is what the format gives).
+    base : str or None
+        The post-hoc method a ``finetune`` row starts from.
+    compress_name : str or None
+        The :func:`compress` method that builds a PINN post-hoc network.
+    studies : tuple of str
+        ``"pinn"`` (``python -m pinn compare``) and/or ``"operator"``.
+    description : str
+    """
+
+    name: str
+    kind: str
+    budgeted: bool
+    base: str = None
+    compress_name: str = None
+    studies: tuple = ("pinn",)
+    description: str = ""
+
+
+_P, _O, _B = ("pinn",), ("operator",), ("pinn", "operator")
+
+_ALL = (
+    Method("dense", "reference", False, studies=_B, description="nn.Linear trained"),
+    Method("hmatrix", "posthoc", True, compress_name="hmatrix", studies=_P,
+           description="certified H-compression of the trained weights (bisection on tol)"),
+    Method("hmatrix", "scratch", True, studies=_O,
+           description="operator study: geometric H-layer trained from scratch"),
+    Method("hmatrix+finetune", "finetune", True, base="hmatrix", studies=_P,
+           description="post-hoc H-matrix fine-tuned"),
+    Method("hmatrix+finetune", "finetune", True, base="hmatrix-posthoc", studies=_O,
+           description="operator study: projected H-layer fine-tuned"),
+    Method("hmatrix-posthoc", "posthoc", True, studies=_O,
+           description="dense weight projected onto the geometric H-structure"),
+    Method("hmatrix-dynamic", "dynamic", True, studies=_B,
+           description="H-format trained with DynamicHCompression"),
+    Method("svd", "posthoc", True, compress_name="svd", studies=_B,
+           description="truncated SVD of the trained weights"),
+    Method("svd+finetune", "finetune", True, base="svd", studies=_B),
+    Method("prune", "posthoc", True, compress_name="prune", studies=_B,
+           description="magnitude pruning (global over the hidden layers in the PINN study)"),
+    Method("prune+finetune", "finetune", True, base="prune", studies=_B,
+           description="pruned network fine-tuned with the mask fixed"),
+    Method("int8", "posthoc", False, compress_name="quantize-int8",
+           description="symmetric per-row 8-bit fake quantization"),
+    Method("int4", "posthoc", False, compress_name="quantize-int4"),
+    Method("fp16", "posthoc", False, compress_name="fp16", description="float16 storage"),
+    Method("bf16", "posthoc", False, compress_name="bf16", description="bfloat16 storage"),
+    Method("lowrank-scratch", "scratch", True,
+           description="LowRankLinear layers trained from scratch, byte-matched to the budget"),
+    Method("lowrank", "scratch", True, studies=_O,
+           description="operator study: U V^T trained from scratch at the same storage"),
+    Method("svd-lossless", "control", False,
+           description="exact full-rank SVD factorization of the trained weights (lossless)"),
+    Method("oracle-hmatrix", "oracle", True, studies=_O),
+    Method("oracle-svd", "oracle", True, studies=_O),
+    Method("oracle-prune", "oracle", True, studies=_O),
+)
+
+#: every method of both studies: ``REGISTRY[study][name] -> Method`` with study ``"pinn"``
+#: (``python -m pinn compare``) or ``"operator"`` (``python -m pinn operator``); sizes of
+#: all of them by :func:`layer_bytes`
+REGISTRY = {st: {m.name: m for m in _ALL if st in m.studies} for st in ("pinn", "operator")}
 
 
 def clone_model(model):
@@ -48,23 +139,95 @@ def clone_model(model):
 
 
 # ----------------------------------------------------------------------------- sizes
+class MaskedLinear(nn.Module):
+    """A dense linear layer with a fixed sparsity mask (``W * mask``).
+
+    Parameters
+    ----------
+    weight : torch.Tensor (out, in)
+    mask : torch.Tensor of bool (out, in)
+    bias : torch.Tensor (out,) or None
+    """
+
+    def __init__(self, weight, mask, bias=None):
+        super().__init__()
+        if weight.shape != mask.shape:
+            raise ValueError(f"mask must have the shape of weight {tuple(weight.shape)}, "
+                             f"got {tuple(mask.shape)}")
+        self.register_buffer("mask", mask.to(torch.bool))
+        self.weight_raw = nn.Parameter((weight * self.mask).detach().clone())
+        self.bias = None if bias is None else nn.Parameter(bias.detach().clone())
+        self.in_features, self.out_features = weight.shape[1], weight.shape[0]
+
+    @property
+    def weight(self):
+        return self.weight_raw * self.mask
+
+    def forward(self, x):
+        return nn.functional.linear(x, self.weight, self.bias)
+
+    @property
+    def nnz(self):
+        return int(self.mask.count_nonzero())
+
+
+def sparse_bytes(m, n, nnz, es):
+    """Bytes of an ``m x n`` weight with ``nnz`` stored values of ``es`` bytes: the cheapest
+    of CSR (values, int32 column indices, ``m + 1`` int32 row pointers), a bitmask
+    (``ceil(m n / 8)`` bytes + values) and dense storage."""
+    csr = (es + 4) * nnz + 4 * (m + 1)
+    bitmask = int(math.ceil(m * n / 8)) + es * nnz
+    return int(min(csr, bitmask, es * m * n))
+
+
+def nnz_for_bytes(m, n, es, nbytes):
+    """Largest ``nnz`` with ``sparse_bytes(m, n, nnz, es) <= nbytes`` (0 if none)."""
+    best = 0
+    for cand in (int((nbytes - 4 * (m + 1)) // (es + 4)),
+                 int((nbytes - int(math.ceil(m * n / 8))) // es)):
+        best = max(best, min(cand, m * n))
+    if es * m * n <= nbytes:
+        best = m * n
+    return int(max(0, best))
+
+
+def rank_for_bytes(m, n, es, nbytes):
+    """Largest rank ``k <= min(m, n)`` with ``es k (m + n) <= nbytes``."""
+    return int(max(0, min(nbytes // (es * (m + n)), min(m, n))))
+
+
 def layer_bytes(layer):
-    """Storage in bytes of one layer's weight under its compression (see module doc)."""
+    """Storage in bytes of one layer's weight under the byte rule (module docstring); for a
+    network with ``wide_layers`` (operator nets) or an MLP, see :func:`model_bytes`."""
     if isinstance(layer, (HMatrixLinear, LowRankLinear)):
         return int(layer.nbytes)
+    if isinstance(layer, MaskedLinear):
+        return sparse_bytes(layer.out_features, layer.in_features, layer.nnz,
+                            layer.weight_raw.element_size())
     if not isinstance(layer, nn.Linear):
+        if hasattr(layer, "wide_layers") or isinstance(layer, MLP):
+            return model_bytes(layer)
         raise TypeError(f"unsupported layer type {type(layer).__name__}")
     m, n = layer.out_features, layer.in_features
+    es = getattr(layer, "weight_orig", layer.weight).element_size()
     bits = getattr(layer, "quant_bits", None)
     if bits is not None:
-        return int(math.ceil(m * n * bits / 8) + 4 * m)
+        return int(math.ceil(m * n * bits / 8) + es * m)
+    fmt = getattr(layer, "storage_dtype", None)
+    if fmt is not None:
+        return int(m * n * torch.tensor([], dtype=getattr(torch, fmt)).element_size())
     mask = getattr(layer, "weight_mask", None)
     if mask is not None:
-        nnz = int(mask.count_nonzero())
-        csr = 8 * nnz + 4 * (m + 1)
-        bitmask = int(math.ceil(m * n / 8)) + 4 * nnz
-        return int(min(csr, bitmask, 4 * m * n))
-    return 4 * m * n
+        return sparse_bytes(m, n, int(mask.count_nonzero()), es)
+    return es * m * n
+
+
+def model_bytes(model):
+    """Bytes of the compressed layers of a network: the hidden-to-hidden layers of an
+    :class:`pinn.MLP`, the ``wide_layers`` of an operator network."""
+    if hasattr(model, "wide_layers"):
+        return sum(layer_bytes(w) for w in model.wide_layers)
+    return sum(layer_bytes(l) for _, l in hidden_layers(model))
 
 
 def hidden_bytes(model):
@@ -73,8 +236,9 @@ def hidden_bytes(model):
 
 
 def dense_hidden_bytes(model):
-    """Bytes of the hidden-to-hidden weights if stored dense float32."""
-    return sum(4 * _shape(l)[0] * _shape(l)[1] for _, l in hidden_layers(model))
+    """Bytes of the hidden-to-hidden weights if stored dense (at the parameters' dtype)."""
+    es = next(model.parameters()).element_size()
+    return sum(es * _shape(l)[0] * _shape(l)[1] for _, l in hidden_layers(model))
 
 
 def count_parameters(model):
@@ -189,7 +353,10 @@ def _replace(model, builder):
     return new
 
 
-def _rel_error(model_a, model_b):
+def weight_error(model_a, model_b):
+    """Relative Frobenius error ``||W_b - W_a|| / ||W_a||`` of the hidden-to-hidden weights
+    of ``model_b`` (any format: its effective weights) against ``model_a``, all layers
+    together (float64)."""
     num = den = 0.0
     for (i, a), (_, b) in zip(hidden_layers(model_a), hidden_layers(model_b)):
         Wa = _weight(a).detach().double()
@@ -256,6 +423,51 @@ def _quantize(model, bits):
     return _replace(model, build)
 
 
+def _half(model, fmt):
+    dt = HALF[fmt]
+
+    def build(i, l):
+        q = nn.Linear(l.in_features, l.out_features, bias=l.bias is not None, dtype=l.weight.dtype)
+        with torch.no_grad():
+            q.weight.copy_(l.weight.detach().to(dt).to(l.weight.dtype))
+            if l.bias is not None:
+                q.bias.copy_(l.bias)
+        q.storage_dtype = str(dt).replace("torch.", "")
+        return q
+
+    return _replace(model, build)
+
+
+def effective_dense(model):
+    """The network with every layer replaced by a plain ``nn.Linear`` holding the layer's
+    *effective* dense weight (``U V^T``, the assembled H-matrix, the masked weight, the
+    dequantized weight) and bias: the same function, parametrized by dense weights.
+
+    Parameters
+    ----------
+    model : pinn.MLP
+
+    Returns
+    -------
+    pinn.MLP
+        A new model with the dtype of ``model``'s parameters.
+    """
+    new = clone_model(model)
+    for i, l in enumerate(new.layers):
+        if isinstance(l, (HMatrixLinear, LowRankLinear)):
+            lin = l.to_linear()
+        else:
+            w = l.weight.detach()
+            lin = nn.Linear(l.in_features, l.out_features, bias=l.bias is not None,
+                            dtype=w.dtype)
+            with torch.no_grad():
+                lin.weight.copy_(w)
+                if l.bias is not None:
+                    lin.bias.copy_(l.bias.detach())
+        new.layers[i] = lin
+    return new
+
+
 def _bisect(make, lo, hi, target, log=True, iters=30, increasing=False):
     """Smallest parameter p in [lo, hi] with bytes(make(p)) <= target (bytes non-increasing in p).
 
@@ -289,7 +501,7 @@ def compress(model, method, *, tol=None, budget=None, rank=None, bits=None, leaf
     Parameters
     ----------
     model : pinn.MLP with nn.Linear layers
-    method : {"hmatrix", "svd", "prune", "quantize", "quantize-int8", "quantize-int4"}
+    method : {"hmatrix", "svd", "prune", "quantize", "quantize-int8", "quantize-int4", "fp16", "bf16"}
     tol : float > 0, optional
         Relative Frobenius error per layer (hmatrix: certified by
         ``hmat.from_dense``; svd: exact; prune: of all hidden weights together;
@@ -301,7 +513,8 @@ def compress(model, method, *, tol=None, budget=None, rank=None, bits=None, leaf
         quantize).
     rank : int, optional (svd only)
     bits : int, optional (quantize only; default 8, or from the method name)
-    leaf_size, eta : hmatrix options
+    leaf_size : int >= 2, hmatrix option (budgets also try leaf_size/2, /4, ... >= 2)
+    eta : hmatrix option
     reorder_method : {"none", "spectral-weight", "spectral-activation"}
         Permute hidden neurons first (hmatrix only; see :func:`reorder`).
     x : torch.Tensor (N, d), points for "spectral-activation"
@@ -326,6 +539,9 @@ def compress(model, method, *, tol=None, budget=None, rank=None, bits=None, leaf
         raise ValueError(f"unknown method {method!r}; choose one of {METHODS}")
     _check_tol(tol)
     _check_budget(budget)
+    if isinstance(leaf_size, bool) or not isinstance(leaf_size, (int, np.integer)) or leaf_size < 2:
+        raise ValueError(f"leaf_size must be an integer >= 2 (smaller leaves cannot hold a "
+                         f"low-rank block), got {leaf_size!r}")
     hidden_layers(model)
     for _, l in hidden_layers(model):
         if type(l) is not nn.Linear or hasattr(l, "weight_mask"):
@@ -360,7 +576,7 @@ def compress(model, method, *, tol=None, budget=None, rank=None, bits=None, leaf
             while ls >= 2:
                 p, cand = _bisect(lambda t: _hmatrix(src, t, ls, eta), 1e-7, 0.99, target)
                 if cand is not None:
-                    err = _rel_error(src, cand)
+                    err = weight_error(src, cand)
                     if best is None or err < best[0]:
                         best = (err, p, ls, cand)
                 ls //= 2
@@ -392,6 +608,11 @@ def compress(model, method, *, tol=None, budget=None, rank=None, bits=None, leaf
         else:
             amount, out = _bisect(lambda a: _prune(src, a), 0.0, 1.0, target, log=False)
         setting["amount"] = amount
+    elif method in HALF:
+        out = _half(src, method)
+        if target is not None and hidden_bytes(out) > target:
+            out = None
+        setting["storage"] = method
     else:  # quantize
         if bits is not None and target is None and tol is None:
             out = _quantize(src, bits)
@@ -405,7 +626,7 @@ def compress(model, method, *, tol=None, budget=None, rank=None, bits=None, leaf
         elif tol is not None:
             for b in range(2, 17):
                 q = _quantize(src, b)
-                if _rel_error(src, q) <= tol:
+                if weight_error(src, q) <= tol:
                     bits, out = b, q
                     break
         else:
@@ -416,7 +637,7 @@ def compress(model, method, *, tol=None, budget=None, rank=None, bits=None, leaf
         info.update(bytes=None, fraction=None, weight_error=None)
         return None, info
     b = hidden_bytes(out)
-    info.update(bytes=b, fraction=b / dense_b, weight_error=_rel_error(src, out),
+    info.update(bytes=b, fraction=b / dense_b, weight_error=weight_error(src, out),
                 parameters=count_parameters(out))
     return out, info
 

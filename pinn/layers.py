@@ -11,14 +11,48 @@ from .autograd import LeafSpec, Structure, structured_linear
 from .autograd import _groups as _leaf_groups
 
 __all__ = ["MLP", "LowRankLinear", "HMatrixLinear", "block_rank_penalty", "hidden_layers",
-           "ACTIVATIONS"]
+           "ACTIVATIONS", "INITIALIZERS"]
 
 ACTIVATIONS = {"tanh": torch.tanh, "sin": torch.sin, "gelu": nn.functional.gelu,
-               "silu": nn.functional.silu}
+               "silu": nn.functional.silu, "relu": torch.relu, "elu": nn.functional.elu,
+               "softplus": nn.functional.softplus, "sigmoid": torch.sigmoid,
+               "cos": torch.cos}
 
 
 def _glorot_std(m, n):
     return math.sqrt(2.0 / (m + n))
+
+
+def _int_arg(value, name, lo):
+    """``value`` as an int >= ``lo``: TypeError for a non-integer, ValueError below ``lo``."""
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
+        raise TypeError(f"{name} must be an int, got {value!r}")
+    if value < lo:
+        raise ValueError(f"{name} must be >= {lo}, got {value!r}")
+    return int(value)
+
+
+def _init_weight(w, name, generator):
+    """Fill ``w`` (out, in) in place by the named initializer."""
+    fan_out, fan_in = w.shape
+    if name == "glorot_normal":
+        w.normal_(0.0, _glorot_std(fan_in, fan_out), generator=generator)
+    elif name == "glorot_uniform":
+        a = math.sqrt(6.0 / (fan_in + fan_out))
+        w.uniform_(-a, a, generator=generator)
+    elif name == "he_normal":
+        w.normal_(0.0, math.sqrt(2.0 / fan_in), generator=generator)
+    elif name == "he_uniform":
+        a = math.sqrt(6.0 / fan_in)
+        w.uniform_(-a, a, generator=generator)
+    elif name == "lecun_normal":
+        w.normal_(0.0, math.sqrt(1.0 / fan_in), generator=generator)
+    else:  # zeros
+        w.zero_()
+
+
+INITIALIZERS = ("glorot_normal", "glorot_uniform", "he_normal", "he_uniform", "lecun_normal",
+                "zeros")
 
 
 # --------------------------------------------------------------------------- MLP
@@ -28,29 +62,49 @@ class MLP(nn.Module):
     Parameters
     ----------
     sizes : sequence of int
-        Layer widths including input and output, e.g. ``[2, 64, 64, 1]``.
-    activation : {"tanh", "sin", "gelu", "silu"}
+        Layer widths including input and output, e.g. ``[2, 64, 64, 1]`` (hidden widths
+        may differ per layer, ``[2, 20, 40, 20, 1]``).
+    activation : {"tanh", "sin", "cos", "gelu", "silu", "relu", "elu", "softplus", "sigmoid"}
     hidden_layer : callable, optional
         ``hidden_layer(in_features, out_features) -> nn.Module`` used for the
         hidden-to-hidden layers (``layers[1:-1]``); default ``nn.Linear``.
         Input and output layers are always ``nn.Linear``.
     generator : torch.Generator, optional
-        For the Glorot-normal initialization (biases are zero).
+        For the random initialization (biases are zero).
+    initializer : {"glorot_normal", "glorot_uniform", "he_normal", "he_uniform", \
+"lecun_normal", "zeros"}
+        Weight initialization of the ``nn.Linear`` layers (default Glorot normal).
+    output_transform : callable, optional
+        ``output_transform(x, y) -> y'`` applied to the last layer's output ``y`` (N, k)
+        with the input ``x`` (N, d), e.g. to impose boundary conditions exactly
+        (:class:`pinn.models.BoxDirichlet`). Must be written with torch operations.
 
     Notes
     -----
     Input ``(N, sizes[0])``, output ``(N, sizes[-1])``, float32 by default.
     """
 
-    def __init__(self, sizes, activation="tanh", hidden_layer=None, generator=None):
+    def __init__(self, sizes, activation="tanh", hidden_layer=None, generator=None, *,
+                 initializer="glorot_normal", output_transform=None):
         super().__init__()
-        sizes = [int(s) for s in sizes]
+        try:
+            sizes = [int(s) for s in sizes]
+        except (TypeError, ValueError):
+            raise ValueError(f"sizes must be a sequence of positive integers, got {sizes!r}") \
+                from None
         if len(sizes) < 2 or min(sizes) < 1:
             raise ValueError(f"sizes must have >= 2 positive entries, got {sizes!r}")
         if activation not in ACTIVATIONS:
             raise ValueError(f"activation must be one of {sorted(ACTIVATIONS)}, got {activation!r}")
+        if initializer not in INITIALIZERS:
+            raise ValueError(f"initializer must be one of {INITIALIZERS}, got {initializer!r}")
+        if output_transform is not None and not callable(output_transform):
+            raise TypeError(f"output_transform must be callable, got "
+                            f"{type(output_transform).__name__}")
         self.sizes = sizes
         self.activation = activation
+        self.initializer = initializer
+        self.output_transform = output_transform
         layers = []
         for i, (a, b) in enumerate(zip(sizes[:-1], sizes[1:])):
             hidden = 0 < i < len(sizes) - 2
@@ -59,16 +113,20 @@ class MLP(nn.Module):
             else:
                 lin = nn.Linear(a, b)
                 with torch.no_grad():
-                    lin.weight.normal_(0.0, _glorot_std(a, b), generator=generator)
+                    _init_weight(lin.weight, initializer, generator)
                     lin.bias.zero_()
                 layers.append(lin)
         self.layers = nn.ModuleList(layers)
 
     def forward(self, x):
         act = ACTIVATIONS[self.activation]
+        h = x
         for layer in self.layers[:-1]:
-            x = act(layer(x))
-        return self.layers[-1](x)
+            h = act(layer(h))
+        y = self.layers[-1](h)
+        if self.output_transform is not None:
+            y = self.output_transform(x, y)
+        return y
 
 
 def hidden_layers(model):
@@ -111,7 +169,10 @@ class LowRankLinear(nn.Module):
 
     Parameters
     ----------
-    in_features, out_features, rank : int
+    in_features, out_features : int
+        >= 1.
+    rank : int
+        In ``[0, min(in_features, out_features)]``.
     bias : bool
     dtype : torch.dtype, optional
 
@@ -124,9 +185,12 @@ class LowRankLinear(nn.Module):
 
     def __init__(self, in_features, out_features, rank, bias=True, dtype=None, generator=None):
         super().__init__()
-        if rank < 0 or rank > min(in_features, out_features):
+        in_features = _int_arg(in_features, "in_features", 1)
+        out_features = _int_arg(out_features, "out_features", 1)
+        rank = _int_arg(rank, "rank", 0)
+        if rank > min(in_features, out_features):
             raise ValueError(f"rank must be in [0, {min(in_features, out_features)}], got {rank!r}")
-        self.in_features, self.out_features = int(in_features), int(out_features)
+        self.in_features, self.out_features = in_features, out_features
         dtype = dtype or torch.get_default_dtype()
         s = (_glorot_std(out_features, in_features) ** 2 / max(rank, 1)) ** 0.25
         self.U = nn.Parameter(torch.randn(out_features, rank, dtype=dtype, generator=generator) * s)
@@ -253,11 +317,12 @@ class HMatrixLinear(nn.Module):
     Parameters
     ----------
     in_features, out_features : int
+        >= 1.
     bias : bool
     leaf_size : int
-        Leaf size of the HODLR partition built for a fresh layer.
+        Leaf size (>= 1) of the HODLR partition built for a fresh layer.
     rank : int
-        Initial rank of the off-diagonal low-rank leaves of a fresh layer
+        >= 0. Initial rank of the off-diagonal low-rank leaves of a fresh layer
         (Glorot-scaled random factors; dense leaves Glorot normal).
     dtype : torch.dtype, optional
     generator : torch.Generator, optional
@@ -274,15 +339,24 @@ class HMatrixLinear(nn.Module):
     weight with a certified error bound; :meth:`operator` returns the current
     ``hmat.HBlock``; :meth:`to_linear` an equivalent ``nn.Linear``.
     ``state_dict`` carries the block structure (extra state), so loading works
-    across structure changes.
+    across structure changes (same ``(out, in)`` shape), also in the standard resume
+    order (model, optimizer, ``model.load_state_dict``, ``optimizer.load_state_dict``):
+    the layer's Parameter objects are reused for the new structure's factors. A
+    checkpoint with more factor tensors than the layer, loaded while an optimizer
+    holds the layer's parameters, is refused (load the model before building the
+    optimizer); a refused or invalid load leaves the layer unchanged.
     """
 
     def __init__(self, in_features, out_features, bias=True, *, leaf_size=32, rank=2,
                  dtype=None, generator=None, in_points=None, out_points=None, eta=2.0):
         super().__init__()
-        self.in_features, self.out_features = int(in_features), int(out_features)
+        in_features = _int_arg(in_features, "in_features", 1)
+        out_features = _int_arg(out_features, "out_features", 1)
+        leaf_size = _int_arg(leaf_size, "leaf_size", 1)
+        rank = _int_arg(rank, "rank", 0)
+        self.in_features, self.out_features = in_features, out_features
         dtype = dtype or torch.get_default_dtype()
-        tree, geo = _hodlr_tree(out_features, in_features, int(leaf_size))
+        tree, geo = _hodlr_tree(out_features, in_features, leaf_size)
         sd = _glorot_std(out_features, in_features)
         tensors = []
         for kind, r0, c0, m, n in geo:
@@ -556,24 +630,153 @@ class HMatrixLinear(nn.Module):
                 "tol": self.tol}
 
     def set_extra_state(self, state):
-        cur = self.get_extra_state()
-        if all(cur[k] == state[k] for k in ("shape", "tree", "geo", "factor_shapes",
-                                             "row_perm", "col_perm")):
-            self.tol = state.get("tol")
-            return
-        dtype = self.factors[0].dtype if len(self.factors) else torch.get_default_dtype()
-        tensors = [tuple(torch.zeros(s, dtype=dtype) for s in shapes)
-                   for shapes in state["factor_shapes"]]
-        self.out_features, self.in_features = state["shape"]
-        self._set_structure(_as_tree(state["tree"]), state["geo"], tensors,
-                            state["row_perm"], state["col_perm"])
+        """Install the block structure described by ``state`` (from :meth:`get_extra_state`).
+
+        The factor values become zeros (``load_state_dict`` fills them right after). The
+        layer's existing factor Parameters are reused, in order, as the new structure's
+        factors (their data is replaced, the objects stay): an optimizer built before the
+        load keeps training them. See :meth:`_load_from_state_dict` for the checks.
+        """
+        plan = self._plan_structure(state)
+        if plan is not None:
+            self._install_plan(plan)
         self.tol = state.get("tol")
 
-    def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):
+    def _plan_structure(self, state):
+        """The structure change ``state`` asks for (None if none), after validating it.
+
+        Raises ValueError (nothing changed) for a malformed state or another layer shape.
+        """
+        try:
+            shape = tuple(int(v) for v in state["shape"])
+            tree = _as_tree(state["tree"])
+            geo = [[str(g[0])] + [int(v) for v in g[1:]] for g in state["geo"]]
+            fshapes = [[tuple(int(v) for v in t) for t in shapes] for shapes in state["factor_shapes"]]
+            row_perm, col_perm = state["row_perm"], state["col_perm"]
+        except (KeyError, TypeError, ValueError, IndexError) as exc:
+            raise ValueError(f"malformed HMatrixLinear extra state ({type(exc).__name__}: {exc})") from None
+        if shape != (self.out_features, self.in_features):
+            raise ValueError(f"checkpoint layer has shape {shape} (out, in), this layer "
+                             f"{(self.out_features, self.in_features)}")
+        if len(geo) != len(fshapes):
+            raise ValueError(f"malformed HMatrixLinear extra state: {len(geo)} leaves, "
+                             f"{len(fshapes)} factor shape lists")
+        for i, (g, fs) in enumerate(zip(geo, fshapes)):
+            kind, m, n = g[0], g[3], g[4]
+            ok = (kind == "dense" and fs == [(m, n)]) or (
+                kind == "lowrank" and len(fs) == 2 and fs[0][0] == m and fs[1][0] == n
+                and len(fs[0]) == len(fs[1]) == 2 and fs[0][1] == fs[1][1] >= 0)
+            if not ok:
+                raise ValueError(f"malformed HMatrixLinear extra state: leaf {i} ({kind}, {m}x{n}) "
+                                 f"has factor shapes {fs}")
+        leaves = []
+        _tree_leaves(tree, leaves)
+        if sorted(leaves) != list(range(len(geo))):
+            raise ValueError("malformed HMatrixLinear extra state: the tree's leaves are not 0..n_leaves-1")
+        for name, p, n in (("row_perm", row_perm, shape[0]), ("col_perm", col_perm, shape[1])):
+            if p is not None and sorted(int(v) for v in p) != list(range(n)):
+                raise ValueError(f"malformed HMatrixLinear extra state: {name} is not a permutation of 0..{n - 1}")
+        cur = self.get_extra_state()
+        new = {"shape": shape, "tree": tree, "geo": geo, "factor_shapes": fshapes,
+               "row_perm": None if row_perm is None else [int(v) for v in row_perm],
+               "col_perm": None if col_perm is None else [int(v) for v in col_perm]}
+        if all(_plain(cur[k]) == _plain(new[k]) for k in new):
+            return None
+        return new
+
+    def _install_plan(self, plan):
+        old = list(self.factors._parameters.values())
+        dtype = old[0].dtype if old else torch.get_default_dtype()
+        device = old[0].device if old else torch.device("cpu")
+        flat = [s for shapes in plan["factor_shapes"] for s in shapes]
+        params = []
+        for j, s in enumerate(flat):
+            if j < len(old):  # keep the Parameter object (an optimizer may hold it)
+                p = old[j]
+                p.data = torch.zeros(s, dtype=dtype, device=device)
+                p.grad = None
+            else:
+                p = nn.Parameter(torch.zeros(s, dtype=dtype, device=device))
+            params.append(p)
+        it = iter(params)
+        tensors = [tuple(next(it) for _ in shapes) for shapes in plan["factor_shapes"]]
+        self._set_structure(plan["tree"], plan["geo"], tensors, plan["row_perm"], plan["col_perm"])
+
+    def _load_from_state_dict(self, state_dict, prefix, local_metadata, strict, missing_keys,
+                              unexpected_keys, error_msgs):
+        """Rebuild the structure from the checkpoint's extra state, then load the values.
+
+        Works in the standard resume order (model, optimizer, ``model.load_state_dict``,
+        ``optimizer.load_state_dict``) when the checkpoint's structure has no more factor
+        tensors than this layer: existing Parameters are reused. When it has more and an
+        optimizer already holds this layer's parameters, the extra factors would never be
+        trained: the load is refused (this layer unchanged) with a message saying to load
+        the model before building the optimizer. Any invalid entry (malformed structure,
+        missing factor, wrong shape) also leaves the layer unchanged.
+        """
         key = prefix + "_extra_state"
         if key in state_dict:
-            self.set_extra_state(state_dict[key])  # rebuild structure before loading values
-        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
+            try:
+                plan = self._plan_structure(state_dict[key])
+                if plan is not None:
+                    self._check_values(plan, state_dict, prefix)
+            except ValueError as exc:
+                error_msgs.append(f"{prefix or 'HMatrixLinear'}: {exc}")
+                return  # nothing changed
+            if plan is not None:
+                self._install_plan(plan)  # rebuild structure before loading values
+        super()._load_from_state_dict(state_dict, prefix, local_metadata, strict, missing_keys,
+                                      unexpected_keys, error_msgs)
+
+    def _check_values(self, plan, state_dict, prefix):
+        flat = [s for shapes in plan["factor_shapes"] for s in shapes]
+        for j, s in enumerate(flat):
+            k = f"{prefix}factors.{j}"
+            if k not in state_dict:
+                raise ValueError(f"checkpoint has a new block structure but no value for {k!r}")
+            if tuple(state_dict[k].shape) != s:
+                raise ValueError(f"{k!r} has shape {tuple(state_dict[k].shape)}, the structure says {s}")
+        extra = f"{prefix}factors.{len(flat)}"
+        if extra in state_dict:
+            raise ValueError(f"checkpoint has more factor tensors ({extra!r}) than its structure")
+        old = list(self.factors._parameters.values())
+        if len(flat) > len(old) and _held_by_optimizer(old):
+            raise ValueError(
+                f"the checkpoint's block structure has {len(flat)} factor tensors, this layer "
+                f"{len(old)}, and an optimizer already holds this layer's parameters: it would "
+                f"never train the {len(flat) - len(old)} new ones. Load the model state first, "
+                f"then build the optimizer, then load the optimizer state.")
+
+
+def _tree_leaves(node, out):
+    if node[0] == "leaf":
+        out.append(node[1])
+    else:
+        for row in node[1]:
+            for c in row:
+                _tree_leaves(c, out)
+
+
+def _plain(v):
+    """Structure values as plain nested lists (tuples vs lists, numpy ints) for comparison."""
+    if isinstance(v, (list, tuple)):
+        return [_plain(x) for x in v]
+    if isinstance(v, (np.integer,)):
+        return int(v)
+    return v
+
+
+def _held_by_optimizer(params):
+    """Whether a live ``torch.optim.Optimizer`` has one of ``params`` in a parameter group."""
+    import gc
+
+    ids = {id(p) for p in params}
+    for obj in gc.get_objects():
+        if issubclass(type(obj), torch.optim.Optimizer):  # type(): no __class__ lookups
+            for group in obj.param_groups:
+                if any(id(p) in ids for p in group["params"]):
+                    return True
+    return False
 
 
 def _as_tree(node):

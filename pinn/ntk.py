@@ -17,7 +17,7 @@ def _flat(jac, n):
     return torch.cat([j.reshape(n, -1) for j in jac.values()], dim=1)
 
 
-def jacobians(model, problem, x_boundary, x_residual, chunk=64):
+def jacobians(model, problem, x_boundary, x_residual, chunk=64, wrt="parameters"):
     """Parameter Jacobians ``J_u = du(x_b)/dtheta`` and ``J_r = d(Lu)(x_r)/dtheta`` in float64.
 
     Parameters
@@ -29,18 +29,26 @@ def jacobians(model, problem, x_boundary, x_residual, chunk=64):
     x_residual : array_like, shape (N_r, d)
     chunk : int
         Points per ``jacrev`` call (memory bound).
+    wrt : {"parameters", "effective"}
+        ``"parameters"``: ``theta`` = the network's own parameters (factors, leaves,
+        masked weights); ``"effective"``: ``theta`` = the effective dense weights and
+        biases of every layer (:func:`pinn.compress.effective_dense`) -- the
+        function-space Jacobian, the same for every parametrization of the same function.
 
     Returns
     -------
     J_u : torch.Tensor, shape (N_b, P), float64
     J_r : torch.Tensor, shape (N_r, P), float64
         ``P`` is the number of trainable scalars of ``model`` (all
-        ``named_parameters``; pruned entries have zero columns).
+        ``named_parameters``; pruned entries have zero columns), or of the dense
+        weights and biases with ``wrt="effective"``.
     """
     problem = get_problem(problem)
-    from .compress import clone_model
+    from .compress import clone_model, effective_dense
 
-    m = clone_model(model).double()
+    if wrt not in ("parameters", "effective"):
+        raise ValueError(f"wrt must be 'parameters' or 'effective', got {wrt!r}")
+    m = (effective_dense(model) if wrt == "effective" else clone_model(model)).double()
     params = {k: v.detach() for k, v in m.named_parameters()}
     xb = torch.as_tensor(np.asarray(x_boundary), dtype=torch.float64)
     xr = torch.as_tensor(np.asarray(x_residual), dtype=torch.float64)
@@ -64,12 +72,14 @@ def jacobians(model, problem, x_boundary, x_residual, chunk=64):
     return torch.cat(Ju, 0), torch.cat(Jr, 0)
 
 
-def ntk(model, problem, x_boundary, x_residual, chunk=64):
+def ntk(model, problem, x_boundary, x_residual, chunk=64, wrt="parameters"):
     """PINN NTK blocks ``K_uu = J_u J_u^T``, ``K_rr = J_r J_r^T``, ``K_ur = J_u J_r^T``.
 
     Parameters
     ----------
-    model, problem, x_boundary (N_b, d), x_residual (N_r, d), chunk : see :func:`jacobians`
+    model, problem, x_boundary (N_b, d), x_residual (N_r, d), chunk, wrt :
+        see :func:`jacobians` (``wrt="effective"``: the NTK w.r.t. the effective dense
+        weights, free of the parametrization)
 
     Returns
     -------
@@ -77,7 +87,7 @@ def ntk(model, problem, x_boundary, x_residual, chunk=64):
         ``"K_uu"`` (N_b, N_b), ``"K_rr"`` (N_r, N_r), ``"K_ur"`` (N_b, N_r):
         numpy float64 arrays.
     """
-    Ju, Jr = jacobians(model, problem, x_boundary, x_residual, chunk)
+    Ju, Jr = jacobians(model, problem, x_boundary, x_residual, chunk, wrt)
     return {"K_uu": (Ju @ Ju.T).numpy(), "K_rr": (Jr @ Jr.T).numpy(), "K_ur": (Ju @ Jr.T).numpy()}
 
 

@@ -1,358 +1,462 @@
-"""The comparison study: dense vs H-matrix (post-hoc, fine-tuned, dynamic) vs SVD, pruning, quantization."""
+"""Tables and plots of the studies (the one reporting module).
+
+* :func:`write_pinn_report` -- ``report.md`` and plots of ``python -m pinn compare``
+  (:mod:`pinn.studies.pinn_compare`): per PDE a table over budgets and methods with the
+  median and [min, max] over seeds, the learning-rate sweep, which differences exceed the
+  seed-to-seed spread, L2/NTK-vs-bytes plots with error bars (one colour per method) and
+  training curves (median and range over seeds);
+* :func:`write_operator_report`, :func:`operator_table`, :func:`operator_summary`,
+  :func:`operator_summary_table` -- the same for ``python -m pinn operator``.
+"""
 from __future__ import annotations
 
 import json
 import math
 import os
-import platform
-import time
 
 import numpy as np
-import torch
 
 from ._files import write_json_atomic, write_text_atomic
-from .compress import (clone_model, compress, count_parameters, dense_hidden_bytes, dynamic_int8,
-                       hidden_bytes)
-from .dynamic import DynamicHCompression
-from .layers import LowRankLinear
-from .ntk import ntk, ntk_compare
-from .problems import get_problem
-from .train import make_model, train
 
-__all__ = ["STUDY_METHODS", "DEFAULT_CONFIG", "run_study", "write_report", "summarize"]
+__all__ = ["summarize", "write_pinn_report", "spread_verdicts", "COLORS", "operator_table",
+           "operator_summary", "operator_summary_table", "write_operator_report",
+           "merge_seeds"]
 
-STUDY_METHODS = ("dense", "hmatrix", "hmatrix+finetune", "hmatrix-dynamic", "svd", "svd+finetune",
-                 "prune", "prune+finetune", "quantize-int8", "quantize-int4", "lowrank-scratch")
-BUDGETED = ("hmatrix", "hmatrix+finetune", "hmatrix-dynamic", "svd", "svd+finetune", "prune",
-            "prune+finetune", "lowrank-scratch")
+#: one colour per method (both studies)
+COLORS = {"dense": "k", "svd-lossless": "0.5", "hmatrix": "tab:blue",
+          "hmatrix+finetune": "tab:cyan", "hmatrix-dynamic": "navy", "hmatrix-posthoc": "tab:cyan",
+          "svd": "tab:purple", "svd+finetune": "violet", "prune": "tab:green",
+          "prune+finetune": "lime", "lowrank-scratch": "tab:red", "lowrank": "tab:red",
+          "int8": "tab:orange", "int4": "tab:brown", "fp16": "gold", "bf16": "olive",
+          "oracle-hmatrix": "tab:blue", "oracle-svd": "tab:red", "oracle-prune": "tab:green"}
 
-DEFAULT_CONFIG = dict(
-    pdes=["poisson1d"], width=32, depth=3, budgets=[0.5, 0.25], seeds=[0],
-    methods=list(STUDY_METHODS), adam_steps=1000, lbfgs_steps=300, finetune_steps=200,
-    finetune_lbfgs_steps=50,
-    n_collocation=None, n_boundary=None, leaf_size=8, dynamic_tol=0.05, dynamic_every=100,
-    ntk_boundary=32, ntk_residual=64, reorder="none", progress=True,
-)
+ORDER = ("dense", "svd-lossless", "hmatrix", "hmatrix+finetune", "hmatrix-dynamic", "svd",
+         "svd+finetune", "prune", "prune+finetune", "lowrank-scratch", "int8", "int4", "fp16",
+         "bf16")
 
-
-def _time_inference(model, dim, n=10_000, repeats=5):
-    p = next(model.parameters(), None)
-    x = torch.rand(n, dim, dtype=torch.float32 if p is None else p.dtype)
-    with torch.no_grad():
-        model(x)
-        ts = []
-        for _ in range(repeats):
-            t = time.perf_counter()
-            model(x)
-            ts.append(time.perf_counter() - t)
-    return float(np.median(ts))
+#: pairs whose difference the report tests against the seed spread: (method, rival)
+PAIRS = (("hmatrix", "svd"), ("hmatrix", "prune"), ("hmatrix+finetune", "svd+finetune"),
+         ("hmatrix+finetune", "prune+finetune"), ("hmatrix-dynamic", "lowrank-scratch"),
+         ("hmatrix-dynamic", "hmatrix+finetune"), ("hmatrix-dynamic", "dense"))
 
 
-def _check_config(cfg):
-    for p in cfg["pdes"]:
-        get_problem(p)
-    for m in cfg["methods"]:
-        if m not in STUDY_METHODS:
-            raise ValueError(f"unknown method {m!r}; choose from {STUDY_METHODS}")
-    for b in cfg["budgets"]:
-        if not (isinstance(b, (int, float)) and 0 < b <= 1):
-            raise ValueError(f"budget must be a fraction in (0, 1], got {b!r}")
-    if cfg["depth"] < 2:
-        raise ValueError("depth must be >= 2 (hidden-to-hidden layers are what is compressed)")
-
-
-def run_study(config=None, out=None):
-    """Run the comparison study.
-
-    Parameters
-    ----------
-    config : dict, optional
-        Overrides of :data:`DEFAULT_CONFIG` (keys ``pdes, width, depth,
-        budgets, seeds, methods, adam_steps, lbfgs_steps, finetune_steps,
-        n_collocation, n_boundary, leaf_size, dynamic_tol, dynamic_every,
-        ntk_boundary, ntk_residual, reorder, progress``).
-    out : str, optional
-        Directory for ``results.json``, ``report.md`` and plots.
-
-    Returns
-    -------
-    dict with ``config``, ``records`` (one per pde x seed x method x budget)
-    and ``spectra``.
-    """
-    cfg = dict(DEFAULT_CONFIG)
-    cfg.update(config or {})
-    _check_config(cfg)
-    methods = cfg["methods"]
-    n_tasks = len(cfg["pdes"]) * len(cfg["seeds"]) * (
-        1 + sum(len(cfg["budgets"]) if m in BUDGETED else 1 for m in methods if m != "dense"))
-    bar = None
-    if cfg["progress"]:
-        try:
-            from tqdm.auto import tqdm
-
-            bar = tqdm(total=n_tasks, desc="study")
-        except ImportError:  # pragma: no cover
-            bar = None
-    records, spectra = [], []
-    t_start = time.perf_counter()
-    for pde in cfg["pdes"]:
-        prob = get_problem(pde)
-        d = prob.defaults
-        tr = dict(adam_steps=cfg["adam_steps"], lbfgs_steps=cfg["lbfgs_steps"],
-                  n_collocation=cfg["n_collocation"] or d["n_collocation"],
-                  n_boundary=cfg["n_boundary"] or d["n_boundary"], progress=False,
-                  eval_every=0)
-        xb = prob.boundary_points(cfg["ntk_boundary"], "sobol", 123)[: cfg["ntk_boundary"]]
-        xr = prob.sample_collocation(cfg["ntk_residual"], "sobol", 456)
-        for seed in cfg["seeds"]:
-            def rec(method, model, budget=None, train_time=0.0, info=None, K=None, extra=None):
-                r = {"pde": prob.name, "seed": seed, "method": method, "budget": budget,
-                     "width": cfg["width"], "depth": cfg["depth"]}
-                if model is None:
-                    r.update(feasible=False, note=(info or {}).get("note", "budget not reachable"))
-                    records.append(r)
-                    return r
-                hb = hidden_bytes(model)
-                r.update(feasible=True, bytes=hb, fraction=hb / dense_b,
-                         parameters=count_parameters(model), l2=prob.l2_error(model),
-                         train_time=train_time,
-                         infer_time_10k=_time_inference(model, prob.dim))
-                if info is not None:
-                    r["setting"] = info.get("setting")
-                    r["weight_error"] = info.get("weight_error")
-                if extra:
-                    r.update(extra)
-                if K is not None:
-                    Kt = ntk(model, prob, xb, xr)
-                    cmp_ = ntk_compare(K, Kt)
-                    spectra.append({"pde": prob.name, "seed": seed, "method": method,
-                                    "budget": budget, "eig": cmp_.pop("eig_tilde")})
-                    cmp_.pop("eig")
-                    r["ntk"] = cmp_
-                records.append(r)
-                return r
-
-            def tick():
-                if bar is not None:
-                    bar.update(1)
-
-            # --- dense
-            model = make_model(prob, cfg["width"], cfg["depth"], seed=seed)
-            dense_b = dense_hidden_bytes(model)
-            h = train(model, prob, seed=seed, **tr)
-            K = ntk(model, prob, xb, xr)
-            dense_cmp = ntk_compare(K, K)
-            spectra.append({"pde": prob.name, "seed": seed, "method": "dense", "budget": None,
-                            "eig": dense_cmp["eig"]})
-            if "dense" in methods:
-                rec("dense", model, train_time=h["train_time"],
-                    extra={"ntk_cond": dense_cmp["cond"], "ntk_trace_ratio": dense_cmp["trace_ratio"]})
-            tick()
-            ft = dict(tr, adam_steps=cfg["finetune_steps"], lbfgs_steps=cfg["finetune_lbfgs_steps"])
-
-            for q in ("quantize-int8", "quantize-int4"):
-                if q in methods:
-                    cm, info = compress(model, q)
-                    extra = {}
-                    if q == "quantize-int8":
-                        extra["infer_time_10k_real_int8"] = _time_inference(dynamic_int8(model), prob.dim)
-                    rec(q, cm, info=info, K=K, extra=extra)
-                    tick()
-            for b in cfg["budgets"]:
-                for base in ("hmatrix", "svd", "prune"):
-                    wanted = [m for m in (base, base + "+finetune") if m in methods]
-                    if not wanted:
-                        continue
-                    kw = dict(leaf_size=cfg["leaf_size"], reorder_method=cfg["reorder"],
-                              x=torch.as_tensor(xr, dtype=torch.float32)) if base == "hmatrix" else {}
-                    t0 = time.perf_counter()
-                    cm, info = compress(model, base, budget=b, **kw)
-                    t_comp = time.perf_counter() - t0
-                    if base in wanted:
-                        rec(base, cm, b, info=info, K=K, extra={"compress_time": t_comp})
-                        tick()
-                    if base + "+finetune" in wanted:
-                        if cm is None:
-                            rec(base + "+finetune", None, b, info=info)
-                        else:
-                            fm = clone_model(cm)
-                            hf = train(fm, prob, seed=seed, **ft)
-                            rec(base + "+finetune", fm, b, train_time=hf["train_time"], info=info,
-                                K=K)
-                        tick()
-                if "hmatrix-dynamic" in methods:
-                    init = make_model(prob, cfg["width"], cfg["depth"], seed=seed)
-                    hm, info = compress(init, "hmatrix", budget=b, leaf_size=cfg["leaf_size"])
-                    if hm is None:
-                        rec("hmatrix-dynamic", None, b, info=info)
-                    else:
-                        dyn = DynamicHCompression(cfg["dynamic_tol"], every=cfg["dynamic_every"],
-                                                  budget_bytes=int(b * dense_b))
-                        hd = train(hm, prob, seed=seed, callbacks=[dyn], **tr)
-                        rec("hmatrix-dynamic", hm, b, train_time=hd["train_time"], info=info, K=K,
-                            extra={"dynamic_log": [{k: v for k, v in e.items() if k != "ranks"}
-                                                   for e in dyn.log]})
-                    tick()
-                if "lowrank-scratch" in methods:
-                    # control for hmatrix-dynamic: a low-rank network of the same size trained
-                    # from scratch with the same schedule
-                    w = cfg["width"]
-                    k = int(b * w * w // (2 * w))
-                    if k < 1:
-                        rec("lowrank-scratch", None, b)
-                    else:
-                        g = torch.Generator().manual_seed(int(seed))
-                        lm = make_model(prob, w, cfg["depth"], seed=seed,
-                                        hidden_layer=lambda a_, c_: LowRankLinear(a_, c_, k, generator=g))
-                        hl = train(lm, prob, seed=seed, **tr)
-                        rec("lowrank-scratch", lm, b, train_time=hl["train_time"], K=K,
-                            extra={"setting": {"rank": k}})
-                    tick()
-            if out:  # partial results after every (pde, seed)
-                write_report(_result(cfg, records, spectra, t_start), out, plots=False)
-    if bar is not None:
-        bar.close()
-    result = _result(cfg, records, spectra, t_start)
-    if out:
-        write_report(result, out)
-    return result
-
-
-def _result(cfg, records, spectra, t_start):
-    return {"config": cfg, "records": records, "spectra": spectra,
-            "wall_time": time.perf_counter() - t_start,
-            "machine": {"platform": platform.platform(), "torch": torch.__version__,
-                        "threads": torch.get_num_threads(), "cpus": os.cpu_count()}}
-
-
-def _fmt(x, f="{:.2e}"):
-    if x is None or (isinstance(x, float) and not math.isfinite(x)):
-        return "n/a" if x is None else str(x)
-    return f.format(x)
+def _stats(v):
+    v = [x for x in v if x is not None and math.isfinite(x)]
+    if not v:
+        return None
+    return {"median": float(np.median(v)), "min": float(np.min(v)), "max": float(np.max(v)),
+            "n": len(v), "values": [float(x) for x in v]}
 
 
 def summarize(records):
-    """Aggregate records over seeds: dict keyed by (pde, method, budget)."""
+    """Aggregate records over seeds.
+
+    Returns
+    -------
+    dict
+        Keyed by ``(pde, method, budget)``: ``n`` (records), ``feasible`` (how many),
+        ``seeds``, and for each metric (``l2``, ``final_loss``, ``fraction``, ``bytes``,
+        ``ntk`` (function-space relative Frobenius error), ``ntk_param``, ``alignment``,
+        ``top_eig``, ``train_time``) the median, min, max and values.
+    """
     groups = {}
     for r in records:
         groups.setdefault((r["pde"], r["method"], r["budget"]), []).append(r)
     out = {}
     for key, rs in groups.items():
         ok = [r for r in rs if r.get("feasible")]
-        if not ok:
-            out[key] = {"feasible": False, "n": len(rs)}
-            continue
-        l2 = np.array([r["l2"] for r in ok])
-        s = {"feasible": True, "n": len(ok), "bytes": float(np.mean([r["bytes"] for r in ok])),
-             "fraction": float(np.mean([r["fraction"] for r in ok])),
-             "parameters": float(np.mean([r["parameters"] for r in ok])),
-             "l2_mean": float(l2.mean()), "l2_std": float(l2.std()),
-             "train_time": float(np.mean([r["train_time"] for r in ok])),
-             "infer_time_10k": float(np.mean([r["infer_time_10k"] for r in ok]))}
-        if "infer_time_10k_real_int8" in ok[0]:
-            s["infer_time_10k_real_int8"] = float(np.mean([r["infer_time_10k_real_int8"] for r in ok]))
-        if "ntk" in ok[0]:
-            for k in ("rel_fro", "alignment", "top_eig_rel_err_max", "cond_tilde", "cond"):
-                s["ntk_" + k] = float(np.mean([r["ntk"][k] for r in ok]))
+        s = {"n": len(rs), "feasible": len(ok), "seeds": sorted(r["seed"] for r in ok),
+             "errors": sorted({r["error"] for r in rs if "error" in r})}
+        s["l2"] = _stats([r["l2"] for r in ok])
+        s["final_loss"] = _stats([r.get("final_loss") for r in ok])
+        s["fraction"] = _stats([r["fraction"] for r in ok])
+        s["bytes"] = _stats([r["bytes"] for r in ok])
+        s["ntk"] = _stats([r["ntk"]["rel_fro"] for r in ok if "ntk" in r])
+        s["ntk_param"] = _stats([r["ntk_param"]["rel_fro"] for r in ok if "ntk_param" in r])
+        s["alignment"] = _stats([r["ntk"]["alignment"] for r in ok if "ntk" in r])
+        s["top_eig"] = _stats([r["ntk"]["top_eig_rel_err_max"] for r in ok if "ntk" in r])
+        s["train_time"] = _stats([r.get("train_time") for r in ok])
+        s["lr"] = ok[0].get("lr") if ok else None
         out[key] = s
     return out
 
 
-def write_report(result, out, plots=True):
-    """Write ``results.json``, ``report.md`` and (if matplotlib is available and ``plots``)
-    the plots to ``out``."""
-    os.makedirs(out, exist_ok=True)
-    write_json_atomic(os.path.join(out, "results.json"), result)
-    summ = summarize(result["records"])
-    cfg = result["config"]
+def _mr(s, f="{:.2e}"):
+    if s is None:
+        return "–"
+    if s["n"] == 1:
+        return f.format(s["median"])
+    return f"{f.format(s['median'])} [{f.format(s['min'])}, {f.format(s['max'])}]"
+
+
+def spread_verdicts(summ, pde):
+    """For each budget and each pair of :data:`PAIRS` with both methods measured on the same
+    seeds: which has the smaller median L2 error and whether the seed ranges are disjoint
+    (the difference exceeds the seed-to-seed spread). List of dict."""
+    out = []
+    budgets = sorted({k[2] for k in summ if k[0] == pde and k[2] is not None}, reverse=True)
+    for b in budgets:
+        for a, c in PAIRS:
+            sa = summ.get((pde, a, b)) or summ.get((pde, a, None))
+            sc = summ.get((pde, c, b)) or summ.get((pde, c, None))
+            if not sa or not sc or not sa["l2"] or not sc["l2"]:
+                continue
+            better = a if sa["l2"]["median"] < sc["l2"]["median"] else c
+            disjoint = sa["l2"]["max"] < sc["l2"]["min"] or sc["l2"]["max"] < sa["l2"]["min"]
+            ratio = sc["l2"]["median"] / max(sa["l2"]["median"], 1e-300)
+            out.append({"budget": b, "method": a, "rival": c, "better": better,
+                        "ratio": ratio, "disjoint": bool(disjoint),
+                        "n": min(sa["l2"]["n"], sc["l2"]["n"])})
+    return out
+
+
+def write_pinn_report(res, out, plots=True):
+    """Write ``report.md`` (and plots) of a PINN study results dict to ``out``; returns the
+    paths written."""
+    from .problems import get_problem
+
+    cfg = res["config"]
+    summ = summarize(res["records"])
+    m = res.get("machine", {})
     lines = ["# PINN compression study", "",
-             f"Config: `{json.dumps({k: v for k, v in cfg.items() if k != 'progress'})}`", "",
-             f"Wall time: {result['wall_time']:.1f} s on {result['machine']}", "",
-             "Budgets are fractions of the dense float32 hidden-to-hidden weight bytes. "
-             "L2 = relative L2 error on the problem's test grid (mean ± std over seeds). "
-             "NTK columns compare the compressed network's NTK with the trained dense "
-             "network's NTK at the same points (float64): relative Frobenius error of the "
-             "whole kernel, kernel alignment, max relative error of the top-10 eigenvalues, "
-             "condition number. Train time: dense / dynamic / lowrank-scratch = full training "
-             "from the Glorot initialization (lowrank-scratch: LowRankLinear hidden layers of the "
-             "budget's rank, a control for hmatrix-dynamic); +finetune = the fine-tuning only "
-             "(the same Adam + L-BFGS steps for every method); post-hoc = 0. Inference: forward pass on 10k points "
-             "(median of 5), float32.", ""]
-    hdr = ("| method | budget | fraction | params | bytes | L2 error | NTK rel. err | alignment "
-           "| top-eig err | cond | train s | infer s/10k |")
-    sep = "|" + "---|" * 12
+             f"Config: `{json.dumps({k: v for k, v in cfg.items()})}`", "",
+             f"Code hash (pinn/ + hmat/ sources): `{res.get('code', {}).get('hash')}`; "
+             f"command: `{res.get('command')}`", "",
+             f"Machine: {m.get('platform')}, {m.get('cpu_count')} CPUs, torch {m.get('torch')}, "
+             f"{m.get('workers', 1)} worker process(es) x {m.get('worker_torch_threads')} torch "
+             f"thread(s); load average at start {m.get('load_average')}, at end "
+             f"{m.get('load_average_end')}", "",
+             f"Units done: {len(res.get('units', []))} ({', '.join(res.get('units', []))}); "
+             f"wall time {res.get('wall_time', 0):.0f} s", "",
+             "L2 = relative L2 error on the problem's test grid; all cells are the median "
+             "[min, max] over the seeds listed. Bytes = hidden-to-hidden weight bytes under the "
+             "byte rule of docs/method.md §5; fraction = of the dense float32 bytes. NTK = "
+             "relative Frobenius error of the NTK w.r.t. the *effective dense weights* "
+             "(function space) against the trained dense network's, on the same points "
+             "(float64); the `svd-lossless` row (an exact full-rank factorization) also shows "
+             "the parameter-space NTK error (`NTK param`). Train s: the method's own training "
+             "(dense, dynamic, scratch: full schedule; +finetune: fine-tuning only; post-hoc: "
+             "0).", ""]
+    if res.get("lr"):
+        lines += ["## Learning rates (Adam; chosen by the sweep's final training loss)", "",
+                  "| PDE | " + " | ".join(m_ for m_ in ORDER if any(
+                      m_ in v for v in res["lr"].values())) + " |"]
+        cols = [m_ for m_ in ORDER if any(m_ in v for v in res["lr"].values())]
+        lines.append("|" + "---|" * (len(cols) + 1))
+        for pde, v in res["lr"].items():
+            lines.append(f"| {pde} | " + " | ".join(f"{v[c]:g}" if c in v else "–"
+                                                     for c in cols) + " |")
+        lines.append("")
+    if res.get("sweep"):
+        lines += ["## Learning-rate sweep (Adam phase only, seed "
+                  f"{cfg.get('sweep_seed')}, budget {cfg.get('sweep_budget')})", "",
+                  "| PDE | method | lr | final loss | L2 | train s |", "|---|---|---|---|---|---|"]
+        for r in res["sweep"]:
+            lines.append(f"| {r['pde']} | {r['method']} | {r['lr']:g} | {r['final_loss']:.3e} | "
+                         f"{r['l2']:.3e} | {r['train_time']:.0f} |")
+        lines.append("")
+    hdr = ("| method | budget | seeds | fraction | L2 | final loss | NTK (function space) | "
+           "alignment | top-10 eig. err | train s | lr |")
     for pde in cfg["pdes"]:
-        pname = get_problem(pde).name
-        lines += [f"## {pname}", "", hdr, sep]
-        keys = sorted((k for k in summ if k[0] == pname),
-                      key=lambda k: (-(k[2] or 2), STUDY_METHODS.index(k[1])))
+        name = get_problem(pde).name
+        keys = [k for k in summ if k[0] == name]
+        if not keys:
+            continue
+        lines += [f"## {name}", "", hdr, "|" + "---|" * 11]
+        keys.sort(key=lambda k: (-(k[2] or 2), ORDER.index(k[1]) if k[1] in ORDER else 99))
         for k in keys:
             s = summ[k]
-            b = "-" if k[2] is None else f"{k[2]:g}"
+            b = "–" if k[2] is None else f"{k[2]:g}"
             if not s["feasible"]:
-                lines.append(f"| {k[1]} | {b} | not reachable | | | | | | | | | |")
+                why = "; ".join(s["errors"]) or "budget not reachable"
+                lines.append(f"| {k[1]} | {b} | 0/{s['n']} | {why} | | | | | | | |")
                 continue
-            inf = _fmt(s["infer_time_10k"], "{:.4f}")
-            if "infer_time_10k_real_int8" in s:
-                inf += f" (real int8: {s['infer_time_10k_real_int8']:.4f})"
+            ntk_cell = _mr(s["ntk"])
+            if s["ntk_param"]:
+                ntk_cell += f" (NTK param: {_mr(s['ntk_param'])})"
             lines.append(
-                f"| {k[1]} | {b} | {s['fraction']:.3f} | {s['parameters']:.0f} | {s['bytes']:.0f} | "
-                f"{s['l2_mean']:.2e} ± {s['l2_std']:.1e} | {_fmt(s.get('ntk_rel_fro'))} | "
-                f"{_fmt(s.get('ntk_alignment'), '{:.4f}')} | {_fmt(s.get('ntk_top_eig_rel_err_max'))} | "
-                f"{_fmt(s.get('ntk_cond_tilde', s.get('ntk_cond')))} | {s['train_time']:.1f} | {inf} |")
+                f"| {k[1]} | {b} | {s['feasible']}/{s['n']} | {_mr(s['fraction'], '{:.3f}')} | "
+                f"{_mr(s['l2'])} | {_mr(s['final_loss'])} | {ntk_cell} | "
+                f"{_mr(s['alignment'], '{:.4f}')} | {_mr(s['top_eig'])} | "
+                f"{_mr(s['train_time'], '{:.0f}')} | "
+                f"{'–' if s['lr'] is None else format(s['lr'], 'g')} |")
+        v = spread_verdicts(summ, name)
+        if v:
+            lines += ["", f"Differences in L2 against the seed spread ({name}): "
+                      "`disjoint` = the [min, max] ranges over seeds do not overlap.", "",
+                      "| budget | method | rival | better (median) | rival/method median L2 | "
+                      "disjoint | seeds |", "|---|---|---|---|---|---|---|"]
+            for e in v:
+                lines.append(f"| {e['budget']:g} | {e['method']} | {e['rival']} | {e['better']} | "
+                             f"{e['ratio']:.3g} | {'yes' if e['disjoint'] else 'no'} | {e['n']} |")
         lines.append("")
-    write_text_atomic(os.path.join(out, "report.md"), "\n".join(lines) + "\n")
+    paths = []
     if plots:
-        _plots(result, summ, out)
-    return os.path.join(out, "report.md")
+        try:
+            paths = _pinn_plots(res, summ, out)
+        except ImportError:  # pragma: no cover
+            paths = []
+    if paths:
+        lines += ["## Plots", ""] + [f"![{os.path.basename(p)}]({os.path.basename(p)})"
+                                     for p in paths] + [""]
+    p = os.path.join(out, "report.md")
+    write_text_atomic(p, "\n".join(lines) + "\n")
+    return [p] + paths
 
 
-def _plots(result, summ, out):
-    try:
-        import matplotlib
+def _pinn_plots(res, summ, out):
+    import matplotlib
 
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-    except ImportError:
-        return []
-    files = []
-    cfg = result["config"]
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from .problems import get_problem
+
+    paths = []
+    cfg = res["config"]
     for pde in cfg["pdes"]:
-        pname = get_problem(pde).name
-        for metric, ylabel, fname in (("l2_mean", "relative L2 error", "l2_vs_bytes"),
-                                      ("ntk_rel_fro", "NTK relative Frobenius error", "ntk_vs_bytes")):
-            fig, ax = plt.subplots(figsize=(6, 4))
-            for meth in STUDY_METHODS:
-                pts = sorted((s["bytes"], s[metric]) for k, s in summ.items()
-                             if k[0] == pname and k[1] == meth and s["feasible"] and metric in s)
-                if pts:
-                    xs, ys = zip(*pts)
-                    ax.plot(xs, ys, "o-" if len(xs) > 1 else "o", label=meth)
+        name = get_problem(pde).name
+        if not any(k[0] == name for k in summ):
+            continue
+        fig, axes = plt.subplots(1, 2, figsize=(11, 4.2), dpi=80)
+        for ax, metric, ylabel in ((axes[0], "l2", "relative L2 error"),
+                                   (axes[1], "ntk", "NTK rel. error (function space)")):
+            for meth in ORDER:
+                pts = sorted((s["bytes"]["median"], s[metric]) for k, s in summ.items()
+                             if k[0] == name and k[1] == meth and s.get(metric) and s["bytes"])
+                if not pts:
+                    continue
+                x = np.array([p[0] for p in pts])
+                y = np.array([max(p[1]["median"], 1e-17) for p in pts])
+                lo = np.array([max(p[1]["min"], 1e-17) for p in pts])
+                hi = np.array([max(p[1]["max"], 1e-17) for p in pts])
+                ax.errorbar(x, y, yerr=[y - lo, hi - y], fmt="o-" if len(x) > 1 else "o",
+                            color=COLORS.get(meth, "k"), label=meth, ms=4, lw=1, capsize=3)
             ax.set_xscale("log")
             ax.set_yscale("log")
             ax.set_xlabel("hidden-layer weight bytes")
             ax.set_ylabel(ylabel)
-            ax.set_title(pname)
-            ax.legend(fontsize=7)
-            fig.tight_layout()
-            path = os.path.join(out, f"{fname}_{pname}.png")
-            fig.savefig(path, dpi=100)
-            plt.close(fig)
-            files.append(path)
-        fig, ax = plt.subplots(figsize=(6, 4))
-        for sp in result["spectra"]:
-            if sp["pde"] != pname or sp["seed"] != cfg["seeds"][0]:
-                continue
-            ev = np.maximum(np.asarray(sp["eig"]), 1e-300)
-            lab = sp["method"] + ("" if sp["budget"] is None else f" @{sp['budget']:g}")
-            ax.semilogy(ev, lw=2 if sp["method"] == "dense" else 0.8, label=lab)
-        ax.set_xlabel("index")
-        ax.set_ylabel("NTK eigenvalue")
-        ax.set_title(f"{pname}: NTK spectra (seed {cfg['seeds'][0]})")
-        ax.legend(fontsize=5, ncol=2)
+            ax.grid(True, which="both", lw=0.3)
+        axes[0].legend(fontsize=6, ncol=2)
+        fig.suptitle(f"{name}: median and [min, max] over seeds")
         fig.tight_layout()
-        path = os.path.join(out, f"ntk_spectra_{pname}.png")
-        fig.savefig(path, dpi=100)
+        p = os.path.join(out, f"error_vs_bytes_{name}.png")
+        fig.savefig(p)
         plt.close(fig)
-        files.append(path)
-    return files
+        paths.append(p)
+        # training curves at each budget: L2 and loss vs step, median and range over seeds
+        budgets = cfg["budgets"]
+        fig, axes = plt.subplots(2, len(budgets), figsize=(4 * len(budgets), 6.5), dpi=80,
+                                 squeeze=False)
+        any_curve = False
+        for j, b in enumerate(budgets):
+            for meth in ORDER:
+                rs = [r for r in res["records"] if r["pde"] == name and r["method"] == meth
+                      and r.get("curve") and (r["budget"] == b or r["budget"] is None)]
+                if not rs:
+                    continue
+                for i, key in enumerate(("l2", "loss")):
+                    n = min(len(r["curve"]["step"]) for r in rs)
+                    if n == 0:
+                        continue
+                    steps = np.array(rs[0]["curve"]["step"][:n])
+                    Y = np.array([[max(v if v is not None else np.nan, 1e-17)
+                                   for v in r["curve"][key][:n]] for r in rs])
+                    ax = axes[i, j]
+                    ax.plot(steps, np.median(Y, 0), color=COLORS.get(meth, "k"), lw=1,
+                            label=meth)
+                    ax.fill_between(steps, Y.min(0), Y.max(0), color=COLORS.get(meth, "k"),
+                                    alpha=0.15, lw=0)
+                    ax.set_yscale("log")
+                    any_curve = True
+            axes[0, j].set_title(f"budget {b:g}")
+            axes[1, j].set_xlabel("step")
+        axes[0, 0].set_ylabel("relative L2 error")
+        axes[1, 0].set_ylabel("training loss")
+        if any_curve:
+            axes[0, 0].legend(fontsize=6)
+            fig.suptitle(f"{name}: training curves, median and range over seeds "
+                         "(+finetune: fine-tuning steps)")
+            fig.tight_layout()
+            p = os.path.join(out, f"curves_{name}.png")
+            fig.savefig(p)
+            paths.append(p)
+        plt.close(fig)
+    return paths
+
+
+# ----------------------------------------------------------------------------- operator study
+_OP_COLS = [("method", "method", "{}"), ("rank_param", "r", "{}"), ("params", "params", "{}"),
+            ("bytes", "bytes", "{}"), ("bytes_ratio", "of dense", "{:.3f}"),
+            ("rel_error", "held-out rel. error", "{:.2e}"),
+            ("test_loss", "held-out loss", "{:.1e}"), ("green_error", "‖W−G‖/‖G‖", "{:.2e}"),
+            ("train_time", "train s", "{:.1f}"), ("forward_s", "fwd ms (torch)", "ms"),
+            ("forward_grouped_s", "fwd ms (grouped)", "ms"),
+            ("forward_hmat_s", "fwd ms (hmat)", "ms")]
+
+
+def _ofmt(v, f):
+    if v is None:
+        return "–"
+    if f == "ms":
+        return f"{v * 1e3:.2f}"
+    return f.format(v)
+
+
+def operator_table(results, columns=None):
+    """The operator results' rows as markdown table lines (list of str).
+
+    A ``seed`` column is added when the rows come from several seeds; the Green's-function
+    column is left out for nonlinear networks.
+    """
+    cols = _OP_COLS if columns is None else [c for c in _OP_COLS if c[0] in columns]
+    if len({row.get("seed") for row in results["rows"]}) > 1:
+        cols = cols[:2] + [("seed", "seed", "{}")] + cols[2:]
+    if results["config"].get("net", "linear") != "linear":
+        cols = [c for c in cols if c[0] not in ("green_error", "forward_grouped_s",
+                                                "forward_hmat_s")]
+    lines = ["| " + " | ".join(c[1] for c in cols) + " |", "|" + "---|" * len(cols)]
+    for row in results["rows"]:
+        if "error" in row:
+            lines.append(f"| {row['method']} | {row.get('rank_param')} | failed: {row['error']} |")
+            continue
+        lines.append("| " + " | ".join(_ofmt(row.get(k), f) for k, _, f in cols) + " |")
+    return lines
+
+
+def operator_summary(results):
+    """Aggregate operator rows over seeds: per (method, r) the median, min and max of the
+    held-out error and the weight error, the median training time, and the bytes.
+
+    Returns
+    -------
+    list of dict
+        In first-appearance order of (method, r).
+    """
+    groups = {}
+    for row in results["rows"]:
+        if "error" in row:
+            continue
+        groups.setdefault((row["method"], row.get("rank_param")), []).append(row)
+    out = []
+    for (method, r), rs in groups.items():
+        d = dict(method=method, rank_param=r, seeds=len(rs), bytes=rs[0]["bytes"],
+                 bytes_ratio=rs[0]["bytes_ratio"])
+        for key in ("rel_error", "green_error", "train_time"):
+            v = [x[key] for x in rs if x.get(key) is not None]
+            if v:
+                d[key] = float(np.median(v))
+                d[key + "_min"], d[key + "_max"] = float(np.min(v)), float(np.max(v))
+        out.append(d)
+    return out
+
+
+def operator_summary_table(results):
+    """Markdown lines of :func:`operator_summary` (median [min, max] over seeds)."""
+    rows = operator_summary(results)
+    lin = results["config"].get("net", "linear") == "linear"
+    head = ["method", "r", "seeds", "bytes", "of dense", "held-out rel. error, median [min, max]"]
+    if lin:
+        head.append("‖W−G‖/‖G‖, median [min, max]")
+    head.append("train s (median)")
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+
+    def rng(d, key):
+        if key not in d:
+            return "–"
+        return f"{d[key]:.2e} [{d[key + '_min']:.2e}, {d[key + '_max']:.2e}]"
+
+    for d in rows:
+        cells = [d["method"], _ofmt(d["rank_param"], "{}"), str(d["seeds"]), str(d["bytes"]),
+                 f"{d['bytes_ratio']:.3f}", rng(d, "rel_error")]
+        if lin:
+            cells.append(rng(d, "green_error"))
+        cells.append(_ofmt(d.get("train_time"), "{:.1f}"))
+        lines.append("| " + " | ".join(cells) + " |")
+    return lines
+
+
+def merge_seeds(results_list):
+    """One operator results dict from per-seed results of the same configuration (rows
+    concatenated, ``config["seeds"]`` listing the seeds)."""
+    if not results_list:
+        raise ValueError("results_list is empty")
+    out = dict(results_list[0])
+    out["config"] = dict(out["config"], seeds=[r["config"]["seed"] for r in results_list])
+    out["rows"] = [row for r in results_list for row in r["rows"]]
+    out["machine"] = results_list[-1]["machine"]
+    return out
+
+
+def write_operator_report(results, out):
+    """Write ``results.json``, ``report.md`` and (if matplotlib is present) plots of an
+    operator study to ``out``; returns the plot paths."""
+    os.makedirs(out, exist_ok=True)
+    write_json_atomic(os.path.join(out, "results.json"), results)
+    cfg = results["config"]
+    lines = [f"# Operator study: {results['problem']}", "",
+             f"Command config: `{json.dumps({k: v for k, v in cfg.items() if k != 'methods'})}`",
+             "", f"Methods: {', '.join(cfg['methods'])}", "",
+             f"Machine: {results['machine']}", "",
+             *operator_table(results)]
+    if len(results["config"].get("seeds", [0])) > 1:
+        lines += ["", "Over seeds:", "", *operator_summary_table(results)]
+    lines += ["", "held-out rel. error: mean over held-out sources of ‖u − u*‖/‖u*‖ (u* = sparse "
+              "direct solve); ‖W−G‖/‖G‖: Frobenius error of the learned weight against the "
+              "discrete Green's function; bytes by the byte rule of docs/method.md §5. "
+              "`oracle-*` rows are best approximations of the true G in each format (no "
+              "training)."]
+    write_text_atomic(os.path.join(out, "report.md"), "\n".join(lines) + "\n")
+    plots = []
+    try:
+        plots = _operator_plots(results, out)
+    except ImportError:  # pragma: no cover
+        pass
+    return plots
+
+
+def _operator_plots(results, out, prefix="operator"):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    rows = operator_summary(results)
+    cfg = results["config"]
+    net = cfg.get("net", "linear")
+    tag = f"{prefix}_d{cfg['dim']}_n{results['n']}" + ("" if net == "linear" else f"_{net}")
+    paths = []
+    fig, axes = plt.subplots(1, 2, figsize=(9, 3.6), dpi=80)
+    markers = {"dense": "*", "hmatrix": "o", "hmatrix-dynamic": "s", "hmatrix-posthoc": "^",
+               "hmatrix+finetune": "v", "lowrank": "o", "svd": "^", "svd+finetune": "v",
+               "prune": "^", "prune+finetune": "v", "oracle-hmatrix": "x", "oracle-svd": "x",
+               "oracle-prune": "x"}
+    second = (("green_error", "‖W − G‖_F / ‖G‖_F") if net == "linear" else
+              ("train_time", "training time (s)"))
+    for ax, (key, title) in zip(axes, (("rel_error", "held-out relative error"), second)):
+        for meth in dict.fromkeys(r["method"] for r in rows):
+            pts = sorted((r["bytes"], max(r[key], 1e-17), max(r[key + "_min"], 1e-17),
+                          max(r[key + "_max"], 1e-17))
+                         for r in rows if r["method"] == meth and key in r)
+            if not pts:
+                continue
+            x, y = np.array([p[0] for p in pts]), np.array([p[1] for p in pts])
+            err = np.array([[p[1] - p[2] for p in pts], [p[3] - p[1] for p in pts]])
+            ax.errorbar(x, y, yerr=err, fmt=markers.get(meth, ".") + "-",
+                        color=COLORS.get(meth, "k"), label=meth, ms=6, lw=0.8, capsize=2)
+        ax.set_xscale("log")
+        ax.set_yscale("log")
+        ax.set_xlabel("bytes of the wide-layer weights" if net != "linear" else "bytes of the weight")
+        ax.set_title(title, fontsize=9)
+        ax.grid(True, which="both", lw=0.3)
+    axes[0].legend(fontsize=6, loc="best")  # the left panel has every method
+    seeds = cfg.get("seeds", [cfg.get("seed", 0)])
+    fig.suptitle(f"{results['problem']}, net={net}"
+                 + (f", median and range over {len(seeds)} seeds" if len(seeds) > 1 else ""),
+                 fontsize=9)
+    fig.tight_layout()
+    p = os.path.join(out, f"{tag}_error_vs_bytes.png")
+    fig.savefig(p)
+    plt.close(fig)
+    paths.append(p)
+    return paths

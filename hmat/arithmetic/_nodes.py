@@ -257,15 +257,15 @@ class Engine:
             C.pend.append((U, V))
             pending = sum(p[0].shape[1] for p in C.pend)
             m, n = C.m, C.n
-            if 2 * pending * (m + n) >= m * n:
-                # the pieces are about as large as the block: accumulate densely (no more
-                # memory than the pieces), one SVD at the flush
+            if 2 * pending * (m + n) >= m * n or (pending > max(32, 2 * C.U.shape[1]) and pending > min(m, n) // 4):
+                # the pieces are about as large as the block (or many): accumulate densely
+                # (at most about four times the memory of the pieces), one SVD at the flush. Never
+                # truncate a partial sum: its norm can be far above the final sum's (terms
+                # that cancel), and a relative truncation of it would break the bound.
                 acc = np.zeros((m, n), self.dtype)
                 for pu, pv in C.pend:
                     acc += pu @ pv.conj().T
                 C.acc, C.pend = acc, None
-            elif pending > max(32, 2 * C.U.shape[1]) and pending > min(m, n) // 4:
-                self.flush(C)
         else:
             for i, row in enumerate(C.ch):
                 Ui = U[C.ro[i]:C.ro[i + 1]]

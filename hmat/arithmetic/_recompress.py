@@ -8,8 +8,12 @@ the SVD of the explicit ``m x n`` block when the stacked rank is not small again
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 from scipy.linalg import get_lapack_funcs
+
+from .._norms import fro, pow2_exponent, tail_norms
 
 _cache = {}
 
@@ -39,10 +43,11 @@ def _svd(a, gesdd):
 
 
 def _rank(s, tol):
-    s2 = (s.astype(np.float64) ** 2)
-    tail = np.cumsum(s2[::-1])[::-1]  # tail[k] = sum s[k:]^2
-    budget = tol * tol * tail[0] if tail.size else 0.0
-    ok = np.flatnonzero(tail <= budget)
+    """Fewest leading singular values with ``||s[r:]|| <= tol ||s||`` (scale-safe)."""
+    tail = tail_norms(s)[:-1]  # tail[k] = ||s[k:]||
+    if tail.size == 0:
+        return 0
+    ok = np.flatnonzero(tail <= tol * tail[0])
     return int(ok[0]) if ok.size else int(s.size)
 
 
@@ -78,7 +83,12 @@ def truncate_dense(M, tol, rank_guess=8):
     if FALLBACK * k >= p:
         return svd_truncate(M, tol)
     dt = M.dtype
-    norm = float(np.linalg.norm(M))
+    e = pow2_exponent(float(np.max(np.abs(M))))
+    if e:
+        # work on 2^-e M (exact) so that no norm below can overflow or underflow
+        U, V = truncate_dense(M * math.ldexp(1.0, -e), tol, rank_guess)
+        return U * math.ldexp(1.0, e - e // 2), V * math.ldexp(1.0, e // 2)
+    norm = fro(M)
     if norm == 0.0:
         return np.zeros((m, 0), dt), np.zeros((n, 0), dt)
     budget = tol * norm
@@ -88,13 +98,12 @@ def truncate_dense(M, tol, rank_guess=8):
         qr, tau, _, _ = geqrf(np.asfortranarray(M @ omega))
         Q, _, _ = orgqr(qr, tau)
         B = Q.conj().T @ M
-        err = float(np.linalg.norm(M - Q @ B))
+        err = fro(M - Q @ B)
         if err <= 0.5 * budget:
             W, s, Zh = _svd(np.asfortranarray(B), gesdd)
-            rest2 = budget * budget - err * err
-            s2 = s.astype(np.float64) ** 2
-            tail = np.cumsum(s2[::-1])[::-1]
-            ok = np.flatnonzero(tail <= rest2)
+            rest = budget * np.sqrt(1.0 - (err / budget) ** 2)  # (budget^2 - err^2)^(1/2)
+            tail = tail_norms(s)[:-1]
+            ok = np.flatnonzero(tail <= rest)
             r = int(ok[0]) if ok.size else int(s.size)
             return np.ascontiguousarray(Q @ (W[:, :r] * s[:r])), np.ascontiguousarray(Zh[:r].conj().T)
         k *= 2
@@ -129,6 +138,14 @@ def recompress(U, V, tol):
     qv, tau_v, _, info_v = geqrf(np.asfortranarray(V))
     Ru = np.triu(qu[:k])
     Rv = np.triu(qv[:k])
+    # the core is a product of the two R factors: scale each by a power of two (exact) so
+    # that it cannot overflow or underflow; undone on the result
+    eu = pow2_exponent(float(np.max(np.abs(Ru))))
+    ev = pow2_exponent(float(np.max(np.abs(Rv))))
+    if eu:
+        Ru = Ru * math.ldexp(1.0, -eu)
+    if ev:
+        Rv = Rv * math.ldexp(1.0, -ev)
     core = np.asfortranarray(Ru @ Rv.conj().T)
     W, s, Zh = _svd(core, gesdd)
     r = _rank(s, tol)
@@ -138,4 +155,8 @@ def recompress(U, V, tol):
     Qv, _, info2 = orgqr(qv, tau_v)
     U2 = Qu @ (W[:, :r] * s[:r])
     V2 = Qv @ Zh[:r].conj().T
+    e = eu + ev
+    if e:
+        U2 = U2 * math.ldexp(1.0, e - e // 2)
+        V2 = V2 * math.ldexp(1.0, e // 2)
     return np.ascontiguousarray(U2), np.ascontiguousarray(V2)

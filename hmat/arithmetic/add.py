@@ -12,6 +12,7 @@ from ..dense import Dense
 from ..hblock import HBlock
 from ..lowrank import LowRank
 from ..operator import Adjoint, Product, Scaled, Sum, Transpose
+from ..truncate import check_tol_for_dtype
 from ._common import blas_single_thread, check_scalar, perm_or_identity, same_perm, tol_arg
 from ._nodes import DENSE, HIER, Engine, StructureError, from_op, scale_tree, to_root
 from .diagonal import Diagonal
@@ -36,7 +37,9 @@ def add(A, B, tol=1e-6, *, alpha=1.0, beta=1.0):
         original (unpermuted) index order. Add the identity as ``sigma**2 *
         hmat.Identity(n)``.
     tol : float
-        ``0 < tol < 1``. Every low-rank leaf ``C_b`` of the result is recompressed once,
+        ``0 < tol < 1``, and at least 32 machine epsilons
+        of the result's dtype (a smaller tolerance cannot be met). Every low-rank leaf
+        ``C_b`` of the result is recompressed once,
         with ``||C_b - S_b||_F <= tol ||S_b||_F`` for the exact sum ``S``; dense leaves
         and diagonals are exact, so ``||C - S||_F <= tol ||S||_F``.
     alpha, beta : number
@@ -133,6 +136,7 @@ def _sum(terms, tol, base):
         dtype = np.dtype(np.float64)
     if dtype == np.float16:  # pragma: no cover
         dtype = np.dtype(np.float32)
+    check_tol_for_dtype(tol, dtype)
     eng = Engine(tol, dtype)
     C = None
     with blas_single_thread():

@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import scipy.linalg as sla
 
+from .._norms import fro
 from .._progress import progress_bar
 from ..operator import LinearOperator
 from ._common import blas_single_thread, check_hblock, check_square, perm_or_identity, same_perm, tol_arg
@@ -43,7 +44,9 @@ def cholesky(H, tol=1e-6, *, progress=False):
     Raises
     ------
     ValueError
-        ``H`` not square, different row and column orderings, or not numerically positive
+        ``H`` not Hermitian to the tolerance (a randomized check with 16 probe vectors:
+        ``||(H - H^H) X||_F <= 8 max(tol, H.tol) ||H X||_F``), not square, different row
+        and column orderings, or not numerically positive
         definite at this tolerance: the message names the failing diagonal block (its row
         range in the cluster ordering and the original indices it holds).
     """
@@ -54,6 +57,7 @@ def cholesky(H, tol=1e-6, *, progress=False):
     if not same_perm(H.row_perm, H.col_perm, n):
         raise ValueError("H: rows and columns are in different orders (row_perm != col_perm); "
                          "a Hermitian H-matrix has one cluster tree")
+    _check_hermitian(H, tol)
     eng = Engine(tol, H.dtype)
     with blas_single_thread():
         root = from_op(H, H.dtype, copy=True)
@@ -65,6 +69,32 @@ def cholesky(H, tol=1e-6, *, progress=False):
                 raise ValueError(f"H: {exc}") from None
         eng.flush_all(root)
     return CholeskyFactorization(root, H.dtype, H.row_perm, tol, eng)
+
+
+#: probe vectors of the Hermitian check, and its margin over the tolerance
+_PROBES, _MARGIN = 16, 8.0
+
+
+def _check_hermitian(H, tol):
+    """Raise unless ``||(H - H^H) X||_F <= margin * max(tol, H.tol, 1000 eps) ||H X||_F``
+    for a fixed Gaussian probe ``X`` (n x 16): a randomized test of ``H = H^H`` at the
+    accuracy H was built with (a Hermitian matrix compressed to ``tol`` is Hermitian to
+    ``2 tol``) and factorized at. Norms are scale-safe."""
+    n = H.shape[0]
+    X = np.random.default_rng(20250101).standard_normal((n, _PROBES)).astype(H.dtype)
+    Y = H @ X
+    Z = H.H @ X
+    htol = getattr(H, "tol", None) or 0.0
+    eps = float(np.finfo(H.dtype).eps)
+    lim = _MARGIN * max(tol, float(htol), 1e3 * eps)
+    den = fro(Y)
+    num = fro(Y - Z)
+    if num > lim * den:
+        raise ValueError(
+            f"H is not Hermitian: ||(H - H^H) X|| / ||H X|| = {num / den:.3g} on random probes X, "
+            f"above {lim:.3g} (the factorization tolerance); H-Cholesky would factor a different "
+            "matrix (it reads only the lower triangle). Use hmat.lu for a non-Hermitian H"
+        )
 
 
 def _chol(eng, A, r0, bar, perm):

@@ -5,7 +5,8 @@ from __future__ import annotations
 import numpy as np
 
 from ..hblock import HBlock
-from ._common import blas_single_thread, same_perm, tol_arg
+from ..truncate import check_tol_for_dtype
+from ._common import blas_single_thread, check_scalar, same_perm, tol_arg
 from ._nodes import DENSE, HIER, LOWRANK, Engine, Node, StructureError, from_op, to_root
 
 __all__ = ["multiply"]
@@ -22,7 +23,9 @@ def multiply(A, B, tol=1e-6, *, structure=None, alpha=1.0):
     B : HBlock, shape (k, n)
         ``B.row_perm`` must equal ``A.col_perm`` (the inner index on one cluster tree).
     tol : float
-        ``0 < tol < 1``. Exact low-rank contributions to each low-rank leaf of the result
+        ``0 < tol < 1``, and at least 32 machine epsilons
+        of the result's dtype (a smaller tolerance cannot be met). Exact low-rank
+        contributions to each low-rank leaf of the result
         are accumulated and recompressed once (blockwise relative Frobenius ``tol``), so
         ``||C - AB||_F <~ tol ||AB||_F``; very long accumulations are recompressed early,
         which can add a little to this.
@@ -31,7 +34,7 @@ def multiply(A, B, tol=1e-6, *, structure=None, alpha=1.0):
         ``A`` and ``col_perm`` of ``B``. Default, for square ``A`` and ``B`` on one cluster
         tree: the finer of the two partitions of ``A`` and ``B`` in every block.
     alpha : number
-        Scalar factor.
+        Scalar factor (finite).
 
     Returns
     -------
@@ -42,6 +45,7 @@ def multiply(A, B, tol=1e-6, *, structure=None, alpha=1.0):
         if not isinstance(X, HBlock):
             raise TypeError(f"{name} must be an hmat.HBlock, got {type(X).__name__}")
     tol = tol_arg(tol)
+    check_scalar(alpha, "alpha")
     if A.shape[1] != B.shape[0]:
         raise ValueError(f"A @ B: inner dimensions differ, shapes {A.shape} and {B.shape}")
     k = A.shape[1]
@@ -50,6 +54,7 @@ def multiply(A, B, tol=1e-6, *, structure=None, alpha=1.0):
     dtype = np.result_type(A.dtype, B.dtype, np.asarray(alpha).dtype)
     if dtype.kind not in "fc":
         dtype = np.dtype(np.float64)
+    check_tol_for_dtype(tol, dtype)
     m, n = A.shape[0], B.shape[1]
     eng = Engine(tol, dtype)
     with blas_single_thread():

@@ -48,6 +48,10 @@ def solve_triangular(T, B, *, lower=True, unit_diagonal=False, side="left", tran
     """
     check_hblock(T, "T")
     check_square(T, "T")
+    for name, flag in (("lower", lower), ("unit_diagonal", unit_diagonal)):
+        if not isinstance(flag, (bool, np.bool_)):
+            raise TypeError(f"{name} must be a bool, got {flag!r}")
+    lower, unit_diagonal = bool(lower), bool(unit_diagonal)
     if side not in ("left", "right"):
         raise ValueError(f"side must be 'left' or 'right', got {side!r}")
     if trans not in ("N", "C"):

@@ -1,6 +1,9 @@
 """PDE problems, one per module, each with its reference solution."""
 from .allen_cahn1d import AllenCahn1D
 from .base import Condition, Problem, derivatives, derivatives_func, sample_box
+from .custom import (DirichletBC, InitialCondition, NeumannBC, PDEProblem, PointSetBC,
+                     define_problem)
+from .domains import Box, Disk, Domain, Interval, Rectangle, TimeDomain, domain_from_config
 from .burgers1d import Burgers1D, cole_hopf
 from .heat1d import Heat1D
 from .helmholtz2d import Helmholtz2D
@@ -34,5 +37,8 @@ def get_problem(name, **kwargs):
 
 
 __all__ = ["Problem", "Condition", "derivatives", "derivatives_func", "sample_box",
+           "define_problem", "PDEProblem", "DirichletBC", "NeumannBC", "InitialCondition",
+           "PointSetBC", "Domain", "Interval", "Box", "Rectangle", "Disk", "TimeDomain",
+           "domain_from_config",
            "Poisson1D", "Poisson2D", "Burgers1D", "Helmholtz2D", "AllenCahn1D", "Heat1D",
            "cole_hopf", "PROBLEMS", "get_problem"]

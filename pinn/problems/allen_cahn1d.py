@@ -4,7 +4,7 @@ import functools
 import numpy as np
 import torch
 
-from .base import Condition, Problem, initial_points, sample_1d
+from .base import Condition, Problem, check_count, initial_points, sample_1d
 
 
 def etdrk4_allen_cahn(n=512, dt=1e-4, t_out=None, eps=1e-4, a=5.0):
@@ -89,7 +89,8 @@ class AllenCahn1D(Problem):
                     n_collocation=4096, n_boundary=256)
     ref_n, ref_dt = 512, 1e-4
 
-    def __init__(self, eps=1e-4):
+    def __init__(self, eps=1e-4, n_initial=None):
+        self.n_initial = check_count("n_initial", n_initial, allow_none=True)
         self.eps = float(eps)
         if self.eps != 1e-4:
             raise ValueError("only the standard eps = 1e-4 case has a reference")
@@ -99,16 +100,29 @@ class AllenCahn1D(Problem):
     def pde_residual(self, x, u, grad, hess):
         return grad[:, 1] - self.eps * hess[:, 0, 0] + 5 * u**3 - 5 * u
 
-    def conditions(self, n, method="sobol", seed=0):
-        xi = initial_points(-1.0, 1.0, n, method, seed + 7)
+    def conditions(self, n, method="sobol", seed=0, n_initial=None):
+        xi = initial_points(-1.0, 1.0, n_initial or self.n_initial or n, method, seed + 7)
         return [Condition("ic", xi, xi[:, 0] ** 2 * np.cos(np.pi * xi[:, 0]))]
 
     def make_batch(self, n_collocation, n_boundary, method="sobol", seed=0,
-                   dtype=torch.float32):
-        batch = super().make_batch(n_collocation, n_boundary, method, seed, dtype)
-        t = sample_1d(0.0, 1.0, n_boundary // 2, method, seed + 11)
-        batch["periodic"] = torch.as_tensor(t, dtype=dtype)
+                   dtype=torch.float32, *, n_initial=None, device=None):
+        """As :meth:`Problem.make_batch`; the periodic term gets ``n_boundary // 2`` times
+        (``n_boundary`` must be even unless ``n_initial`` is given, then it gets
+        ``n_boundary`` times and the initial condition ``n_initial`` points)."""
+        n_initial = self.n_initial if n_initial is None else n_initial
+        check_count("n_boundary", n_boundary, even=n_initial is None)
+        batch = super().make_batch(n_collocation, n_boundary, method, seed, dtype,
+                                   n_initial=n_initial, device=device)
+        n_t = n_boundary // 2 if n_initial is None else n_boundary
+        t = sample_1d(0.0, 1.0, n_t, method, seed + 11)
+        batch["periodic"] = torch.as_tensor(t, dtype=dtype, device=device)
         return batch
+
+    def condition_value(self, name, x):
+        if name != "ic":
+            return super().condition_value(name, x)
+        self.check_initial_points(name, x)
+        return x[:, 0] ** 2 * np.cos(np.pi * x[:, 0])
 
     def boundary_points(self, n, method="sobol", seed=0):
         return self.conditions(n, method, seed)[0].x
@@ -141,3 +155,9 @@ class AllenCahn1D(Problem):
         xs, ts, u = self._ref()
         X, T = np.meshgrid(xs, ts, indexing="ij")
         return np.stack([X.ravel(), T.ravel()], axis=1), u.ravel()
+
+    def config(self):
+        return {"name": self.name, "kwargs": {"eps": self.eps, "n_initial": self.n_initial}}
+
+    def __repr__(self):
+        return "AllenCahn1D()"

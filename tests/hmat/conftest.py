@@ -33,16 +33,60 @@ def kernel_matrix(n, rng, dtype=np.float64):
 
 
 def _nested(rng, dtype):
-    """A hand-built nested HBlock (2x2 with a nested 1x2 child) with permutations."""
-    D = lambda m, n: hmat.Dense(random_array(rng, (m, n), dtype))  # noqa: E731
-    L = lambda m, n, k: hmat.LowRank(random_array(rng, (m, k), dtype), random_array(rng, (n, k), dtype))  # noqa: E731
-    inner = hmat.HBlock([[D(5, 4), L(5, 3, 2)]])
+    """A hand-built nested HBlock (2x2 with a nested 1x2 child) with permutations.
+
+    Returns the operator and its dense matrix assembled independently (``np.block`` of
+    the leaf arrays, then the permutations applied by fancy indexing), in complex128.
+    """
+    dense = []  # the leaves' dense blocks, built from the raw arrays
+
+    def D(m, n):
+        a = random_array(rng, (m, n), dtype)
+        dense.append(a.astype(np.complex128))
+        return hmat.Dense(a), dense[-1]
+
+    def L(m, n, k):
+        u, v = random_array(rng, (m, k), dtype), random_array(rng, (n, k), dtype)
+        return hmat.LowRank(u, v), u.astype(np.complex128) @ v.astype(np.complex128).conj().T
+
+    d54, l532 = D(5, 4), L(5, 3, 2)
+    d77, l793 = D(7, 7), L(7, 9, 3)
+    l572, d67 = L(5, 7, 2), D(6, 7)
+    l521, l672, d62 = L(5, 2, 1), L(6, 7, 2), D(6, 2)
+    rp, cp = rng.permutation(18), rng.permutation(16)
+    inner = hmat.HBlock([[d54[0], l532[0]]])
     H = hmat.HBlock(
-        [[D(7, 7), L(7, 9, 3)], [hmat.HBlock([[L(5, 7, 2)], [D(6, 7)]]), hmat.HBlock([[inner, L(5, 2, 1)], [L(6, 7, 2), D(6, 2)]])]],
-        row_perm=rng.permutation(18),
-        col_perm=rng.permutation(16),
+        [[d77[0], l793[0]], [hmat.HBlock([[l572[0]], [d67[0]]]), hmat.HBlock([[inner, l521[0]], [l672[0], d62[0]]])]],
+        row_perm=rp,
+        col_perm=cp,
     )
-    return H
+    B = np.block([
+        [d77[1], l793[1]],
+        [np.vstack([l572[1], d67[1]]), np.block([[np.hstack([d54[1], l532[1]]), l521[1]], [l672[1], d62[1]]])],
+    ])
+    A = np.empty_like(B)
+    A[np.ix_(rp, cp)] = B  # (H x)[row_perm] = B x[col_perm]
+    return H, A
+
+
+def _smooth(m, n, rng, dtype):
+    """A rectangular kernel matrix on sorted 1-D points (low-rank off-diagonal blocks)."""
+    x, y = np.sort(rng.random(m)), np.sort(rng.random(n))
+    d = np.abs(x[:, None] - y[None, :])
+    A = np.exp(-d / 0.3)
+    if np.dtype(dtype).kind == "c":
+        A = A + 0.3j * np.exp(-(d / 0.4) ** 2)
+    return A.astype(dtype)
+
+
+#: Relative Frobenius error a kind may have against its reference: the compressed kinds
+#: are compared with the matrix they compress, ``||H - A||_F <= tol ||A||_F``.
+APPROX = {"from_dense": 1e-3, "from_dense_rect": 1e-3, "from_kernel": 1e-4, "adjoint_view": 1e-4}
+
+
+def law_tol(kind, dtype):
+    """Relative tolerance of a law ``|lhs - rhs| <= law_tol * ||A||_F * ||x||`` for ``kind``."""
+    return 10 * max(rtol_for(dtype), APPROX.get(kind, 0.0))
 
 
 def make_operator(kind, dtype, seed=0):
@@ -59,26 +103,26 @@ def make_operator(kind, dtype, seed=0):
         op = hmat.LowRank(np.zeros((6, 0), dtype), np.zeros((4, 0), dtype))
         return op, np.zeros((6, 4))
     if kind == "hblock_nested":
-        H = _nested(rng, dtype)
-        return H, H.to_dense()
+        return _nested(rng, dtype)
     if kind == "from_dense":
         K, pts = kernel_matrix(150, rng, dtype)
-        H = hmat.from_dense(K, tol=1e-3, points=pts, leaf_size=16)
-        return H, H.to_dense()
+        H = hmat.from_dense(K, tol=APPROX[kind], points=pts, leaf_size=16)
+        return H, K.astype(np.complex128)
     if kind == "from_dense_rect":
-        A = random_array(rng, (70, 45), dtype)
-        H = hmat.from_dense(A, tol=0.5, leaf_size=8)
-        return H, H.to_dense()
+        A = _smooth(70, 45, rng, dtype)
+        H = hmat.from_dense(A, tol=APPROX[kind], leaf_size=8)
+        return H, A.astype(np.complex128)
     if kind == "from_kernel":
         pts = cloud(rng, 300)
-        H = hmat.from_kernel(hmat.kernels.Matern(0.5, nu=1.5), pts, tol=1e-4, leaf_size=16, dtype=dtype)
-        return H, H.to_dense()
+        kernel = hmat.kernels.Matern(0.5, nu=1.5)
+        H = hmat.from_kernel(kernel, pts, tol=APPROX[kind], leaf_size=16, dtype=dtype)
+        return H, kernel.block(pts, pts).astype(np.complex128)  # the kernel evaluated densely
     if kind == "adjoint_view":
-        H, _ = make_operator("from_kernel", dtype, seed)
-        return H.H, H.to_dense().conj().T
+        H, a = make_operator("from_kernel", dtype, seed)
+        return H.H, a.conj().T
     if kind == "transpose":
-        H, _ = make_operator("hblock_nested", dtype, seed)
-        return H.T, H.to_dense().T
+        H, a = make_operator("hblock_nested", dtype, seed)
+        return H.T, a.T
     if kind == "sum":
         A, a = make_operator("dense", dtype, seed)
         B = hmat.Dense(random_array(rng, A.shape, dtype))

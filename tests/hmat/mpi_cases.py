@@ -113,6 +113,11 @@ def case_rectangular():
     L = rows_per_leaf(H)
     check_close(D @ x, H @ x, A, x, L, "rectangular matvec")
     check_close(D.H @ y, H.H @ y, A, y, L, "rectangular adjoint")
+    # repeated points (the serial build groups them for ACA): still the serial leaves
+    rep = np.concatenate([src[:250], src[:250]])
+    D = hm.from_kernel(kernel, rep, comm=comm, tol=1e-7, leaf_size=24)
+    H = hmat.from_kernel(kernel, rep, tol=1e-7, leaf_size=24)
+    assert np.array_equal(D.gather().to_dense(), H.to_dense()), "repeated points: leaves differ"
     ok("rectangular")
 
 

@@ -170,7 +170,10 @@ def test_gram_falls_back_on_dependent_columns():
 
 def test_aca_returns_gram_and_meets_tolerance(pts):
     X = np.ascontiguousarray(pts)
-    U, V, Gu, Gv, k, ev, ok = _aca_numba.aca(1, 0.0, X, 0, 100, X, 1000, 120, 1e-7, 5e-7, 50, np.zeros(0))
+    U, V, Gu, Gv, k, ev, ok, se = _aca_numba.aca(
+        1, 0.0, X, 0, 100, X, 1000, 120, 1e-7, 5e-7, 50, np.zeros(0), np.zeros(0, np.int64), np.zeros(0, np.int64)
+    )
+    assert se == 0
     assert ok and k > 0 and ev > 0
     np.testing.assert_allclose(Gu[:k, :k], U[:k].conj() @ U[:k].T, rtol=1e-10, atol=1e-14)
     np.testing.assert_allclose(Gv[:k, :k], V[:k].conj() @ V[:k].T, rtol=1e-10, atol=1e-14)

@@ -134,3 +134,246 @@ def test_save_adjoint_view_and_bad_type(tmp_path):
     with pytest.raises(FileNotFoundError):
         hmat.load(tmp_path / "missing.npz")
     assert zipfile.is_zipfile(tmp_path / "a.npz")
+
+
+# ----------------------------------------------------------------- hardening (issue 11)
+def _small_h(dtype=np.float64, scale=1.0):
+    rng = np.random.default_rng(7)
+    D = hmat.Dense(rng.standard_normal((3, 3)).astype(dtype) * scale)
+    L = hmat.LowRank(rng.standard_normal((3, 2)).astype(dtype), rng.standard_normal((4, 2)).astype(dtype))
+    return hmat.HBlock([[D, L]], row_perm=np.array([2, 0, 1]))
+
+
+@settings(max_examples=25, deadline=None)
+@given(exponent=st.integers(39, 308), sign=st.sampled_from([1.0, -1.0]), kind=st.sampled_from(["dense", "lowrank", "hblock"]))
+def test_astype_refuses_overflow_and_save_never_writes_inf(tmp_path_factory, exponent, sign, kind):
+    """Law: astype either gives finite data or raises ValueError naming the dtype; nothing
+    with Inf is ever saved (values beyond float32's 3.4e38)."""
+    big = sign * 10.0**exponent
+    a = np.ones((3, 3)) * big
+    op = {"dense": lambda: hmat.Dense(a),
+          "lowrank": lambda: hmat.LowRank(a[:, :1], np.ones((3, 1))),
+          "hblock": lambda: hmat.HBlock([[hmat.Dense(a), hmat.Dense(np.ones((3, 1)))]])}[kind]()
+    with pytest.raises(ValueError, match="float32"):
+        op.astype(np.float32)
+    with pytest.raises(ValueError, match="complex64"):
+        op.astype(np.complex64)
+    path = tmp_path_factory.mktemp("ovf") / "h.npz"
+    hmat.save(path, op)  # float64 holds it: saved and read back exactly
+    assert hmat.load(path).to_dense().tobytes() == op.to_dense().tobytes()
+
+
+def test_save_refuses_nonfinite_data(tmp_path):
+    H = _small_h()
+    leaf = H.leaves()[0].op
+    leaf.array[0, 0] = np.inf  # only reachable by writing into the operator's own storage
+    with pytest.raises(ValueError, match="NaN or Inf"):
+        hmat.save(tmp_path / "h.npz", H)
+    assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize("make", [
+    lambda A: hmat.Dense(A),
+    lambda A: hmat.LowRank(A, np.eye(2)),
+    lambda A: hmat.HBlock([[hmat.Dense(A)], [hmat.Dense(A)]]),
+])
+def test_operators_do_not_alias_the_callers_arrays(make):
+    A = np.ones((2, 2))
+    op = make(A)
+    x = np.ones(2)
+    before = op @ x
+    A[0, 0] = np.nan  # would bypass validation if aliased
+    A[1, 1] = 7.0
+    np.testing.assert_array_equal(op @ x, before)
+    np.testing.assert_array_equal(op.to_dense() @ x, before)
+    assert np.isfinite(op.to_dense()).all()
+
+
+def test_hand_built_hblock_matvec_is_not_stale():
+    A = np.ones((2, 2))
+    H = hmat.HBlock([[hmat.Dense(A), hmat.Dense(A)]])
+    x = np.ones(4)
+    first = H @ x  # caches the packed leaves
+    A *= 2.0
+    np.testing.assert_array_equal(H @ x, H.to_dense() @ x)
+    np.testing.assert_array_equal(H @ x, first)
+
+
+def _fields(path):
+    with np.load(path, allow_pickle=False) as z:
+        return {k: z[k] for k in z.files}
+
+
+def test_load_npy_file_is_a_clear_value_error(tmp_path):
+    np.save(tmp_path / "a.npy", np.ones((3, 3)))
+    with pytest.raises(ValueError, match=r"a\.npy.*not an hmat file"):
+        hmat.load(tmp_path / "a.npy")
+
+
+def test_load_deep_chain_is_refused_and_save_refuses_too(tmp_path):
+    depth = 5000
+    nodes = np.array([(0, 1, 1, 1, 1, 0, 0)] * depth + [(1, 0, 0, 1, 1, -1, 0)], np.int64)
+    f = {"magic": np.array("hmat-pinn/hblock"), "version": np.array(1, np.int64), "dtype": np.array("float64"),
+         "shape": np.array([1, 1], np.int64), "nodes": nodes, "data": np.ones(1)}
+    np.savez(tmp_path / "deep.npz", **f)
+    with pytest.raises(ValueError, match="deep.npz.*nested deeper"):
+        hmat.load(tmp_path / "deep.npz")
+    H = hmat.Dense(np.ones((1, 1)))
+    for _ in range(hmat.io.MAX_DEPTH + 1):
+        H = hmat.HBlock([[H]])
+    with pytest.raises(ValueError, match="nested deeper"):
+        hmat.save(tmp_path / "d2.npz", H)
+    assert not (tmp_path / "d2.npz").exists()
+
+
+@pytest.mark.parametrize("field, value, match", [
+    ("meta", np.array([0.1, 1e-3, np.inf]), "evaluation"),
+    ("meta", np.array([-0.5, 1e-3, 0.0]), "error_estimate"),
+    ("meta", np.array([-np.inf, 1e-3, 0.0]), "error_estimate"),
+    ("meta", np.array([0.1, -1.0, 0.0]), "tol"),
+    ("meta", np.array([0.1, 1e-3, 2.5]), "evaluation"),
+    ("version", np.array("1"), "version"),
+    ("version", np.array(1.9), "version"),
+    ("version", np.array(1.0), "version"),
+])
+def test_load_refuses_bad_header_values(tmp_path, field, value, match):
+    path = tmp_path / "h.npz"
+    hmat.save(path, _small_h())
+    f = _fields(path)
+    f[field] = value
+    np.savez(path, **f)
+    with pytest.raises(ValueError, match=match):
+        hmat.load(path)
+
+
+def test_load_refuses_two_leaves_sharing_data(tmp_path):
+    path = tmp_path / "h.npz"
+    H = hmat.HBlock([[hmat.Dense(np.ones((2, 2))), hmat.Dense(2 * np.ones((2, 2)))]])
+    hmat.save(path, H)
+    f = _fields(path)
+    f["nodes"][2, 6] = 0  # the second leaf reads the first leaf's range...
+    f["data"] = f["data"][:4]  # ...and the total size still adds up without it
+    f["data"] = np.concatenate([f["data"], f["data"]])
+    np.savez(path, **f)
+    with pytest.raises(ValueError, match="overlap"):
+        hmat.load(path)
+
+
+def test_save_keeps_permissions_and_follows_symlinks(tmp_path):
+    real = tmp_path / "real.npz"
+    hmat.save(real, _small_h())
+    os.chmod(real, 0o640)
+    hmat.save(real, hmat.Dense(np.ones((2, 2))))
+    assert (os.stat(real).st_mode & 0o777) == 0o640
+    link = tmp_path / "link.npz"
+    link.symlink_to(real)
+    hmat.save(link, hmat.Dense(3 * np.ones((2, 2))))
+    assert link.is_symlink()
+    np.testing.assert_array_equal(hmat.load(real).to_dense(), 3 * np.ones((2, 2)))
+    assert (os.stat(real).st_mode & 0o777) == 0o640
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["link.npz", "real.npz"]
+
+
+def test_new_file_gets_umask_permissions(tmp_path):
+    old = os.umask(0o027)
+    try:
+        hmat.save(tmp_path / "n.npz", hmat.Dense(np.ones((2, 2))))
+    finally:
+        os.umask(old)
+    assert (os.stat(tmp_path / "n.npz").st_mode & 0o777) == 0o640
+
+
+def test_save_errors_name_the_path_given(tmp_path):
+    (tmp_path / "file").write_text("x")
+    for bad in (tmp_path / "missing" / "h.npz", tmp_path / "file" / "h.npz"):
+        with pytest.raises(OSError) as info:
+            hmat.save(bad, hmat.Dense(np.ones((2, 2))))
+        assert info.value.filename == str(bad) and "hmat-tmp" not in str(info.value)
+    with pytest.raises(IsADirectoryError) as info:
+        hmat.save(tmp_path, hmat.Dense(np.ones((2, 2))))
+    assert info.value.filename == str(tmp_path)
+
+
+def test_interrupted_save_leaves_no_temp_file(tmp_path, monkeypatch):
+    hmat.save(tmp_path / "h.npz", _small_h())
+    before = (tmp_path / "h.npz").read_bytes()
+
+    def interrupt(*a, **k):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(np, "savez", interrupt)
+    with pytest.raises(KeyboardInterrupt):
+        hmat.save(tmp_path / "h.npz", hmat.Dense(np.ones((2, 2))))
+    assert [p.name for p in tmp_path.iterdir()] == ["h.npz"]
+    assert (tmp_path / "h.npz").read_bytes() == before
+
+
+def test_temp_file_of_a_killed_save_is_removed_by_the_next(tmp_path):
+    import subprocess
+    import sys
+
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    pid = int(dead.stdout)  # a process that has exited
+    stale = tmp_path / f".h.npz.{pid}.abc123.hmat-tmp"
+    stale.write_bytes(b"partial")
+    other = tmp_path / f".h.npz.{os.getpid()}.live.hmat-tmp"  # a live writer's file stays
+    other.write_bytes(b"in progress")
+    hmat.save(tmp_path / "h.npz", hmat.Dense(np.ones((2, 2))))
+    assert not stale.exists() and other.exists()
+
+
+def test_unknown_compression_method_is_a_value_error(tmp_path):
+    """A flipped byte in a zip directory entry's compression field (NotImplementedError in zipfile)."""
+    hmat.save(tmp_path / "h.npz", _small_h())
+    raw = bytearray((tmp_path / "h.npz").read_bytes())
+    cd = raw.index(b"PK\x01\x02")  # first central-directory entry
+    raw[cd + 10] = 99  # compression method 99: not supported
+    (tmp_path / "h.npz").write_bytes(bytes(raw))
+    with pytest.raises(ValueError, match="h.npz"):
+        hmat.load(tmp_path / "h.npz")
+
+
+def test_manifest_catches_a_lost_optional_array(tmp_path):
+    """A damaged zip directory can hide row_perm/meta: the file would load as another operator."""
+    path = tmp_path / "h.npz"
+    H = _small_h()
+    hmat.save(path, H)
+    f = _fields(path)
+    del f["row_perm"]
+    np.savez(path, **f)
+    with pytest.raises(ValueError, match="manifest"):
+        hmat.load(path)
+    f["row_perm"], f["extra"] = H.row_perm, np.zeros(1)
+    np.savez(path, **f)
+    with pytest.raises(ValueError, match="unexpected arrays"):
+        hmat.load(path)
+
+
+def test_files_without_manifest_still_load(tmp_path):
+    path = tmp_path / "h.npz"
+    H = _small_h()
+    hmat.save(path, H)
+    f = _fields(path)
+    del f["manifest"]
+    np.savez(path, **f)
+    assert hmat.load(path).to_dense().tobytes() == H.to_dense().tobytes()
+
+
+@settings(max_examples=60, deadline=None)
+@given(flips=st.lists(st.tuples(st.floats(0, 1, exclude_max=True), st.integers(0, 7)), min_size=1, max_size=3))
+def test_several_flipped_bits_give_value_error_or_identical_operator(tmp_path_factory, flips):
+    d = tmp_path_factory.mktemp("flips")
+    H = _small_h()
+    hmat.save(d / "h.npz", H)
+    raw = bytearray((d / "h.npz").read_bytes())
+    for pos, bit in flips:
+        raw[int(pos * len(raw))] ^= 1 << bit
+    (d / "h.npz").write_bytes(bytes(raw))
+    try:
+        back = hmat.load(d / "h.npz")
+    except ValueError as exc:
+        assert "h.npz" in str(exc)
+        return
+    # the flips hit bytes no reader depends on (timestamps, attributes): nothing changed
+    assert back.to_dense().tobytes() == H.to_dense().tobytes()
+    assert np.array_equal(back.row_perm, H.row_perm)

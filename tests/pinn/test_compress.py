@@ -120,3 +120,16 @@ def test_bad_compress_input(model):
         compress(torch.nn.Sequential(torch.nn.Linear(2, 2)), "svd", budget=0.5)
     with pytest.raises(ValueError, match="reorder"):
         reorder(model, "random")
+
+
+@pytest.mark.parametrize("leaf_size", [0, 1, -4, 2.5, True])
+def test_leaf_size_below_two_is_refused_not_reported_infeasible(model, leaf_size):
+    """Regression (issue 11): leaf_size=1 used to report every budget infeasible."""
+    with pytest.raises(ValueError, match="leaf_size must be an integer >= 2"):
+        compress(model, "hmatrix", budget=0.5, leaf_size=leaf_size)
+
+
+def test_leaf_size_two_meets_a_budget(model):
+    cm, info = compress(model, "hmatrix", budget=0.5, leaf_size=2)
+    assert info["feasible"] and info["setting"]["leaf_size"] == 2
+    assert info["bytes"] <= 0.5 * dense_hidden_bytes(model)

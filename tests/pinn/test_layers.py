@@ -190,7 +190,10 @@ def test_mlp_and_penalty():
     assert isinstance(net.layers[1], HMatrixLinear) and isinstance(net.layers[0], torch.nn.Linear)
     assert net(torch.rand(5, 2)).shape == (5, 1)
     p = pinn.block_rank_penalty(net)
-    assert p > 0 and p.requires_grad
+    # the definition: sum over every low-rank leaf of ||U||_F^2 + ||V||_F^2
+    expected = sum(float(f.detach().pow(2).sum()) for lay in net.layers if isinstance(lay, HMatrixLinear)
+                   for i, d in enumerate(lay.leaf_info()) if d["kind"] == "lowrank" for f in lay.leaf_factors(i))
+    assert float(p) == pytest.approx(expected, rel=1e-5) and expected > 0 and p.requires_grad
     with pytest.raises(ValueError, match="activation"):
         MLP([2, 4, 1], activation="softsign")
     # Glorot init: std ~ sqrt(2 / (fan_in + fan_out))
@@ -209,3 +212,46 @@ def test_bad_input_layers():
     L = HMatrixLinear(8, 8, leaf_size=4)
     with pytest.raises(ValueError, match="last dimension"):
         L(torch.randn(2, 5))
+
+
+@pytest.mark.parametrize("make, exc, name", [
+    (lambda: HMatrixLinear(8, 8, leaf_size=0), ValueError, "leaf_size"),
+    (lambda: HMatrixLinear(8, 8, leaf_size=-3), ValueError, "leaf_size"),
+    (lambda: HMatrixLinear(8, 8, leaf_size=2.5), TypeError, "leaf_size"),
+    (lambda: HMatrixLinear(0, 8), ValueError, "in_features"),
+    (lambda: HMatrixLinear(8, 0), ValueError, "out_features"),
+    (lambda: HMatrixLinear(8.0, 8), TypeError, "in_features"),
+    (lambda: HMatrixLinear(8, 8, rank=-1), ValueError, "rank"),
+    (lambda: HMatrixLinear(8, 8, rank=1.5), TypeError, "rank"),
+    (lambda: LowRankLinear(8, 8, rank=2.5), TypeError, "rank"),
+    (lambda: LowRankLinear(8, 8, rank=-1), ValueError, "rank"),
+    (lambda: LowRankLinear(0, 8, rank=0), ValueError, "in_features"),
+    (lambda: LowRankLinear(8, True, rank=0), TypeError, "out_features"),
+])
+def test_layer_constructor_arguments_are_validated(make, exc, name):
+    with pytest.raises(exc, match=name):
+        make()
+
+
+@settings(max_examples=20, deadline=None)
+@given(n_in=st.integers(1, 20), n_out=st.integers(1, 20), leaf=st.integers(1, 25), rank=st.integers(0, 4))
+def test_hlayer_any_valid_sizes_build_and_match_weight(n_in, n_out, leaf, rank):
+    L = HMatrixLinear(n_in, n_out, leaf_size=leaf, rank=rank, dtype=D, generator=torch.Generator().manual_seed(0))
+    x = torch.randn(3, n_in, dtype=D, generator=torch.Generator().manual_seed(1))
+    torch.testing.assert_close(L(x), x @ L.weight.t() + L.bias, rtol=1e-12, atol=1e-12)
+
+
+def test_operator_is_a_snapshot_not_a_view_of_the_parameters():
+    """``layer.operator()`` of a float64 layer must not alias the live Parameters: an optimizer
+    step afterwards changes neither the operator's data nor its (cached) matvec."""
+    L = HMatrixLinear(12, 12, leaf_size=4, rank=2, dtype=D, generator=torch.Generator().manual_seed(0))
+    H = L.operator()
+    x = np.random.default_rng(0).standard_normal(12)
+    y0 = H @ x  # packs the leaves
+    W0 = L.weight.detach().numpy().copy()
+    np.testing.assert_allclose(y0, W0 @ x, rtol=1e-12, atol=1e-12)
+    with torch.no_grad():
+        for p in L.factors:
+            p.add_(1.0)  # what an optimizer step does, in place
+    np.testing.assert_allclose(H.to_dense(), W0, rtol=1e-12, atol=1e-12)
+    np.testing.assert_allclose(H @ x, W0 @ x, rtol=1e-12, atol=1e-12)

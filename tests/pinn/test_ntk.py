@@ -67,3 +67,23 @@ def test_ntk_compare_metrics():
     assert abs(c["top_eig_rel_err_max"] - 1) < 1e-9
     with pytest.raises(ValueError, match="shapes"):
         ntk_compare(K, {**K, "K_uu": np.zeros((1, 1))})
+
+
+def test_effective_ntk_is_free_of_the_parametrization():
+    """A lossless re-parametrization (full-rank SVD factors) keeps the function: the NTK
+    w.r.t. the effective dense weights is unchanged, the parameter NTK is not."""
+    p = pinn.get_problem("poisson1d")
+    m = make_model(p, 10, 3, seed=2).double()
+    full, info = compress(m, "svd", rank=10)
+    assert info["weight_error"] < 1e-12
+    xb, xr = p.boundary_points(2), p.sample_collocation(6, "grid")
+    K = ntk(m, p, xb, xr)
+    # for a dense network the effective weights are its parameters
+    Ke = ntk(m, p, xb, xr, wrt="effective")
+    for k in K:
+        np.testing.assert_allclose(Ke[k], K[k], rtol=1e-12, atol=1e-12 * np.abs(K[k]).max())
+    same = ntk_compare(K, ntk(full, p, xb, xr, wrt="effective"))
+    assert same["rel_fro"] < 1e-10
+    assert ntk_compare(K, ntk(full, p, xb, xr))["rel_fro"] > 1e-2
+    with pytest.raises(ValueError, match="wrt"):
+        ntk(m, p, xb, xr, wrt="weights")

@@ -7,6 +7,7 @@ import pytest
 import torch
 
 from pinn import operator_study as S
+from pinn.compress import nnz_for_bytes, rank_for_bytes, sparse_bytes
 from pinn.problems.elliptic_operator import EllipticOperatorProblem
 
 
@@ -18,7 +19,7 @@ def _green_err(model, p):
 def test_dense_linear_operator_approaches_green_function():
     # nonzero Dirichlet data: the bias must approach G b as well
     p = EllipticOperatorProblem(1, 32, "smooth", loss="precond", alpha=0.5, boundary=0.5)
-    m = S.OperatorNet(S._dense_layer(32, torch.float64))
+    m = S.OperatorNet(S.dense_layer(32, torch.float64))
     errs = []
     for steps in (0, 500):
         if steps:
@@ -34,14 +35,14 @@ def test_dense_linear_operator_approaches_green_function():
 
 def test_residual_loss_2d_small_grid_converges():
     p = EllipticOperatorProblem(2, 16, "constant", loss="residual", alpha=0.0)
-    m = S.OperatorNet(S._dense_layer(16, torch.float64))
+    m = S.OperatorNet(S.dense_layer(16, torch.float64))
     S.train_operator(m, p, adam_steps=0, lbfgs_steps=200, seed=1, log_every=0)
     assert _green_err(m, p) < 1e-3  # measured 4.7e-5 (L-BFGS only, 200 iterations)
 
 
 def test_hmatrix_layer_from_scratch_approaches_green_function():
     p = EllipticOperatorProblem(1, 64, "smooth", loss="precond", alpha=0.5)
-    m = S.OperatorNet(S._structured_hmatrix(p, 1, 16, 1.0, torch.float64, seed=0))
+    m = S.OperatorNet(S.structured_hmatrix(p, 1, 16, 1.0, torch.float64, seed=0))
     e0 = _green_err(m, p)
     h = S.train_operator(m, p, adam_steps=600, lbfgs_steps=100, seed=0, log_every=100,
                          eval_sources=p.sample_sources(8, seed=9))
@@ -56,7 +57,7 @@ def test_dynamic_compression_runs_with_geometric_layer():
     from pinn.dynamic import DynamicHCompression
 
     p = EllipticOperatorProblem(1, 64, "smooth", loss="precond", alpha=0.5)
-    m = S.OperatorNet(S._structured_hmatrix(p, 1, 16, 1.0, torch.float64, seed=0))
+    m = S.OperatorNet(S.structured_hmatrix(p, 1, 16, 1.0, torch.float64, seed=0))
     cb = DynamicHCompression(1e-3, every=20, probe_steps=5)
     S.train_operator(m, p, adam_steps=60, lbfgs_steps=0, seed=0, callbacks=[cb], log_every=0)
     assert len(cb.log) >= 2
@@ -64,13 +65,19 @@ def test_dynamic_compression_runs_with_geometric_layer():
 
 
 def test_equal_storage_helpers():
-    assert S._svd_rank_for(8 * 2 * 100 * 3, 100, 100, 8) == 3
-    nnz = S._prune_nnz_for(10_000, 100, 8)
-    lay = S._pruned_from(np.random.default_rng(0).standard_normal((100, 100)), None, nnz,
-                         torch.float64)
-    assert S.layer_bytes(lay) <= 10_000 and lay.nnz == nnz
+    """The one byte rule (pinn.compress): largest rank / nnz within a byte budget."""
+    assert rank_for_bytes(100, 100, 8, 8 * 2 * 100 * 3) == 3
+    assert rank_for_bytes(100, 100, 8, 8 * 2 * 100 * 3 - 1) == 2
+    nnz = nnz_for_bytes(100, 100, 8, 10_000)
+    # bitmask (1250 bytes) + 8-byte values beats CSR (12 bytes per value + 404) here
+    assert nnz == (10_000 - 1250) // 8 == 1093
+    assert sparse_bytes(100, 100, nnz, 8) <= 10_000 < sparse_bytes(100, 100, nnz + 1, 8)
+    assert sparse_bytes(100, 100, 10, 8) == 12 * 10 + 4 * 101  # CSR for very sparse
+    lay = S.pruned_from(np.random.default_rng(0).standard_normal((100, 100)), None, nnz,
+                        torch.float64)
+    assert S.layer_bytes(lay) == sparse_bytes(100, 100, nnz, 8) and lay.nnz == nnz
     W = np.random.default_rng(1).standard_normal((20, 30))
-    lr = S._lowrank_from(W, None, 5, torch.float64)
+    lr = S.lowrank_from(W, None, 5, torch.float64)
     s = np.linalg.svd(W, compute_uv=False)
     assert abs(np.linalg.norm(S.weight_of(lr) - W) - np.sqrt(np.sum(s[5:] ** 2))) < 1e-10
     assert S.layer_bytes(lr) == 5 * 50 * 8
@@ -107,7 +114,7 @@ def test_cli_bad_input(argv, tmp_path):
 
 def test_train_operator_bad_input():
     p = EllipticOperatorProblem(1, 8)
-    m = S.OperatorNet(S._dense_layer(8, torch.float64))
+    m = S.OperatorNet(S.dense_layer(8, torch.float64))
     with pytest.raises(ValueError, match="adam_steps"):
         S.train_operator(m, p, adam_steps=-1)
     with pytest.raises(ValueError, match="lr"):
