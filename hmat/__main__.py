@@ -138,6 +138,7 @@ def main(argv=None):
     d.add_argument("--threads", type=int, default=0, help="0: all available")
     d.add_argument("--plot", help="write the block structure to this image file")
     d.add_argument("--quiet", action="store_true", help="no progress bar")
+    d.add_argument("--mpi", action="store_true", help="distributed over the ranks of mpiexec (needs the mpi extra)")
     c = sub.add_parser("compress", help="compress a .npy matrix with a certified Frobenius bound")
     c.add_argument("input")
     c.add_argument("output")
@@ -146,6 +147,15 @@ def main(argv=None):
     c.add_argument("--leaf-size", type=int, default=64)
     args = p.parse_args(argv)
     try:
+        if args.cmd == "demo" and args.mpi:
+            from .mpi import demo as mpi_demo, require_mpi
+
+            try:
+                require_mpi()
+            except ImportError as exc:
+                print(f"error: {exc}", file=sys.stderr)
+                return 2
+            return mpi_demo(args)
         return _demo(args) if args.cmd == "demo" else _compress(args)
     except (_UsageError, ValueError, TypeError, OSError, MemoryError) as exc:
         print(f"error: {_one_line(exc)}", file=sys.stderr)
