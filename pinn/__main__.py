@@ -62,6 +62,8 @@ def _compare_parser(sub):
                    help="torch threads per worker (default 1: a second thread does not pay for "
                         "these small networks and thrashes on a busy machine)")
     c.add_argument("--no-plots", action="store_true")
+    c.add_argument("--report-only", action="store_true",
+                   help="only rewrite report.md and the plots from OUT/results.json")
     c.add_argument("--no-progress", action="store_true")
     return c
 
@@ -134,8 +136,18 @@ def _run_compare(a, ap, argv):
     import os
     import time
 
-    from .studies.pinn_compare import check_config, check_out, run_study
+    from .studies.pinn_compare import check_config, check_out, load_results, run_study
 
+    if a.report_only:
+        from .report import write_pinn_report
+
+        try:
+            res = load_results(os.path.join(a.out, "results.json"))
+            paths = write_pinn_report(res, a.out, plots=not a.no_plots)
+        except (ValueError, OSError) as e:
+            ap.error(str(e))
+        print("wrote " + ", ".join(paths))
+        return res
     try:
         if a.threads < 1:
             raise ValueError(f"--threads must be an integer >= 1, got {a.threads}")

@@ -102,11 +102,13 @@ def spread_verdicts(summ, pde):
             if not sa or not sc or not sa["l2"] or not sc["l2"]:
                 continue
             better = a if sa["l2"]["median"] < sc["l2"]["median"] else c
-            disjoint = sa["l2"]["max"] < sc["l2"]["min"] or sc["l2"]["max"] < sa["l2"]["min"]
+            n = min(sa["l2"]["n"], sc["l2"]["n"])
+            # with one seed there is no spread to compare with: no verdict
+            disjoint = None if n < 2 else (sa["l2"]["max"] < sc["l2"]["min"]
+                                           or sc["l2"]["max"] < sa["l2"]["min"])
             ratio = sc["l2"]["median"] / max(sa["l2"]["median"], 1e-300)
             out.append({"budget": b, "method": a, "rival": c, "better": better,
-                        "ratio": ratio, "disjoint": bool(disjoint),
-                        "n": min(sa["l2"]["n"], sc["l2"]["n"])})
+                        "ratio": ratio, "disjoint": disjoint, "n": n})
     return out
 
 
@@ -188,7 +190,9 @@ def write_pinn_report(res, out, plots=True):
                       "disjoint | seeds |", "|---|---|---|---|---|---|---|"]
             for e in v:
                 lines.append(f"| {e['budget']:g} | {e['method']} | {e['rival']} | {e['better']} | "
-                             f"{e['ratio']:.3g} | {'yes' if e['disjoint'] else 'no'} | {e['n']} |")
+                             f"{e['ratio']:.3g} | "
+                             f"{'n/a' if e['disjoint'] is None else 'yes' if e['disjoint'] else 'no'}"
+                             f" | {e['n']} |")
         lines.append("")
     paths = []
     if plots:

@@ -61,7 +61,7 @@ TRAINED = tuple(m for m in STUDY_METHODS
 #: ``python -m pinn compare`` without options: the README's main job (<= 2 min on 2 cores)
 DEFAULT_CONFIG = dict(
     pdes=["poisson1d"], width=32, depth=3, budgets=[0.5, 0.25], seeds=[0],
-    methods=list(STUDY_METHODS), adam_steps=600, lbfgs_steps=200, finetune_steps=100,
+    methods=list(STUDY_METHODS), adam_steps=200, lbfgs_steps=150, finetune_steps=100,
     finetune_lbfgs_steps=30, n_collocation=None, n_boundary=None, leaf_size=8,
     dynamic_tol=0.05, dynamic_every=100, ntk_boundary=16, ntk_residual=32, reorder="none",
     lr=1e-3, lr_finetune=1e-3, lr_sweep=None, lr_sweep_finetune=None, sweep_seed=100,

@@ -121,3 +121,14 @@ def test_train_cli(capsys):
                "20", "--lbfgs-steps", "5", "--no-progress"])
     assert rc == 0
     assert "L2 error" in capsys.readouterr().out
+
+
+def test_compare_report_only(tmp_path, capsys):
+    out = tmp_path / "study"
+    assert main(["compare", *TINY, "--methods", "dense,svd", "--out", str(out)]) == 0
+    (out / "report.md").unlink()
+    assert main(["compare", "--report-only", "--no-plots", "--out", str(out)]) == 0
+    assert "| svd | 0.5 |" in (out / "report.md").read_text()
+    with pytest.raises(SystemExit) as ei:
+        main(["compare", "--report-only", "--out", str(tmp_path / "none")])
+    assert ei.value.code == 2 and "cannot read results file" in capsys.readouterr().err
