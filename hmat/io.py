@@ -15,7 +15,7 @@ from .hblock import HBlock, _trusted_node
 from .lowrank import LowRank
 from .operator import LinearOperator
 
-__all__ = ["save", "load", "FORMAT_VERSION", "MAX_DEPTH"]
+__all__ = ["save", "load", "write_atomic", "FORMAT_VERSION", "MAX_DEPTH"]
 
 #: Version of the file layout written by :func:`save`.
 FORMAT_VERSION = 1
@@ -62,6 +62,32 @@ def save(path, H):
     if isinstance(H, HBlock) and H._adjoint_of is not None:
         H = H.astype(H.dtype)  # materialise an adjoint view's own structure
     arrays = _encode(H)
+    write_atomic(path, lambda f: np.savez(f, **arrays))
+
+
+def write_atomic(path, write):
+    """Write a file atomically: ``write(f)`` fills a temporary file next to ``path``, which is
+    then renamed over it (fsynced first).
+
+    Parameters
+    ----------
+    path : str or os.PathLike
+        The file to write. An existing file keeps its permission bits; a symbolic link is
+        followed (its target is replaced, the link stays).
+    write : callable
+        ``write(f)`` with ``f`` a binary file object open for writing.
+
+    Raises
+    ------
+    OSError
+        From the file system, naming ``path`` (not the temporary file).
+
+    Notes
+    -----
+    The temporary file is removed on any exception; one left by a killed process is removed
+    by the next write to the same path once that process is gone. :func:`save` and the
+    per-rank files of :mod:`hmat.mpi` are written this way.
+    """
     given = os.fspath(path)
     target = os.path.realpath(given)  # follow a symbolic link: replace its target
     directory, base = os.path.split(target)
@@ -73,7 +99,7 @@ def save(path, H):
         raise _name_path(exc, given) from exc
     try:
         with os.fdopen(fd, "wb") as f:
-            np.savez(f, **arrays)
+            write(f)
             f.flush()
             os.fsync(f.fileno())
         os.chmod(tmp, mode)
