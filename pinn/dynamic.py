@@ -33,10 +33,10 @@ from __future__ import annotations
 
 import math
 
-import numpy as np
 import torch
 
 from .layers import HMatrixLinear
+from .ranks import rank_for_error
 
 __all__ = ["DynamicHCompression"]
 
@@ -80,7 +80,7 @@ def _transform_moments(mom, T):
 
 
 def _recompress(leaf, eps, max_rank=None):
-    """Truncate a low-rank leaf to ``||UV^T - U'V'^T||_F <= eps``; returns tail singular values.
+    """Truncate a low-rank leaf (in place) to ``||UV^T - U'V'^T||_F <= eps``.
 
     ``U' = U T_u``, ``V' = V T_v``; since ``dL/dU' = G V' = (dL/dU) T_v`` (and
     likewise for V), the first moments map exactly as ``m_U' = m_U T_v``,
@@ -90,16 +90,13 @@ def _recompress(leaf, eps, max_rank=None):
     U, V = leaf.factors
     k = U.shape[1]
     if k == 0:
-        return np.zeros(0)
+        return
     dt = U.dtype
     Ud, Vd = U.double(), V.double()
     Qu, Ru = torch.linalg.qr(Ud)
     Qv, Rv = torch.linalg.qr(Vd)
     X, s, Yh = torch.linalg.svd(Ru @ Rv.T)
-    s_np = s.numpy()
-    tail = np.sqrt(np.maximum(np.cumsum((s_np**2)[::-1])[::-1], 0.0))
-    r = next((j for j in range(len(s_np) + 1) if (tail[j] if j < len(s_np) else 0.0) <= eps),
-             len(s_np))
+    r = rank_for_error(s, eps)
     if max_rank is not None:
         r = min(r, max_rank)
     sq = s[:r].sqrt()
@@ -110,7 +107,6 @@ def _recompress(leaf, eps, max_rank=None):
     mu, mv = leaf.moments
     leaf.moments = [_cast(_transform_moments(mu, Tv), dt), _cast(_transform_moments(mv, Tu), dt)]
     leaf.factors = [Un.to(dt), Vn.to(dt)]
-    return s_np[r:]
 
 
 def _cast(mom, dt):
@@ -409,16 +405,15 @@ class DynamicHCompression:
         m = sum(row[0].m for row in node)
         n = sum(c.n for c in node[0])
         dt = kids[0].factors[0].dtype
-        B = torch.zeros(m, n, dtype=torch.float64)
+        dev = kids[0].factors[0].device
+        B = torch.zeros(m, n, dtype=torch.float64, device=dev)
         for c in kids:
             blk = c.factors[0].double() if c.kind == "dense" else c.factors[0].double() @ c.factors[1].double().T
             B[c.r0 - r0:c.r0 - r0 + c.m, c.c0 - c0:c.c0 - c0 + c.n] = blk
         X, s, Yh = torch.linalg.svd(B, full_matrices=False)
-        s_np = s.numpy()
-        tail = np.sqrt(np.maximum(np.cumsum((s_np**2)[::-1])[::-1], 0.0))
         # the merged block may use half of its budget (children were within theirs)
         e = 0.5 * math.sqrt(sum(eps(c) ** 2 for c in kids))
-        r = next((j for j in range(len(s_np)) if tail[j] <= e), len(s_np))
+        r = rank_for_error(s, e)
         cost = r * (m + n) * kids[0].factors[0].element_size()
         if cost >= sum(c.nbytes for c in kids) or r >= m * n / (m + n):
             return node
@@ -426,7 +421,7 @@ class DynamicHCompression:
         U, V = (X[:, :r] * sq).to(dt), (Yh[:r].T * sq).to(dt)
         G = None
         if all(c.G is not None for c in kids):
-            G = torch.zeros(m, n, dtype=kids[0].G.dtype)
+            G = kids[0].G.new_zeros(m, n)
             for c in kids:
                 G[c.r0 - r0:c.r0 - r0 + c.m, c.c0 - c0:c.c0 - c0 + c.n] = c.G
         moms = _moments_from_gradient(G, U, V, kids)
@@ -484,7 +479,7 @@ def _grow(lf, U_new):
     dt = U.dtype
     scale = float(U.double().norm(dim=0).mean()) if U.shape[1] else 1e-2
     Un = torch.cat([U, (U_new * scale).to(dt)], 1)
-    Vn = torch.cat([V, torch.zeros(V.shape[0], U_new.shape[1], dtype=dt)], 1)
+    Vn = torch.cat([V, V.new_zeros(V.shape[0], U_new.shape[1])], 1)
     k = U_new.shape[1]
     mu, mv = lf.moments
     lf.moments = [_pad_moments(mu, k, U.shape[0]), _pad_moments(mv, k, V.shape[0])]
@@ -501,7 +496,7 @@ def _pad_moments(mom, k, rows):
             continue
         v = mom[key]
         fill = 0.0 if key == "exp_avg" or v.numel() == 0 else float(v.mean())
-        out[key] = torch.cat([v, torch.full((rows, k), fill, dtype=v.dtype)], 1)
+        out[key] = torch.cat([v, v.new_full((rows, k), fill)], 1)
     return out
 
 

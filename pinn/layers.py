@@ -9,6 +9,7 @@ from torch import nn
 
 from .autograd import LeafSpec, Structure, structured_linear
 from .autograd import _groups as _leaf_groups
+from .ranks import rank_for_tol
 
 __all__ = ["MLP", "LowRankLinear", "HMatrixLinear", "block_rank_penalty", "hidden_layers",
            "ACTIVATIONS", "INITIALIZERS"]
@@ -234,7 +235,7 @@ class LowRankLinear(nn.Module):
         if tol is not None:
             if not tol > 0:
                 raise ValueError(f"tol must be > 0, got {tol!r}")
-            rank = _rank_for_tol(s.numpy(), tol)
+            rank = rank_for_tol(s, tol)
         rank = int(rank)
         out = cls(W.shape[1], W.shape[0], rank, bias=linear.bias is not None, dtype=W.dtype)
         r = s[:rank].sqrt()
@@ -271,15 +272,6 @@ class LowRankLinear(nn.Module):
 
     def extra_repr(self):
         return f"in_features={self.in_features}, out_features={self.out_features}, rank={self.rank}"
-
-
-def _rank_for_tol(s, tol):
-    """Smallest k with sqrt(sum_{i>=k} s_i^2) <= tol * ||s||."""
-    s = np.asarray(s, np.float64)
-    tail = np.sqrt(np.maximum(np.cumsum((s**2)[::-1])[::-1], 0.0))  # tail[k] = ||s[k:]||
-    total = tail[0] if s.size else 0.0
-    ok = np.nonzero(np.append(tail, 0.0) <= tol * total)[0]
-    return int(ok[0])
 
 
 # ----------------------------------------------------------------- HMatrixLinear
