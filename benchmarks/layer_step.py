@@ -174,7 +174,7 @@ def main(argv=None):
         if err > 1e-5:
             raise RuntimeError(f"grouped and per-leaf forward differ: relative {err:.2e}")
         st = layer._struct()
-        ngroups = len(pa._groups(st, list(layer.factors)))
+        ngroups = len(st.groups(list(layer.factors)))
         t = {}
         t["ds"] = _median_ms(_step(dense, x), a.repeat, device)
         t["df"] = _median_ms(_fwd(dense, x), a.repeat, device)

@@ -40,7 +40,8 @@ from dataclasses import dataclass
 
 import torch
 
-__all__ = ["LeafSpec", "Structure", "StructuredLinearFn", "structured_linear"]
+__all__ = ["LeafSpec", "LeafGroup", "Structure", "StructuredLinearFn", "structured_linear",
+           "stack_groups", "apply_stacked"]
 
 
 @dataclass(frozen=True)
@@ -89,7 +90,7 @@ class Structure:
         self.col_perm = col_perm
         self.inv_row_perm = None if row_perm is None else torch.argsort(row_perm)
         self._adj = None
-        self._groups = None  # (parameter shapes, leaf groups): see _groups
+        self._groups = None  # (parameter shapes, leaf groups): see groups()
 
     def adjoint(self):
         """Structure of ``W^T`` over the same parameter list."""
@@ -100,14 +101,39 @@ class Structure:
             self._adj = adj
         return self._adj
 
+    def groups(self, params):
+        """The leaves grouped by kind, shape, rank and orientation for these parameters.
+
+        Parameters
+        ----------
+        params : sequence of torch.Tensor
+            The parameter list the leaves' ``idx`` point into (ranks come from the shapes).
+
+        Returns
+        -------
+        tuple of LeafGroup
+            Cached on the structure, keyed by the parameter shapes.
+        """
+        key = tuple(p.shape for p in params)
+        if self._groups is not None and self._groups[0] == key:
+            return self._groups[1]
+        buckets = {}
+        for lf in self.leaves:
+            k = 0 if lf.kind == "dense" else int(params[lf.idx[0]].shape[1])
+            buckets.setdefault((lf.kind, lf.m, lf.n, k, lf.transposed), []).append(lf)
+        groups = tuple(LeafGroup(*gk, lvs, self.row_perm, self.col_perm) for gk, lvs in buckets.items())
+        self._groups = (key, groups)
+        return groups
+
     def to(self, device):
         """A copy with the permutation tensors on ``device``."""
         mv = (lambda p: None if p is None else p.to(device))
         return Structure(self.shape, self.leaves, mv(self.row_perm), mv(self.col_perm))
 
 
-class _Group:
-    """Leaves of one kind, shape ``(m, n)``, rank ``k`` and orientation.
+class LeafGroup:
+    """Leaves of one kind, shape ``(m, n)``, rank ``k`` and orientation (see
+    :meth:`Structure.groups`).
 
     ``rows`` / ``cols`` (LongTensor, shape ``(g*m,)`` / ``(g*n,)``) are the
     *original* output / input indices of the group's leaves, leaf after leaf
@@ -148,21 +174,6 @@ class _Group:
         return (st[1], st[0]) if self.transposed else (st[0], st[1])
 
 
-def _groups(struct, params):
-    """The grouping of ``struct.leaves`` for these parameter shapes (cached on ``struct``)."""
-    key = tuple(p.shape for p in params)
-    cache = getattr(struct, "_groups", None)
-    if cache is not None and cache[0] == key:
-        return cache[1]
-    buckets = {}
-    for lf in struct.leaves:
-        k = 0 if lf.kind == "dense" else int(params[lf.idx[0]].shape[1])
-        buckets.setdefault((lf.kind, lf.m, lf.n, k, lf.transposed), []).append(lf)
-    groups = tuple(_Group(*gk, lvs, struct.row_perm, struct.col_perm) for gk, lvs in buckets.items())
-    struct._groups = (key, groups)
-    return groups
-
-
 def _single_leaf(struct):
     """The leaf of a structure made of one full-size leaf without permutations (a
     :class:`pinn.LowRankLinear`), or None: such a weight is applied with plain matmuls."""
@@ -186,11 +197,25 @@ def _gather(zt, idx, g, size):
     return zt.index_select(0, idx).reshape(g, size, zt.shape[1])
 
 
-def _stacked(struct, params, device):
-    """``(group, rows, cols, stacked factors)`` for every group that contributes (see
-    :class:`_Group`); index tensors on ``device``."""
+def stack_groups(struct, params, device):
+    """The groups of ``struct`` that contribute, with their factors stacked.
+
+    Parameters
+    ----------
+    struct : Structure
+    params : sequence of torch.Tensor
+    device : torch.device
+        Where the index tensors go.
+
+    Returns
+    -------
+    list of tuple
+        ``(group, rows, cols, factors)`` per :class:`LeafGroup` (groups of empty leaves or
+        rank 0 left out): ``rows``/``cols`` as :meth:`LeafGroup.index`, ``factors`` as
+        :meth:`LeafGroup.factors`.
+    """
     out = []
-    for grp in _groups(struct, params):
+    for grp in struct.groups(params):
         if grp.m == 0 or grp.n == 0 or (grp.kind == "lowrank" and grp.k == 0):
             continue  # contributes nothing
         rows, cols = grp.index(device)
@@ -198,9 +223,20 @@ def _stacked(struct, params, device):
     return out
 
 
-def _apply_stacked(x, shape, stacked):
-    """``x W^T`` for ``x`` (..., n) from :func:`_stacked` groups: per group one gather, one
-    batched matmul and one out-of-place scatter-add."""
+def apply_stacked(x, shape, stacked):
+    """``x W^T`` from :func:`stack_groups` groups: per group one gather, one batched matmul
+    and one out-of-place scatter-add.
+
+    Parameters
+    ----------
+    x : torch.Tensor, shape (..., n)
+    shape : tuple (m, n)
+    stacked : list from :func:`stack_groups`
+
+    Returns
+    -------
+    torch.Tensor, shape (..., m)
+    """
     m, n = shape
     lead = x.shape[:-1]
     # work on x^T (n, B): gathered leaf blocks and leaf outputs are contiguous rows
@@ -227,7 +263,7 @@ def _apply(x, struct, params):
         f = _leaf_factors(lf, params)
         y = x2 @ f[0].t() if lf.kind == "dense" else (x2 @ f[1]) @ f[0].t()
         return y.reshape(*x.shape[:-1], m)
-    return _apply_stacked(x, struct.shape, _stacked(struct, params, x.device))
+    return apply_stacked(x, struct.shape, stack_groups(struct, params, x.device))
 
 
 def _param_grads(x, gy, struct, params, needs):
@@ -248,7 +284,7 @@ def _param_grads(x, gy, struct, params, needs):
         return [g if needs[i] else None for i, g in enumerate(grads)]
     xt = x.reshape(-1, n).t().contiguous()
     gt = gy.reshape(-1, m).t().contiguous()
-    for grp in _groups(struct, params):
+    for grp in struct.groups(params):
         if not any(needs[i] for ix in grp.pidx for i in ix):
             continue
         rows, cols = grp.index(xt.device)

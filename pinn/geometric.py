@@ -19,7 +19,7 @@ import torch
 
 import hmat
 
-from .autograd import _apply_stacked, _stacked
+from .autograd import apply_stacked, stack_groups
 from .layers import HMatrixLinear
 
 __all__ = ["geometric_hmatrix_linear", "geometric_block_tree", "hblock_from_blocktree", "GroupedHForward",
@@ -302,7 +302,7 @@ class GroupedHForward:
         params = [p.detach() for p in layer.factors._parameters.values()]
         dev = params[0].device if params else torch.device("cpu")
         # the training layer's own grouping (pinn.autograd), factors stacked once here
-        self.groups = _stacked(layer._struct(), params, dev)
+        self.groups = stack_groups(layer._struct(), params, dev)
         self.bias = None if layer.bias is None else layer.bias.detach()
         self.dtype = params[0].dtype if params else torch.get_default_dtype()
 
@@ -313,7 +313,7 @@ class GroupedHForward:
     def __call__(self, x):
         if x.shape[-1] != self.in_features:
             raise ValueError(f"x: last dimension must be {self.in_features}, got shape {tuple(x.shape)}")
-        y = _apply_stacked(x, (self.out_features, self.in_features), self.groups)
+        y = apply_stacked(x, (self.out_features, self.in_features), self.groups)
         return y if self.bias is None else y + self.bias
 
 

@@ -8,7 +8,6 @@ import torch
 from torch import nn
 
 from .autograd import LeafSpec, Structure, structured_linear
-from .autograd import _groups as _leaf_groups
 from .ranks import rank_for_tol
 
 __all__ = ["MLP", "LowRankLinear", "HMatrixLinear", "block_rank_penalty", "hidden_layers",
@@ -571,7 +570,7 @@ class HMatrixLinear(nn.Module):
         params = list(self.factors._parameters.values())
         p0 = params[0]
         W = p0.new_zeros(self.out_features, self.in_features)
-        for grp in _leaf_groups(struct, params):
+        for grp in struct.groups(params):
             if grp.m == 0 or grp.n == 0 or (grp.kind == "lowrank" and grp.k == 0):
                 continue
             rows, cols = grp.index(p0.device)

@@ -118,7 +118,7 @@ def test_mixed_structure_matches_reference(perm, adjoint, lead):
     # equal shapes repeat -> several multi-leaf groups; ranks 0, 1, 2 mixed
     s, ps = make_structure([3, 3, 2, 3], [4, 2, 4, 4], ["dense", "lowrank", "lowrank"], [1, 2, 0, 2],
                            perm_seed=perm, adjoint=adjoint)
-    groups = pinn.autograd._groups(s, ps)
+    groups = s.groups(ps)
     assert len(groups) < len(s.leaves)
     assert any(g.g > 1 for g in groups)
     check_against_reference(s, ps, lead)
@@ -157,14 +157,14 @@ def test_float32_dtype_and_structure_to():
 def test_grouping_cache_follows_parameter_shapes():
     """The grouping is cached on the Structure and recomputed when a rank changes."""
     s, ps = make_structure([3, 3], [3, 3], ["lowrank"], [2], perm_seed=2)
-    g1 = pinn.autograd._groups(s, ps)
-    assert pinn.autograd._groups(s, ps) is g1
+    g1 = s.groups(ps)
+    assert s.groups(ps) is g1
     assert len(g1) == 1 and g1[0].g == 4
     gen = torch.Generator().manual_seed(5)
     ps2 = list(ps)
     ps2[0] = torch.randn(3, 1, dtype=D, generator=gen).requires_grad_()  # leaf 0 -> rank 1
     ps2[1] = torch.randn(3, 1, dtype=D, generator=gen).requires_grad_()
-    g2 = pinn.autograd._groups(s, ps2)
+    g2 = s.groups(ps2)
     assert g2 is not g1 and len(g2) == 2
     check_against_reference(s, ps2, (4,))
 
@@ -219,7 +219,7 @@ def test_gradcheck_hmatrix_layer(points):
     st = layer._struct()
     y = fn(x, *ps)
     torch.testing.assert_close(y, reference_apply(x, st, ps), rtol=0, atol=TOL)
-    assert len(pinn.autograd._groups(st, ps)) < len(st.leaves)
+    assert len(st.groups(ps)) < len(st.leaves)
     assert torch.autograd.gradcheck(fn, (x, *ps))
     assert torch.autograd.gradgradcheck(fn, (x, *ps))
 
