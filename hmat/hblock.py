@@ -407,33 +407,19 @@ def _trusted_node(grid, dtype, shape, provenance=None):
 
 
 def _partition_of(H):
-    """The Partition of a nested HBlock (breadth-first walk; leaf kinds from the operators)."""
-    nodes = [H]
-    kind, first, nr, nc = [], [], [], []
-    head = 0
-    while head < len(nodes):
-        op = nodes[head]
-        if isinstance(op, HBlock):
-            g = op.blocks
-            kind.append(LeafKind.INTERNAL)
-            first.append(len(nodes))
-            nr.append(len(g))
-            nc.append(len(g[0]))
-            nodes.extend(c for row in g for c in row)
-        else:
-            kind.append(LeafKind.LOWRANK if isinstance(op, LowRank) else LeafKind.DENSE)
-            first.append(-1)
-            nr.append(0)
-            nc.append(0)
-        head += 1
+    """The Partition of a nested HBlock (leaf kinds from the operators)."""
     leaves = H.leaves()
+    count = iter(range(len(leaves)))
+
+    def nest(op):
+        return [[nest(c) for c in row] for row in op.blocks] if isinstance(op, HBlock) else next(count)
+
     r0 = np.array([lf.row_start for lf in leaves], np.int64)
     c0 = np.array([lf.col_start for lf in leaves], np.int64)
     m = np.array([lf.op.shape[0] for lf in leaves], np.int64)
     n = np.array([lf.op.shape[1] for lf in leaves], np.int64)
     lk = np.array([LeafKind.LOWRANK if isinstance(lf.op, LowRank) else LeafKind.DENSE for lf in leaves], np.int64)
-    tree = tuple(np.array(v, np.int64) for v in (kind, first, nr, nc))
-    return Partition(H.shape, r0, m, c0, n, lk, H.row_perm, H.col_perm, tree=tree)
+    return Partition(H.shape, r0, m, c0, n, lk, H.row_perm, H.col_perm, tree=nest(H))
 
 
 def _blocks_from_tree(root):

@@ -50,11 +50,14 @@ class Partition:
     row_perm, col_perm : array_like of int, shape (m,) / (n,), optional
         ``row_perm[p]`` is the original row index at permuted position ``p``; default
         identity.
-    tree : tuple of 4 array_like of int, optional
-        ``(node_kind, node_first, node_nr, node_nc)``, shape (n_nodes,) each: the nodes in
-        breadth-first order (node 0 the root); an ``INTERNAL`` node's children are the
-        ``node_nr x node_nc`` grid ``node_first + i * node_nc + j``; a leaf node has
-        ``node_first = -1`` and ``node_nr = node_nc = 0``. Default: derived from the leaf
+    tree : tuple of 4 array_like of int, or nested list, optional
+        Either the tuple ``(node_kind, node_first, node_nr, node_nc)``, shape (n_nodes,)
+        each: the nodes in breadth-first order (node 0 the root); an ``INTERNAL`` node's
+        children are the ``node_nr x node_nc`` grid ``node_first + i * node_nc + j``; a
+        leaf node has ``node_first = -1`` and ``node_nr = node_nc = 0``. Or a nested list
+        grid: a list of rows (lists) whose entries are leaf indices or grids, e.g.
+        ``[[0, 1], [2, [[3], [4]]]]``, the leaf indices ``0 .. n_leaves - 1`` in
+        depth-first, row-major order. Default: derived from the leaf
         order (each split in two, where the leaves fall into full-width or full-height
         strips; two stacked 1 x 2 rows with the same column cut become one 2 x 2 grid).
 
@@ -108,9 +111,12 @@ class Partition:
             tree = _linearize(nested, kind)
             name = "leaf order"
         else:
-            if not (isinstance(tree, (tuple, list)) and len(tree) == 4):
-                raise ValueError("tree must be a tuple (node_kind, node_first, node_nr, node_nc)")
-            tree = tuple(_int_array(v, f"tree[{i}]") for i, v in enumerate(tree))
+            if isinstance(tree, list):
+                tree = _linearize(_check_nested(tree, L), kind)
+            elif isinstance(tree, tuple) and len(tree) == 4:
+                tree = tuple(_int_array(v, f"tree[{i}]") for i, v in enumerate(tree))
+            else:
+                raise ValueError("tree must be a tuple (node_kind, node_first, node_nr, node_nc) or a nested list grid")
             name = "tree"
         nk, first, nr, nc = tree
         leaf_nodes = _check_bfs(nk, first, nr, nc, L)
@@ -204,7 +210,7 @@ class Partition:
 
         nested = build(0, 0, n_rows, n_cols)
         r0, m, c0, n, kind = (np.array(col, np.int64) for col in zip(*table))
-        return cls((n_rows, n_cols), r0, m, c0, n, kind, tree=_linearize(nested, kind))
+        return cls((n_rows, n_cols), r0, m, c0, n, kind, tree=nested if isinstance(nested, list) else None)
 
     # ------------------------------------------------------------------ fields
     shape = property(lambda self: self._shape, doc="``(m, n)``.")
@@ -288,11 +294,10 @@ class Partition:
         def relabel(x):
             return [[relabel(c) for c in row] for row in x] if isinstance(x, list) else int(renum[x])
 
-        kind = self._kind[order]
         p = Partition(
             (self._shape[1], self._shape[0]), self._c0[order], self._n[order], self._r0[order], self._m[order],
-            kind, None if self._col_identity else self._col_perm, None if self._row_identity else self._row_perm,
-            tree=_linearize(relabel(tree), kind),
+            self._kind[order], None if self._col_identity else self._col_perm,
+            None if self._row_identity else self._row_perm, tree=relabel(tree) if isinstance(tree, list) else None,
         )
         return p, order
 
@@ -467,6 +472,28 @@ def _first_leaf(x):
     while isinstance(x, list):
         x = x[0][0]
     return x
+
+
+def _check_nested(tree, n_leaves):
+    """The nested list grid, after checking its shape and that its leaves are 0.. in DFS order."""
+    seen = []
+
+    def walk(x, depth):
+        if isinstance(x, list):
+            if depth > 10_000 or not x or not all(isinstance(r, list) and len(r) == len(x[0]) and r for r in x):
+                raise ValueError("tree: every grid is a non-empty list of equally long non-empty rows")
+            for row in x:
+                for c in row:
+                    walk(c, depth + 1)
+        elif isinstance(x, (int, np.integer)) and not isinstance(x, bool):
+            seen.append(int(x))
+        else:
+            raise ValueError(f"tree: entries are leaf indices or grids, got {type(x).__name__}")
+
+    walk(tree, 0)
+    if seen != list(range(n_leaves)):
+        raise ValueError(f"tree: the leaf indices must be 0..{n_leaves - 1} in depth-first, row-major order")
+    return tree
 
 
 def _linearize(nested, leaf_kind):

@@ -250,3 +250,19 @@ def test_leaf_kind_codes():
     assert (int(LeafKind.DENSE), int(LeafKind.LOWRANK), int(LeafKind.INTERNAL)) == (0, 1, 2)
     bt = hmat.BlockTree(hmat.ClusterTree.from_size(64, 8), hmat.ClusterTree.from_size(64, 8), hmat.WeakAdmissibility())
     assert set(np.unique(bt.kind)) == {LeafKind.DENSE, LeafKind.LOWRANK, LeafKind.INTERNAL}
+
+
+def test_nested_tree_argument():
+    args = ((2, 3), [0, 0, 1, 1], [1, 1, 1, 1], [0, 1, 0, 1], [1, 2, 1, 2], [0, 1, 1, 0])
+    flat = Partition(*args, tree=[[0, 1], [2, 3]])
+    assert flat.n_nodes == 5 and (flat.node_nr[0], flat.node_nc[0]) == (2, 2)
+    rows = Partition(*args, tree=[[[[0, 1]]], [[[2, 3]]]])
+    assert rows.n_nodes == 7 and (rows.node_nr[0], rows.node_nc[0]) == (2, 1)
+    assert flat != rows and list(flat.leaves()) == list(rows.leaves())
+    assert Partition(*args) == flat  # derived: stacked rows with equal cuts merge
+    with pytest.raises(ValueError, match="tree"):
+        Partition(*args, tree=[[0, 1], [2]])
+    with pytest.raises(ValueError, match="tree"):
+        Partition(*args, tree=[[0, 2], [1, 3]])
+    with pytest.raises(ValueError, match="tree"):
+        Partition(*args, tree=[[0, 1, 2, 3]])
