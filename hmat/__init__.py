@@ -2,7 +2,8 @@
 
 Operators (all :class:`scipy.sparse.linalg.LinearOperator` subclasses):
 :class:`Dense`, :class:`LowRank`, :class:`HBlock`; trees :class:`ClusterTree`,
-:class:`BlockTree`; admissibility :class:`StrongAdmissibility`, :class:`WeakAdmissibility`;
+:class:`BlockTree`; the block structure :class:`Partition` (leaf kinds :class:`LeafKind`),
+build provenance :class:`BuildInfo`; admissibility :class:`StrongAdmissibility`, :class:`WeakAdmissibility`;
 builders :func:`from_kernel`, :func:`from_dense`; compressors :class:`ACA`, :class:`SVD`;
 recompression :func:`truncate`, :func:`coarsen`; arithmetic :func:`add`,
 :func:`multiply`, :func:`lu`, :func:`cholesky`, :func:`solve_triangular`; I/O :func:`save`,
@@ -36,6 +37,8 @@ from .hblock import HBlock, Leaf
 from .io import load, save
 from .lowrank import LowRank
 from .operator import LinearOperator
+from .partition import LeafKind, Partition
+from .provenance import BuildInfo
 from .plot import plot
 from .points import sphere_points
 from .svd import SVD
@@ -54,6 +57,9 @@ __all__ = [
     "ClusterTree",
     "ClusterNode",
     "BlockTree",
+    "Partition",
+    "LeafKind",
+    "BuildInfo",
     "StrongAdmissibility",
     "WeakAdmissibility",
     "kernels",

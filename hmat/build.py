@@ -20,6 +20,7 @@ from .dense import Dense
 from .hblock import HBlock
 from .kernels import FunctionKernel, Kernel, as_kernel
 from .lowrank import LowRank
+from .provenance import BuildInfo
 
 __all__ = ["from_kernel", "from_dense"]
 
@@ -137,11 +138,11 @@ def from_kernel(
         packed, evals = _build_compiled(kernel, Xp, Yp, r0, m, c0, n, admissible, tol, dtype, progress)
     else:
         packed, evals = _build_python(kernel, Xp, Yp, r0, m, c0, n, admissible, tol, dtype, progress)
-    H = HBlock._from_blocktree(bt, packed, dtype, row_tree.perm, col_tree.perm)
-    H._kernel_evals = evals
-    H.tol = tol
+    info = BuildInfo(tol=tol, kernel_evaluations=evals, compressor="ACA")
+    H = HBlock._from_packed(bt.partition(), packed, dtype, info)
     if n_samples:
-        H.error_estimate = _sampled_error(H, kernel, Xp, Yp, int(n_samples), seed)
+        est = _sampled_error(H, kernel, Xp, Yp, int(n_samples), seed)
+        H = HBlock._from_packed(H.partition, H._packed, dtype, info.replace(error_estimate=est))
     if backend == "cupy":
         from .backend import to_cupy
 
@@ -455,10 +456,8 @@ def from_dense(A, *, tol=1e-6, points=None, eta=2.0, leaf_size=64, admissibility
             op = LowRank._trusted(*fq)
         leaves.append((int(r0[q]), int(c0[q]), op))
     packed = pack_leaves(leaves, A.dtype, max(1, 4 * _threads.get_num_threads()))
-    H = HBlock._from_blocktree(bt, packed, A.dtype, row_tree.perm, col_tree.perm)
-    H.error_estimate = err / norm_a if norm_a > 0 else 0.0
-    H.tol = tol
-    return H
+    info = BuildInfo(tol=tol, error_estimate=err / norm_a if norm_a > 0 else 0.0, compressor="SVD")
+    return HBlock._from_packed(bt.partition(), packed, A.dtype, info)
 
 
 def _distribute_budget(svds, m, n, budget):

@@ -49,6 +49,7 @@ from .blocktree import BlockTree
 from .cluster import ClusterTree
 from .hblock import HBlock
 from .kernels import Kernel
+from .provenance import BuildInfo
 
 __all__ = ["DistributedHMatrix", "from_kernel", "load", "require_mpi", "local_threads", "row_cuts", "demo"]
 
@@ -876,8 +877,8 @@ class DistributedHMatrix:
             b, o, s = where[q]
             data[off[q]:off[q] + s] = b[o:o + s]
         packed = Packed([Segment(r0.copy(), m.copy(), c0.copy(), n.copy(), ranks, off, data)])
-        H = HBlock._from_blocktree(bt, packed, src.dtype, src.row_perm, src.col_perm)
-        H.tol, H.error_estimate, H._kernel_evals = src.tol, src.error_estimate, src.kernel_evaluations
+        info = BuildInfo(tol=src.tol, kernel_evaluations=src.kernel_evaluations, error_estimate=src.error_estimate)
+        H = HBlock._from_packed(bt.partition(), packed, src.dtype, info)
         return H.H if self._adjoint else H
 
     # ------------------------------------------------------------------ save
