@@ -173,7 +173,7 @@ def main(argv=None):
         err = float((y_new - y_old).abs().max() / y_old.abs().max())
         if err > 1e-5:
             raise RuntimeError(f"grouped and per-leaf forward differ: relative {err:.2e}")
-        st = layer._struct()
+        st = layer.structure
         ngroups = len(st.groups(list(layer.factors)))
         t = {}
         t["ds"] = _median_ms(_step(dense, x), a.repeat, device)

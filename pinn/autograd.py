@@ -39,6 +39,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import torch
+from hmat import LeafKind
 
 __all__ = ["LeafSpec", "LeafGroup", "Structure", "StructuredLinearFn", "structured_linear",
            "stack_groups", "apply_stacked"]
@@ -91,6 +92,33 @@ class Structure:
         self.inv_row_perm = None if row_perm is None else torch.argsort(row_perm)
         self._adj = None
         self._groups = None  # (parameter shapes, leaf groups): see groups()
+
+    @classmethod
+    def from_partition(cls, partition, factor_index, device=None):
+        """The structure of a weight with block structure ``partition``.
+
+        Parameters
+        ----------
+        partition : hmat.Partition
+        factor_index : sequence of tuple of int
+            Per leaf (partition order), the positions of its factors in the parameter
+            list: ``(iA,)`` for a ``DENSE`` leaf, ``(iU, iV)`` for a ``LOWRANK`` one.
+        device : torch.device, optional
+            Of the permutation tensors (None where the partition's is the identity).
+
+        Returns
+        -------
+        Structure
+        """
+        factor_index = [tuple(ix) for ix in factor_index]
+        if len(factor_index) != partition.n_leaves:
+            raise ValueError(f"factor_index has {len(factor_index)} entries, the partition "
+                             f"{partition.n_leaves} leaves")
+        leaves = [LeafSpec("dense" if kind == LeafKind.DENSE else "lowrank", r0, c0, m, n, ix)
+                  for (r0, m, c0, n, kind), ix in zip(partition.leaves(), factor_index)]
+        rows, cols = partition.permuted
+        perm = (lambda p, on: torch.tensor(p, dtype=torch.long, device=device) if on else None)
+        return cls(partition.shape, leaves, perm(partition.row_perm, rows), perm(partition.col_perm, cols))
 
     def adjoint(self):
         """Structure of ``W^T`` over the same parameter list."""

@@ -34,8 +34,9 @@ from __future__ import annotations
 import math
 
 import torch
+from hmat import LeafKind
 
-from .layers import HMatrixLinear
+from .layers import HMatrixLinear, partition_from_grid
 from .ranks import rank_for_error
 
 __all__ = ["DynamicHCompression"]
@@ -199,7 +200,7 @@ class DynamicHCompression:
             return
         beta1 = state.optimizer.param_groups[0].get("betas", (0.9, 0.999))[0]
         for L in self._layers(state.model):
-            p = getattr(L, "_probe", None)
+            p = L.probe
             if p is not None and p.grad is not None:
                 g = p.grad.detach()
                 prev = self._G.get(id(L))
@@ -211,7 +212,7 @@ class DynamicHCompression:
                     prev2 = self._G2.get(id(L))
                     self._G2[id(L)] = ((1 - beta1) * g2 if prev2 is None else
                                        beta1 * prev2 + (1 - beta1) * g2)
-        if any(getattr(L, "_probe", None) is not None for L in self._layers(state.model)):
+        if any(L.probe is not None for L in self._layers(state.model)):
             self._nprobe += 1
 
     def on_step_end(self, state):
@@ -332,18 +333,22 @@ class DynamicHCompression:
                 Gp = Gp.index_select(1, L.col_perm)
                 Np = None if Np is None else Np.index_select(1, L.col_perm)
 
+        P = L.partition
+        leaf_of = {int(b): i for i, b in enumerate(P.leaf_nodes)}
+
         def rec(node):
-            if node[0] == "leaf":
-                i = node[1]
-                kind, r0, c0, m, n = L._geo[i]
+            if node in leaf_of:
+                i = leaf_of[node]
+                r0, m, c0, n = int(P.r0[i]), int(P.m[i]), int(P.c0[i]), int(P.n[i])
+                kind = "dense" if P.kind[i] == LeafKind.DENSE else "lowrank"
                 fs = L.leaf_factors(i)
                 moms = [_get_state(optimizer, p) for p in fs]
                 Gb = None if Gp is None else Gp[r0:r0 + m, c0:c0 + n]
                 nb = 0.0 if Np is None else float(Np[r0:r0 + m, c0:c0 + n].double().sum())
                 return _Leaf(kind, r0, c0, m, n, fs, moms, Gb, nb)
-            return [[rec(c) for c in row] for row in node[1]]
+            return [[rec(c) for c in row] for row in P.children(node)]
 
-        return rec(L._tree)
+        return rec(0)
 
     def _refine_node(self, node, eps, lr, entry, cands):
         if isinstance(node, list):
@@ -447,19 +452,24 @@ class DynamicHCompression:
             cur -= (best.m + best.n) * best.factors[0].element_size()
 
     def _install(self, L, root, optimizer):
-        geo, tensors, moms = [], [], []
+        leaves, tensors, moms = [], [], []
 
         def walk(node):
             if isinstance(node, _Leaf):
-                geo.append([node.kind, node.r0, node.c0, node.m, node.n])
+                kind = LeafKind.DENSE if node.kind == "dense" else LeafKind.LOWRANK
+                leaves.append((node.r0, node.m, node.c0, node.n, kind))
                 tensors.append(tuple(node.factors))
                 moms.append(node.moments)
-                return ("leaf", len(geo) - 1)
-            return ("block", [[walk(c) for c in row] for row in node])
+                return len(leaves) - 1
+            return [[walk(c) for c in row] for row in node]
 
-        tree = walk(root)
+        grid = walk(root)
+        P = L.partition
+        rows, cols = P.permuted
+        new_p = partition_from_grid(P.shape, grid, leaves, P.row_perm if rows else None,
+                                    P.col_perm if cols else None)
         old = list(L.factors)
-        new = L._set_structure(tree, geo, tensors, L.row_perm, L.col_perm)
+        new = L.restructure(new_p, tensors)
         flat_m = [mm for ms in moms for mm in ms]
         _swap_params(optimizer, old, new, flat_m)
 

@@ -199,7 +199,7 @@ def test_vmap_jacrev_matches_reference():
 
 # ----------------------------------------------------------------------------- gradcheck
 def _layer_fn(layer):
-    st = layer._struct()
+    st = layer.structure
     ps = [p.detach().clone().requires_grad_() for p in layer.factors]
     return (lambda x, *q: StructuredLinearFn.apply(x, st, *q)), ps
 
@@ -216,7 +216,7 @@ def test_gradcheck_hmatrix_layer(points):
         layer = pinn.HMatrixLinear(20, 12, leaf_size=4, rank=2, dtype=D)
     fn, ps = _layer_fn(layer)
     x = torch.randn(2, layer.in_features, dtype=D, requires_grad=True)
-    st = layer._struct()
+    st = layer.structure
     y = fn(x, *ps)
     torch.testing.assert_close(y, reference_apply(x, st, ps), rtol=0, atol=TOL)
     assert len(st.groups(ps)) < len(st.leaves)

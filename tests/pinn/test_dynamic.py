@@ -31,7 +31,7 @@ def _probe(model, dyn):
     L.start_probe()
     x = torch.rand(10, 2, dtype=D)
     model(x).pow(2).sum().backward()
-    dyn._G[id(L)] = L._probe.grad.clone()
+    dyn._G[id(L)] = L.probe.grad.clone()
     dyn._nprobe = 1
     L.stop_probe()
 
@@ -146,7 +146,7 @@ def _feed(dyn, model, opt, grads):
     L.start_probe()
     st = _FakeState(model, opt)
     for g in grads:
-        L._probe.grad = g.clone()
+        L.probe.grad = g.clone()
         dyn.after_backward(st)
     L.stop_probe()
 
@@ -262,7 +262,7 @@ def test_refine_stays_on_the_layers_device(dtype):
             lay.start_probe()
         model(x).pow(2).sum().backward()
         for lay in (L,):
-            dyn._G[id(lay)] = lay._probe.grad.clone()
+            dyn._G[id(lay)] = lay.probe.grad.clone()
             lay.stop_probe()
         dyn._nprobe = 1
         y0 = model(x).detach()
