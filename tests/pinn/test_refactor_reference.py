@@ -74,3 +74,18 @@ def test_dynamic_training_unchanged(ref, case, one_thread):
     _close(loss, r["loss"])
     assert json.loads(json.dumps(log)) == r["log"]
     assert json.loads(json.dumps(leaves)) == r["leaves"]
+
+
+def test_fresh_layers_unchanged():
+    """Every constructor path draws (or projects) exactly the factors it drew before."""
+    ref = torch.load(os.path.join(DATA, "hmatrixlinear_init_v1.pt"), weights_only=True)
+    now = _maker().init_layers()
+    assert sorted(now) == sorted(ref)
+    for name, r in ref.items():
+        got = now[name]
+        assert got["leaf_info"] == r["leaf_info"], name
+        assert len(got["factors"]) == len(r["factors"]), name
+        for a, b in zip(got["factors"], r["factors"]):
+            assert a.dtype == b.dtype and torch.equal(a, b), name
+        assert (got["bias"] is None) == (r["bias"] is None)
+        assert got["bias"] is None or torch.equal(got["bias"], r["bias"]), name

@@ -3,6 +3,8 @@
 * ``hmatrixlinear_state_v1.pt``: ``HMatrixLinear`` state_dicts in the checkpoint format of
   that commit (HODLR, geometric with permutations, from_linear, after a dynamic refinement),
   with an input ``x`` and the layer output ``y`` for each;
+* ``hmatrixlinear_init_v1.pt``: the factors of freshly built layers (HODLR, geometric
+  glorot/zeros/projected/compressed, ``in_points``), float32 and float64;
 * ``training_reference_v1.json``: loss curves of short float64 trainings (plain Adam on an
   HMatrixLinear MLP, and ``pinn.train`` with ``DynamicHCompression``).
 
@@ -85,6 +87,37 @@ def layers():
     return out
 
 
+def init_layers():
+    """Freshly initialised layers of every constructor path that draws or projects factors
+    (their factors must not depend on the implementation)."""
+    from pinn.geometric import geometric_hmatrix_linear
+
+    rng = np.random.default_rng(7)
+    x = rng.random((24, 2))
+    y = rng.random((20, 2))
+    W = rng.standard_normal((20, 24))
+    out = {}
+    for dt in (torch.float32, torch.float64):
+        tag = str(dt).split(".")[-1]
+        for init in ("glorot", "zeros"):
+            out[f"geo_{init}_{tag}"] = geometric_hmatrix_linear(
+                x, y, leaf_size=5, eta=1.0, rank=3, init=init, dtype=dt,
+                generator=torch.Generator().manual_seed(11))
+        out[f"geo_project_{tag}"] = geometric_hmatrix_linear(x, y, leaf_size=5, eta=1.0, rank=2,
+                                                             init=W, dtype=dt)
+        out[f"geo_tol_{tag}"] = geometric_hmatrix_linear(x, y, leaf_size=5, eta=1.0, init=W,
+                                                         tol=1e-2, dtype=dt)
+        out[f"points_{tag}"] = HMatrixLinear(24, 20, leaf_size=5, rank=2, dtype=dt, in_points=x,
+                                             out_points=y, eta=1.0,
+                                             generator=torch.Generator().manual_seed(12))
+        out[f"hodlr_{tag}"] = HMatrixLinear(24, 20, leaf_size=5, rank=2, dtype=dt,
+                                            generator=torch.Generator().manual_seed(13))
+    return {k: {"factors": [p.detach().clone() for p in L.factors],
+                "leaf_info": json.dumps(L.leaf_info()),
+                "bias": None if L.bias is None else L.bias.detach().clone()}
+            for k, L in out.items()}
+
+
 def main():
     torch.set_num_threads(1)
     ref = {"commit": "db4977d", "adam": adam_curve()}
@@ -109,4 +142,8 @@ def main():
 
 
 if __name__ == "__main__":
-    main()
+    if sys.argv[1:] == ["init"]:  # only the init fixture (added later, also from db4977d)
+        torch.save(init_layers(), os.path.join(HERE, "hmatrixlinear_init_v1.pt"))
+    else:
+        main()
+        torch.save(init_layers(), os.path.join(HERE, "hmatrixlinear_init_v1.pt"))
