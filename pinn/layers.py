@@ -9,7 +9,7 @@ import torch
 from hmat import LeafKind, Partition
 from torch import nn
 
-from .autograd import LeafSpec, Structure, structured_linear
+from .autograd import Structure, structured_linear
 from .ranks import rank_for_tol
 
 __all__ = ["MLP", "LowRankLinear", "HMatrixLinear", "block_rank_penalty", "hidden_layers",
@@ -206,14 +206,17 @@ class LowRankLinear(nn.Module):
 
     @property
     def structure(self):
-        """The :class:`pinn.autograd.Structure` of the weight: one full-size low-rank leaf."""
-        k = self.rank
-        key = k
-        if self._struct_cache is None or self._struct_cache[0] != key:
-            st = Structure((self.out_features, self.in_features),
-                           [LeafSpec("lowrank", 0, 0, self.out_features, self.in_features, (0, 1))])
-            self._struct_cache = (key, st)
-        return self._struct_cache[1]
+        """The :class:`pinn.autograd.Structure` of the weight, derived from :attr:`partition`
+        (factor positions ``(0, 1)``: ``U``, ``V``)."""
+        if self._struct_cache is None:
+            self._struct_cache = Structure.from_partition(self.partition, [(0, 1)])
+        return self._struct_cache
+
+    @property
+    def partition(self):
+        """:class:`hmat.Partition` of the weight: one low-rank leaf covering it."""
+        m, n = self.out_features, self.in_features
+        return Partition((m, n), [0], [m], [0], [n], [LeafKind.LOWRANK])
 
     def forward(self, x):
         return structured_linear(x, self.structure, (self.U, self.V), self.bias)

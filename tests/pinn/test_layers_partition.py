@@ -113,3 +113,15 @@ def test_partition_from_grid():
         partition_from_grid((5, 5), [[0, 1], [2]], leaves)
     one = partition_from_grid((5, 5), 0, [(0, 5, 0, 5, LeafKind.DENSE)])
     assert one.n_leaves == 1 and one.n_nodes == 1
+
+
+def test_lowrank_layer_structure_from_its_one_leaf_partition():
+    from pinn import LowRankLinear
+
+    L = LowRankLinear(7, 5, 2, dtype=D)
+    P = L.partition
+    assert P.shape == (5, 7) and P.n_leaves == 1 and P.kind.tolist() == [LeafKind.LOWRANK]
+    st = L.structure
+    assert [(lf.kind, lf.r0, lf.c0, lf.m, lf.n, lf.idx) for lf in st.leaves] == [("lowrank", 0, 0, 5, 7, (0, 1))]
+    x = torch.rand(3, 7, dtype=D)
+    torch.testing.assert_close(L(x), x @ L.weight.t() + L.bias, rtol=1e-14, atol=1e-14)
