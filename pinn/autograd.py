@@ -45,13 +45,18 @@ __all__ = ["LeafSpec", "LeafGroup", "Structure", "StructuredLinearFn", "structur
            "stack_groups", "apply_stacked"]
 
 
+_KIND_OF_NAME = {"dense": LeafKind.DENSE, "lowrank": LeafKind.LOWRANK}
+
+
 @dataclass(frozen=True)
 class LeafSpec:
     """Geometry of one leaf.
 
     Attributes
     ----------
-    kind : {"dense", "lowrank"}
+    kind : hmat.LeafKind
+        ``DENSE`` or ``LOWRANK`` (the names ``"dense"`` / ``"lowrank"`` are accepted and
+        converted).
     r0, c0 : int
         First permuted row / column of the leaf in the (possibly adjoint) operator.
     m, n : int
@@ -62,13 +67,19 @@ class LeafSpec:
         The leaf applies the transpose of its stored factors.
     """
 
-    kind: str
+    kind: LeafKind
     r0: int
     c0: int
     m: int
     n: int
     idx: tuple
     transposed: bool = False
+
+    def __post_init__(self):
+        kind = _KIND_OF_NAME.get(self.kind, self.kind)
+        if kind not in (LeafKind.DENSE, LeafKind.LOWRANK):
+            raise ValueError(f"kind must be LeafKind.DENSE or LeafKind.LOWRANK, got {self.kind!r}")
+        object.__setattr__(self, "kind", LeafKind(kind))
 
     def adjoint(self):
         return LeafSpec(self.kind, self.c0, self.r0, self.n, self.m, self.idx, not self.transposed)
@@ -114,7 +125,7 @@ class Structure:
         if len(factor_index) != partition.n_leaves:
             raise ValueError(f"factor_index has {len(factor_index)} entries, the partition "
                              f"{partition.n_leaves} leaves")
-        leaves = [LeafSpec("dense" if kind == LeafKind.DENSE else "lowrank", r0, c0, m, n, ix)
+        leaves = [LeafSpec(kind, r0, c0, m, n, ix)
                   for (r0, m, c0, n, kind), ix in zip(partition.leaves(), factor_index)]
         rows, cols = partition.permuted
         perm = (lambda p, on: torch.tensor(p, dtype=torch.long, device=device) if on else None)
@@ -147,7 +158,7 @@ class Structure:
             return self._groups[1]
         buckets = {}
         for lf in self.leaves:
-            k = 0 if lf.kind == "dense" else int(params[lf.idx[0]].shape[1])
+            k = 0 if lf.kind == LeafKind.DENSE else int(params[lf.idx[0]].shape[1])
             buckets.setdefault((lf.kind, lf.m, lf.n, k, lf.transposed), []).append(lf)
         groups = tuple(LeafGroup(*gk, lvs, self.row_perm, self.col_perm) for gk, lvs in buckets.items())
         self._groups = (key, groups)
@@ -197,7 +208,7 @@ class LeafGroup:
         """Stacked factors as applied: ``(A,)`` with ``A`` (g, m, n), or ``(U, V)``
         with ``U`` (g, m, k), ``V`` (g, n, k) (the leaves' orientation respected)."""
         st = [torch.stack([params[i] for i in ix]) for ix in self.pidx]
-        if self.kind == "dense":
+        if self.kind == LeafKind.DENSE:
             return (st[0].transpose(1, 2) if self.transposed else st[0],)
         return (st[1], st[0]) if self.transposed else (st[0], st[1])
 
@@ -213,7 +224,7 @@ def _single_leaf(struct):
 
 def _leaf_factors(lf, params):
     """Factors of one leaf as applied: ``(A,)`` or ``(U, V)`` (orientation respected)."""
-    if lf.kind == "dense":
+    if lf.kind == LeafKind.DENSE:
         A = params[lf.idx[0]]
         return (A.t() if lf.transposed else A,)
     U, V = params[lf.idx[0]], params[lf.idx[1]]
@@ -244,7 +255,7 @@ def stack_groups(struct, params, device):
     """
     out = []
     for grp in struct.groups(params):
-        if grp.m == 0 or grp.n == 0 or (grp.kind == "lowrank" and grp.k == 0):
+        if grp.m == 0 or grp.n == 0 or (grp.kind == LeafKind.LOWRANK and grp.k == 0):
             continue  # contributes nothing
         rows, cols = grp.index(device)
         out.append((grp, rows, cols, grp.factors(params)))
@@ -273,7 +284,7 @@ def apply_stacked(x, shape, stacked):
     yt = xt.new_zeros((m, B))
     for grp, rows, cols, f in stacked:
         X = _gather(xt, cols, grp.g, grp.n)                      # (g, n, B)
-        if grp.kind == "dense":
+        if grp.kind == LeafKind.DENSE:
             Y = f[0] @ X                                         # (g, m, B)
         else:
             Y = f[0] @ (f[1].transpose(1, 2) @ X)
@@ -289,7 +300,7 @@ def _apply(x, struct, params):
     if lf is not None:  # one full-size leaf: two plain matmuls, no gather/scatter
         x2 = x.reshape(-1, n)
         f = _leaf_factors(lf, params)
-        y = x2 @ f[0].t() if lf.kind == "dense" else (x2 @ f[1]) @ f[0].t()
+        y = x2 @ f[0].t() if lf.kind == LeafKind.DENSE else (x2 @ f[1]) @ f[0].t()
         return y.reshape(*x.shape[:-1], m)
     return apply_stacked(x, struct.shape, stack_groups(struct, params, x.device))
 
@@ -300,7 +311,7 @@ def _param_grads(x, gy, struct, params, needs):
     lf = _single_leaf(struct)
     if lf is not None:
         x2, g2 = x.reshape(-1, n), gy.reshape(-1, m)
-        if lf.kind == "dense":
+        if lf.kind == LeafKind.DENSE:
             dA = g2.t() @ x2  # (m, n) as applied
             grads[lf.idx[0]] = dA.t() if lf.transposed else dA
         else:
@@ -318,7 +329,7 @@ def _param_grads(x, gy, struct, params, needs):
         rows, cols = grp.index(xt.device)
         X = _gather(xt, cols, grp.g, grp.n)                      # (g, n, B)
         G = _gather(gt, rows, grp.g, grp.m)                      # (g, m, B)
-        if grp.kind == "dense":
+        if grp.kind == LeafKind.DENSE:
             # dA = G^T X: stored A is (m, n), or (n, m) for a transposed leaf
             dA = X @ G.transpose(1, 2) if grp.transposed else G @ X.transpose(1, 2)
             per = (dA.unbind(0),)

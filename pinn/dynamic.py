@@ -55,14 +55,14 @@ class _Leaf:
 
     @property
     def rank(self):
-        return self.factors[0].shape[1] if self.kind == "lowrank" else min(self.m, self.n)
+        return self.factors[0].shape[1] if self.kind == LeafKind.LOWRANK else min(self.m, self.n)
 
     @property
     def nbytes(self):
         return sum(f.numel() * f.element_size() for f in self.factors)
 
     def norm2(self):
-        if self.kind == "dense":
+        if self.kind == LeafKind.DENSE:
             return float(self.factors[0].double().pow(2).sum())
         U, V = (f.double() for f in self.factors)
         return float(((U.T @ U) * (V.T @ V)).sum())
@@ -340,7 +340,7 @@ class DynamicHCompression:
             if node in leaf_of:
                 i = leaf_of[node]
                 r0, m, c0, n = int(P.r0[i]), int(P.m[i]), int(P.c0[i]), int(P.n[i])
-                kind = "dense" if P.kind[i] == LeafKind.DENSE else "lowrank"
+                kind = LeafKind(int(P.kind[i]))
                 fs = L.leaf_factors(i)
                 moms = [_get_state(optimizer, p) for p in fs]
                 Gb = None if Gp is None else Gp[r0:r0 + m, c0:c0 + n]
@@ -354,7 +354,7 @@ class DynamicHCompression:
         if isinstance(node, list):
             return [[self._refine_node(c, eps, lr, entry, cands) for c in row] for row in node]
         lf = node
-        if lf.kind != "lowrank":
+        if lf.kind != LeafKind.LOWRANK:
             return lf
         e = eps(lf)
         # truncation takes at most half of the leaf's budget, the indicator the other half
@@ -386,7 +386,7 @@ class DynamicHCompression:
         if isinstance(node, list):
             return [[self._split(c, eps, entry) for c in row] for row in node]
         lf = node
-        if lf.kind != "lowrank":
+        if lf.kind != LeafKind.LOWRANK:
             return lf
         breakeven = lf.m * lf.n / (lf.m + lf.n)
         if lf.rank < self.split_fraction * breakeven:
@@ -413,7 +413,7 @@ class DynamicHCompression:
         dev = kids[0].factors[0].device
         B = torch.zeros(m, n, dtype=torch.float64, device=dev)
         for c in kids:
-            blk = c.factors[0].double() if c.kind == "dense" else c.factors[0].double() @ c.factors[1].double().T
+            blk = c.factors[0].double() if c.kind == LeafKind.DENSE else c.factors[0].double() @ c.factors[1].double().T
             B[c.r0 - r0:c.r0 - r0 + c.m, c.c0 - c0:c.c0 - c0 + c.n] = blk
         X, s, Yh = torch.linalg.svd(B, full_matrices=False)
         # the merged block may use half of its budget (children were within theirs)
@@ -431,11 +431,11 @@ class DynamicHCompression:
                 G[c.r0 - r0:c.r0 - r0 + c.m, c.c0 - c0:c.c0 - c0 + c.n] = c.G
         moms = _moments_from_gradient(G, U, V, kids)
         entry["merged"] += 1
-        return _Leaf("lowrank", r0, c0, m, n, [U, V], moms, G)
+        return _Leaf(LeafKind.LOWRANK, r0, c0, m, n, [U, V], moms, G)
 
     def _enforce_budget(self, roots, cur):
         """Drop the globally smallest singular values (per byte) until within budget."""
-        leaves = [lf for root in roots for lf in _iter_leaves(root) if lf.kind == "lowrank"]
+        leaves = [lf for root in roots for lf in _iter_leaves(root) if lf.kind == LeafKind.LOWRANK]
         while cur > self.budget_bytes:
             best, score = None, math.inf
             for lf in leaves:
@@ -456,8 +456,7 @@ class DynamicHCompression:
 
         def walk(node):
             if isinstance(node, _Leaf):
-                kind = LeafKind.DENSE if node.kind == "dense" else LeafKind.LOWRANK
-                leaves.append((node.r0, node.m, node.c0, node.n, kind))
+                leaves.append((node.r0, node.m, node.c0, node.n, node.kind))
                 tensors.append(tuple(node.factors))
                 moms.append(node.moments)
                 return len(leaves) - 1
@@ -533,7 +532,7 @@ def _split_leaf(lf, eps):
                         nm[key] = mom[key][sl] * share**p
                 moms.append(nm)
             G = None if lf.G is None else lf.G[a:b, c:d]
-            child = _Leaf("lowrank", lf.r0 + a, lf.c0 + c, b - a, d - c, [U[a:b], V[c:d]], moms, G)
+            child = _Leaf(LeafKind.LOWRANK, lf.r0 + a, lf.c0 + c, b - a, d - c, [U[a:b], V[c:d]], moms, G)
             _recompress(child, eps(child) / math.sqrt(2))
             grow.append(child)
         grid.append(grow)
@@ -577,7 +576,7 @@ def _densify(lf):
         vmean = float(torch.cat([m["exp_avg_sq"].reshape(-1) for m in lf.moments]).mean())
         m = torch.zeros_like(A) if lf.G is None else lf.G.to(A.dtype).clone()
         moms = [{"step": mu["step"], "exp_avg": m, "exp_avg_sq": torch.full_like(A, vmean)}]
-    return _Leaf("dense", lf.r0, lf.c0, lf.m, lf.n, [A], moms, lf.G)
+    return _Leaf(LeafKind.DENSE, lf.r0, lf.c0, lf.m, lf.n, [A], moms, lf.G)
 
 
 def _get_state(optimizer, p):

@@ -708,11 +708,11 @@ class HMatrixLinear(nn.Module):
         p0 = params[0]
         W = p0.new_zeros(self.out_features, self.in_features)
         for grp in struct.groups(params):
-            if grp.m == 0 or grp.n == 0 or (grp.kind == "lowrank" and grp.k == 0):
+            if grp.m == 0 or grp.n == 0 or (grp.kind == LeafKind.LOWRANK and grp.k == 0):
                 continue
             rows, cols = grp.index(p0.device)
             f = grp.factors(params)
-            B = f[0] if grp.kind == "dense" else f[0] @ f[1].transpose(1, 2)  # (g, m, n)
+            B = f[0] if grp.kind == LeafKind.DENSE else f[0] @ f[1].transpose(1, 2)  # (g, m, n)
             r = rows.view(grp.g, grp.m, 1).expand(grp.g, grp.m, grp.n).reshape(-1)
             c = cols.view(grp.g, 1, grp.n).expand(grp.g, grp.m, grp.n).reshape(-1)
             W = W.index_put((r, c), B.reshape(-1), accumulate=True)

@@ -8,6 +8,7 @@ second order -- can be compared to 1e-12 in float64.
 import numpy as np
 import pytest
 import torch
+from hmat import LeafKind
 from hypothesis import given, settings, strategies as st
 
 import pinn
@@ -23,7 +24,7 @@ def reference_weight(struct, params):
     m, n = struct.shape
     Wp = torch.zeros(m, n, dtype=D)
     for lf in struct.leaves:
-        if lf.kind == "dense":
+        if lf.kind == LeafKind.DENSE:
             A = params[lf.idx[0]]
             blk = A.t() if lf.transposed else A
         else:

@@ -41,7 +41,7 @@ def test_structure_is_derived_from_the_partition():
     st = L.structure
     assert isinstance(st, Structure) and st.shape == P.shape
     assert [(lf.r0, lf.m, lf.c0, lf.n) for lf in st.leaves] == [lv[:4] for lv in P.leaves()]
-    assert [lf.kind for lf in st.leaves] == ["dense" if k == LeafKind.DENSE else "lowrank" for k in P.kind]
+    assert [lf.kind for lf in st.leaves] == list(P.kind)
     assert torch.equal(st.row_perm, torch.tensor(P.row_perm)) and torch.equal(st.col_perm, torch.tensor(P.col_perm))
     # .geometric is geometric_hmatrix_linear
     G = geometric_hmatrix_linear(x, x[::-1].copy(), leaf_size=6, eta=1.0, rank=2, dtype=D,
@@ -122,6 +122,17 @@ def test_lowrank_layer_structure_from_its_one_leaf_partition():
     P = L.partition
     assert P.shape == (5, 7) and P.n_leaves == 1 and P.kind.tolist() == [LeafKind.LOWRANK]
     st = L.structure
-    assert [(lf.kind, lf.r0, lf.c0, lf.m, lf.n, lf.idx) for lf in st.leaves] == [("lowrank", 0, 0, 5, 7, (0, 1))]
+    assert [(lf.kind, lf.r0, lf.c0, lf.m, lf.n, lf.idx) for lf in st.leaves] == [(LeafKind.LOWRANK, 0, 0, 5, 7, (0, 1))]
     x = torch.rand(3, 7, dtype=D)
     torch.testing.assert_close(L(x), x @ L.weight.t() + L.bias, rtol=1e-14, atol=1e-14)
+
+
+def test_leafspec_kind_is_the_leafkind():
+    from pinn.autograd import LeafSpec
+
+    assert LeafSpec("dense", 0, 0, 2, 2, (0,)).kind is LeafKind.DENSE
+    assert LeafSpec(LeafKind.LOWRANK, 0, 0, 2, 2, (0, 1)).adjoint().kind is LeafKind.LOWRANK
+    with pytest.raises(ValueError, match="kind"):
+        LeafSpec(LeafKind.INTERNAL, 0, 0, 2, 2, (0,))
+    with pytest.raises(ValueError, match="kind"):
+        LeafSpec("hier", 0, 0, 2, 2, (0,))
