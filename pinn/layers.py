@@ -434,20 +434,29 @@ class HMatrixLinear(nn.Module):
                    generator=generator)
 
     @classmethod
-    def geometric(cls, in_points, out_points, **kwargs):
+    def geometric(cls, in_points, out_points, *, leaf_size=32, eta=2.0, rank=4, init="glorot",
+                  tol=None, bias=True, dtype=torch.float32, generator=None, split="bbox",
+                  factor_scale=None):
         """A layer whose block structure comes from the neurons' coordinates: geometric
-        cluster trees and strong admissibility (:func:`pinn.geometric.geometric_hmatrix_linear`,
-        whose keyword arguments ``leaf_size, eta, rank, init, tol, bias, dtype, generator,
-        split, factor_scale`` this takes).
+        cluster trees of ``out_points`` (rows) and ``in_points`` (columns), strong
+        admissibility ``eta``, the partition of that block tree.
 
         Parameters
         ----------
         in_points : array_like, shape (in_features, d)
         out_points : array_like, shape (out_features, d)
+        leaf_size, eta, rank, init, tol, bias, dtype, generator, split, factor_scale
+            As for :func:`pinn.geometric.geometric_hmatrix_linear` (which this is).
+
+        Returns
+        -------
+        HMatrixLinear
         """
         from .geometric import geometric_hmatrix_linear
 
-        return geometric_hmatrix_linear(in_points, out_points, **kwargs)
+        return geometric_hmatrix_linear(in_points, out_points, leaf_size=leaf_size, eta=eta,
+                                        rank=rank, init=init, tol=tol, bias=bias, dtype=dtype,
+                                        generator=generator, split=split, factor_scale=factor_scale)
 
     @classmethod
     def from_partition(cls, partition, factors, bias=None, dtype=None):
