@@ -144,12 +144,32 @@ class SVD:
     rank : int, optional
         Rank cap.
 
-    Calling ``SVD(tol)(block)`` returns a :class:`~hmat.LowRank`.
+    Calling ``SVD(tol)(block)`` returns a :class:`~hmat.LowRank`. A
+    :class:`~hmat.Compressor`: ``SVD().compress(source, rows, cols, tol)`` evaluates the
+    whole block and truncates its SVD.
     """
+
+    name = "SVD"
 
     def __init__(self, tol=1e-6, rank=None):
         self.tol = check_tol(tol)
         self.rank = None if rank is None else check_positive(rank, "rank", integer=True)
+
+    def compress(self, source, rows, cols, tol):
+        """Truncated SVD of ``source.block(rows, cols)`` within relative ``tol``.
+
+        Returns
+        -------
+        LowRank or None
+            None when the rank is not capped and low rank does not pay
+            (``k (m + n) >= m n``).
+        """
+        tol = check_tol(tol)
+        U, V, _ = svd_truncate(np.asarray(source.block(rows, cols)), tol=tol, rank=self.rank)
+        m, n = len(rows), len(cols)
+        if self.rank is None and U.shape[1] * (m + n) >= m * n:
+            return None
+        return LowRank._trusted(U, V)
 
     def __call__(self, block):
         U, V, _ = svd_truncate(np.asarray(block), tol=self.tol, rank=self.rank)
