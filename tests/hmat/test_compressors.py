@@ -113,3 +113,20 @@ def test_bad_compressor(laplace, compressor, exc, match):
         hmat.from_kernel(hmat.kernels.Laplace(), pts[:300], tol=1e-4, leaf_size=32, compressor=compressor)
     with pytest.raises(exc, match=match):
         hmat.from_dense(K[:300, :300], tol=1e-4, points=pts[:300], leaf_size=32, compressor=compressor)
+
+
+def test_readme_strategies_example_runs():
+    import pathlib
+    import re
+
+    text = (pathlib.Path(__file__).resolve().parents[2] / "README.md").read_text()
+    code = re.search(r"## Block structure and strategies\n.*?```python\n(.*?)```", text, re.S).group(1)
+    pts = np.random.default_rng(5).random((700, 3))
+    env = {"np": np, "hmat": hmat, "pts": pts}
+    exec(compile(code, "README.md", "exec"), env)
+    H, H2 = env["H"], env["H2"]
+    K = hmat.kernels.Laplace().block(pts, pts)
+    assert np.linalg.norm(H.to_dense() - K) <= 1e-6 * np.linalg.norm(K)
+    assert H.provenance.compressor == "MyTruncatedSVD" and H2.partition == H.partition
+    x = np.random.default_rng(6).standard_normal(700)
+    assert np.allclose(H2 @ x, H @ x, rtol=0, atol=1e-13 * np.linalg.norm(K) * np.linalg.norm(x))
