@@ -7,7 +7,8 @@ import math
 import numpy as np
 
 from . import _threads
-from ._aca_numba import build_chunk, eval_pairs, sample_entries
+from ._aca_numba import sample_entries
+from ._kernel_jit import compiled_for
 from ._norms import fro, hypot_all, pow2_exponent
 from ._packed import Packed, Segment, pack_leaves
 from ._progress import progress_bar
@@ -193,8 +194,8 @@ def _build_compiled(kernel, Xp, Yp, r0, m, c0, n, admissible, tol, dtype, progre
     proto = np.zeros(0, dtype)
     gx = twin_groups(Xp)
     gy = twin_groups(Yp)
-    code, param = kernel.code, float(kernel.param)
-    partner = _packed.mirror_partner(Xp, Yp, r0, m, c0, n, code)
+    build_chunk, param = compiled_for(kernel.entry).build_chunk, float(kernel.param)
+    partner = _packed.mirror_partner(Xp, Yp, r0, m, c0, n, kernel.symmetric)
     built = np.ones(r0.size, bool) if partner is None else (r0 <= c0)
     cost = np.where(admissible, 24 * (m + n), m * n).astype(np.float64)
     cost = np.where(built, cost, 0.05 * cost)
@@ -207,11 +208,11 @@ def _build_compiled(kernel, Xp, Yp, r0, m, c0, n, admissible, tol, dtype, progre
         a, b = ab
         sl = slice(a, b)
         if built[sl].all():
-            return build_chunk(code, param, Xp, Yp, r0[sl], m[sl], c0[sl], n[sl], admissible[sl], tol, proto, 0, gx, gy)
+            return build_chunk(param, Xp, Yp, r0[sl], m[sl], c0[sl], n[sl], admissible[sl], tol, proto, 0, gx, gy)
         idx = np.flatnonzero(built[sl]) + a
         extra = int(room[sl][~built[sl]].sum())
         return build_chunk(
-            code, param, Xp, Yp, r0[idx], m[idx], c0[idx], n[idx], admissible[idx], tol, proto, extra, gx, gy
+            param, Xp, Yp, r0[idx], m[idx], c0[idx], n[idx], admissible[idx], tol, proto, extra, gx, gy
         )
 
     evals = 0
@@ -330,7 +331,7 @@ def sampled_error_at(H, kernel, Xp, Yp, pi, pj):
         sample_entries(*s.table(), s.buf, pi, pj, approx)
     if isinstance(kernel, Kernel):
         true = np.empty(pi.size, dtype=np.result_type(H.dtype, kernel.dtype))
-        eval_pairs(kernel.code, float(kernel.param), Xp, Yp, pi, pj, true)
+        compiled_for(kernel.entry).eval_pairs(float(kernel.param), Xp, Yp, pi, pj, true)
     else:
         true = np.array([np.asarray(kernel.block(Xp[i:i + 1], Yp[j:j + 1])).reshape(()) for i, j in zip(pi, pj)])
     den = fro(true)  # scale-safe: kernels at 1e+-200 give finite, correct ratios
