@@ -1,13 +1,13 @@
 """The rank-for-tolerance rule of :mod:`hmat` for torch tensors (any device, any float dtype).
 
-One rule decides every truncation rank of the library: the smallest ``k`` with
-``||s[k:]||_2 <= abs_err`` for descending singular values ``s``
-(:func:`hmat.svd.rank_for_error`). pinn truncates torch spectra (dynamic recompression,
-merges, ``LowRankLinear.from_linear``, post-hoc SVD compression); these functions hand the
-spectrum to hmat's rule instead of restating it, so the ranks are the same by construction.
-The spectrum is copied to the host as float64 (``tolist``: works for CUDA tensors and for
-tensors that require grad; exact for float32 and float64); the rank is a host integer
-anyway, so this costs no extra synchronisation.
+One rule decides every truncation rank of the library: keep the fewest leading singular
+values whose dropped tail meets the Frobenius tolerance, ``k`` the smallest index with
+``||s[k:]||_2 <= tol * norm`` (:func:`hmat.linalg.rank_for_tol`). pinn truncates torch
+spectra (dynamic recompression and merges, ``LowRankLinear.from_linear``, the post-hoc
+pruning amount); these functions hand the spectrum to hmat's rule instead of restating it,
+so the ranks are hmat's by construction. The spectrum is copied to the host as float64
+(``tolist``: works for CUDA tensors and for tensors that require grad; exact for float32 and
+float64); the rank is a host integer anyway, so this costs no extra synchronisation.
 """
 from __future__ import annotations
 
@@ -16,21 +16,21 @@ import numbers
 
 import numpy as np
 import torch
-from hmat.svd import rank_for_error as _hmat_rank_for_error
+from hmat.linalg import rank_for_tol as _hmat_rank_for_tol
 
 __all__ = ["rank_for_error", "rank_for_tol"]
 
 
-def _host_spectrum(s, name="s"):
+def _host_spectrum(s):
     if isinstance(s, torch.Tensor):
         if s.is_complex() or not s.dtype.is_floating_point:
-            raise TypeError(f"{name} must be a real floating tensor, got {s.dtype}")
+            raise TypeError(f"s must be a real floating tensor, got {s.dtype}")
         if s.dim() != 1:
-            raise ValueError(f"{name} must be 1-D, got shape {tuple(s.shape)}")
+            raise ValueError(f"s must be 1-D, got shape {tuple(s.shape)}")
         return np.asarray(s.detach().to(torch.float64).tolist(), dtype=np.float64).reshape(-1)
     a = np.asarray(s, dtype=np.float64)
     if a.ndim != 1:
-        raise ValueError(f"{name} must be 1-D, got shape {a.shape}")
+        raise ValueError(f"s must be 1-D, got shape {a.shape}")
     return a
 
 
@@ -40,13 +40,31 @@ def _check_bound(v, name):
     return float(v)
 
 
-def rank_for_error(s, abs_err):
-    """Smallest ``k`` with ``sqrt(sum(s[k:]**2)) <= abs_err`` (:func:`hmat.svd.rank_for_error`).
+def rank_for_tol(s, tol):
+    """Smallest ``k`` with ``||s[k:]||_2 <= tol ||s||_2``: :func:`hmat.linalg.rank_for_tol`.
 
     Parameters
     ----------
     s : torch.Tensor or array_like, shape (p,), real float
         Singular values in descending order (any device; ``requires_grad`` allowed).
+    tol : float >= 0
+        Relative Frobenius error.
+
+    Returns
+    -------
+    int
+        In ``[0, p]``.
+    """
+    return int(_hmat_rank_for_tol(_host_spectrum(s), _check_bound(tol, "tol")))
+
+
+def rank_for_error(s, abs_err):
+    """Smallest ``k`` with ``||s[k:]||_2 <= abs_err``: :func:`hmat.linalg.rank_for_tol` with
+    ``norm=1``.
+
+    Parameters
+    ----------
+    s : torch.Tensor or array_like, shape (p,), real float, descending
     abs_err : float >= 0
         Allowed Frobenius error (absolute).
 
@@ -55,28 +73,4 @@ def rank_for_error(s, abs_err):
     int
         In ``[0, p]``.
     """
-    return int(_hmat_rank_for_error(_host_spectrum(s), _check_bound(abs_err, "abs_err")))
-
-
-def rank_for_tol(s, tol):
-    """Smallest ``k`` with ``||s[k:]||_2 <= tol ||s||_2``: :func:`rank_for_error` with
-    ``abs_err = tol ||s||_2``.
-
-    Parameters
-    ----------
-    s : torch.Tensor or array_like, shape (p,), real float, descending
-    tol : float >= 0
-        Relative Frobenius error.
-
-    Returns
-    -------
-    int
-    """
-    a = _host_spectrum(s)
-    tol = _check_bound(tol, "tol")
-    return int(_hmat_rank_for_error(a, tol * _total(a)))
-
-
-def _total(a):
-    """``||a||_2`` summed from the smallest value up, as the tail of the rule is."""
-    return float(np.sqrt(np.cumsum((a * a)[::-1])[-1])) if a.size else 0.0
+    return int(_hmat_rank_for_tol(_host_spectrum(s), _check_bound(abs_err, "abs_err"), norm=1.0))
