@@ -55,7 +55,7 @@ def _apply_per_leaf(x, struct, params):
     for lf in struct.leaves:
         xb = xp[:, lf.c0:lf.c0 + lf.n]
         f = pa._leaf_factors(lf, params)
-        if lf.kind == "dense":
+        if lf.kind == pa.LeafKind.DENSE:
             yp[:, lf.r0:lf.r0 + lf.m] += xb @ f[0].t()
         else:
             yp[:, lf.r0:lf.r0 + lf.m] += (xb @ f[1]) @ f[0].t()
@@ -75,7 +75,7 @@ def _param_grads_per_leaf(x, gy, struct, params, needs):
             continue
         xb = xp[:, lf.c0:lf.c0 + lf.n]
         gb = gp[:, lf.r0:lf.r0 + lf.m]
-        if lf.kind == "dense":
+        if lf.kind == pa.LeafKind.DENSE:
             G = gb.t() @ xb
             grads[lf.idx[0]] = G.t() if lf.transposed else G
         else:
@@ -173,8 +173,8 @@ def main(argv=None):
         err = float((y_new - y_old).abs().max() / y_old.abs().max())
         if err > 1e-5:
             raise RuntimeError(f"grouped and per-leaf forward differ: relative {err:.2e}")
-        st = layer._struct()
-        ngroups = len(pa._groups(st, list(layer.factors)))
+        st = layer.structure
+        ngroups = len(st.groups(list(layer.factors)))
         t = {}
         t["ds"] = _median_ms(_step(dense, x), a.repeat, device)
         t["df"] = _median_ms(_fwd(dense, x), a.repeat, device)

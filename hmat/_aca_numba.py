@@ -1,10 +1,13 @@
 """Compiled kernel evaluation, ACA with partial pivoting, recompression and the per-chunk
-build loop for the built-in kernels (private).
+build loop for compiled kernels (private).
 
-Kernel codes (see :mod:`hmat.kernels`): 0 Laplace 2-D, 1 Laplace 3-D, 2 Helmholtz 3-D,
-3 Gaussian, 4 Exponential, 5 Matern nu=3/2, 6 Matern nu=5/2. ``p`` holds the parameter
-(length scale or wavenumber). Values are computed in float64 and stored in the dtype of
-the output buffer.
+A compiled kernel is a jitted *entry function* ``entry(X, i, Y, j, p)`` returning the value
+``k(X[i], Y[j])`` (a float, or a complex number) for point arrays ``X`` (m, d), ``Y``
+(n, d) and a float parameter ``p`` (see :class:`hmat.kernels.CompiledKernel`). The
+functions here take the entry function as an argument: numba compiles (and caches on disk)
+one specialisation per entry function, with the entry inlined, so a user's kernel runs as
+fast as a built-in one and nothing here names a kernel. Values are computed in float64 and
+stored in the dtype of the output buffer.
 """
 
 import math
@@ -13,23 +16,20 @@ import numpy as np
 from numba import njit, types
 from numba.extending import overload
 
-INV4PI = 1.0 / (4.0 * math.pi)
-INV2PI = 1.0 / (2.0 * math.pi)
-SQRT3 = math.sqrt(3.0)
-SQRT5 = math.sqrt(5.0)
 # reassociation and contraction only: vectorised sums, results change by rounding only
 _FM = {"reassoc", "contract", "nsz"}
 
 
-def _value(a, re, im):  # pragma: no cover - replaced by the overload in compiled code
+def _cast(a, v):  # pragma: no cover - replaced by the overload in compiled code
     raise NotImplementedError
 
 
-@overload(_value)
-def _value_impl(a, re, im):
-    if isinstance(a.dtype, types.Complex):
-        return lambda a, re, im: complex(re, im)
-    return lambda a, re, im: re
+@overload(_cast)
+def _cast_impl(a, v):
+    """``v`` as stored in array ``a`` (the real part of a complex value for a real array)."""
+    if isinstance(v, types.Complex) and not isinstance(a.dtype, types.Complex):
+        return lambda a, v: v.real
+    return lambda a, v: v
 
 
 def _abs2(x):  # pragma: no cover - replaced by the overload in compiled code
@@ -44,79 +44,28 @@ def _abs2_impl(x):
 
 
 @njit(cache=True, nogil=True)
-def _entry(code, p, x, y):
-    d = x.shape[0]
-    r2 = 0.0
-    for k in range(d):
-        t = x[k] - y[k]
-        r2 += t * t
-    r = math.sqrt(r2)
-    if code == 0:
-        return (-math.log(r) * INV2PI, 0.0) if r > 0.0 else (0.0, 0.0)
-    if code == 1:
-        return (INV4PI / r, 0.0) if r > 0.0 else (0.0, 0.0)
-    if code == 2:
-        if r == 0.0:
-            return (0.0, 0.0)
-        s = INV4PI / r
-        return (math.cos(p * r) * s, math.sin(p * r) * s)
-    if code == 3:
-        return (math.exp(-0.5 * r2 / (p * p)), 0.0)
-    if code == 4:
-        return (math.exp(-r / p), 0.0)
-    if code == 5:
-        t = SQRT3 * r / p
-        return ((1.0 + t) * math.exp(-t), 0.0)
-    t = SQRT5 * r / p
-    return ((1.0 + t + t * t / 3.0) * math.exp(-t), 0.0)
+def eval_block(entry, p, X, Y, out):
+    """``out[i, j] = k(X[i], Y[j])`` for all i, j."""
+    for i in range(X.shape[0]):
+        o = out[i]
+        for j in range(Y.shape[0]):
+            o[j] = _cast(out, entry(X, i, Y, j, p))
 
 
 @njit(cache=True, nogil=True)
-def eval_block(code, p, X, Y, out):
-    """``out[i, j] = k(X[i], Y[j])`` for all i, j."""
-    if code == 1 and X.shape[1] == 3:
-        for i in range(X.shape[0]):
-            _lap3(X[i, 0], X[i, 1], X[i, 2], Y, 0, Y.shape[0], out[i])
-        return
-    for i in range(X.shape[0]):
-        for j in range(Y.shape[0]):
-            re, im = _entry(code, p, X[i], Y[j])
-            out[i, j] = _value(out, re, im)
-
-
-@njit(cache=True, nogil=True, inline="always")
-def _lap3(x0, x1, x2, Y, s, n, out):
-    """Laplace 3-D row ``out[j] = 1 / (4 pi |x - Y[s + j]|)`` (0 at r = 0); straight-line
-    IEEE sqrt and division, so the loop vectorises and results are identical to the
-    generic path."""
-    Ys = Y[s:s + n]
+def _row(entry, p, X, i, Y, c0, n, out):
+    """``out[j] = k(X[i], Y[c0 + j])``, j < n."""
     o = out[:n]
     for j in range(n):
-        d0 = x0 - Ys[j, 0]
-        d1 = x1 - Ys[j, 1]
-        d2 = x2 - Ys[j, 2]
-        r = math.sqrt(d0 * d0 + d1 * d1 + d2 * d2)
-        o[j] = INV4PI / r if r > 0.0 else 0.0
+        o[j] = _cast(out, entry(X, i, Y, c0 + j, p))
 
 
 @njit(cache=True, nogil=True)
-def _row(code, p, x, Y, c0, n, out):
-    if code == 1 and Y.shape[1] == 3:
-        _lap3(x[0], x[1], x[2], Y, c0, n, out)
-        return
-    for j in range(n):
-        re, im = _entry(code, p, x, Y[c0 + j])
-        out[j] = _value(out, re, im)
-
-
-@njit(cache=True, nogil=True)
-def _col(code, p, X, r0, m, y, out):
-    if code == 1 and X.shape[1] == 3:
-        _lap3(y[0], y[1], y[2], X, r0, m, out)
-        return
+def _col(entry, p, X, r0, m, Y, j, out):
+    """``out[i] = k(X[r0 + i], Y[j])``, i < m."""
+    o = out[:m]
     for i in range(m):
-        re, im = _entry(code, p, X[r0 + i], y)
-        out[i] = _value(out, re, im)
+        o[i] = _cast(out, entry(X, r0 + i, Y, j, p))
 
 
 @njit(cache=True, nogil=True)
@@ -191,7 +140,7 @@ def _mark_twins(used, g, start, i):
 
 
 @njit(cache=True, nogil=True, fastmath=_FM)
-def aca(code, p, X, r0, m, Y, c0, n, tol, tol_check, kmax, proto, gx, gy):
+def aca(entry, p, X, r0, m, Y, c0, n, tol, tol_check, kmax, proto, gx, gy):
     """ACA with partial pivoting and residual checks on random rows and columns (ACA+ style).
 
     Returns ``(U, V, Gu, Gv, k, evals, ok, se)``: ``U`` (k, m) and ``V`` (k, n) with the
@@ -241,7 +190,7 @@ def aca(code, p, X, r0, m, Y, c0, n, tol, tol_check, kmax, proto, gx, gy):
         if i < 0:
             verify = True
         else:
-            _row(code, p, X[r0 + i], Y, c0, n, row)
+            _row(entry, p, X, r0 + i, Y, c0, n, row)
             evals += n
             if not scaled:
                 best = 0.0
@@ -280,7 +229,7 @@ def aca(code, p, X, r0, m, Y, c0, n, tol, tol_check, kmax, proto, gx, gy):
                     continue
             else:
                 zero_rows = 0
-                _col(code, p, X, r0, m, Y[c0 + jp], col)
+                _col(entry, p, X, r0, m, Y, c0 + jp, col)
                 evals += m
                 if sc != 1.0:
                     for ii in range(m):
@@ -355,7 +304,7 @@ def aca(code, p, X, r0, m, Y, c0, n, tol, tol_check, kmax, proto, gx, gy):
         jc = _pick_unused(used_c, _hash(c0, r0, 2000 + checks))
         bad_row = -1
         if ir >= 0:
-            _row(code, p, X[r0 + ir], Y, c0, n, row)
+            _row(entry, p, X, r0 + ir, Y, c0, n, row)
             evals += n
             if sc != 1.0:
                 for j in range(n):
@@ -370,7 +319,7 @@ def aca(code, p, X, r0, m, Y, c0, n, tol, tol_check, kmax, proto, gx, gy):
             if s * m > tol_check * tol_check * norm2:
                 bad_row = ir
         if bad_row < 0 and jc >= 0:
-            _col(code, p, X, r0, m, Y[c0 + jc], col)
+            _col(entry, p, X, r0, m, Y, c0 + jc, col)
             evals += m
             if sc != 1.0:
                 for ii in range(m):
@@ -758,7 +707,7 @@ def _scale_factors(buf, pos, m, n, k, se):
 
 
 @njit(cache=True, nogil=True)
-def build_chunk(code, p, X, Y, r0s, ms, c0s, ns, adm, tol, proto, extra, gx, gy):
+def build_chunk(entry, p, X, Y, r0s, ms, c0s, ns, adm, tol, proto, extra, gx, gy):
     """Build the leaves of one chunk into one packed segment.
 
     Returns ``(rank, off, buf, pos, evals)``: the leaves' data are ``buf[:pos]``;
@@ -791,7 +740,7 @@ def build_chunk(code, p, X, Y, r0s, ms, c0s, ns, adm, tol, proto, extra, gx, gy)
         dense = not adm[t]
         if adm[t]:
             kmax = (m * n) // (m + n)
-            U, V, Gu, Gv, k, ev, ok, se = aca(code, p, X, r0, m, Y, c0, n, 0.1 * tol, 0.5 * tol, kmax, proto, gx, gy)
+            U, V, Gu, Gv, k, ev, ok, se = aca(entry, p, X, r0, m, Y, c0, n, 0.1 * tol, 0.5 * tol, kmax, proto, gx, gy)
             evals += ev
             if ok:
                 need = k * (m + n)
@@ -824,7 +773,7 @@ def build_chunk(code, p, X, Y, r0s, ms, c0s, ns, adm, tol, proto, extra, gx, gy)
                 buf = nb
             rank[t] = -1
             off[t] = pos
-            eval_block(code, p, X[r0:r0 + m], Y[c0:c0 + n], buf[pos:pos + need].reshape((m, n)))
+            eval_block(entry, p, X[r0:r0 + m], Y[c0:c0 + n], buf[pos:pos + need].reshape((m, n)))
             evals += need
             pos += need
     return rank, off, buf, pos, evals
@@ -873,11 +822,10 @@ def sample_entries(r0, m, c0, n, rank, off, buf, pi, pj, out):
 
 
 @njit(cache=True, nogil=True)
-def eval_pairs(code, p, X, Y, ii, jj, out):
+def eval_pairs(entry, p, X, Y, ii, jj, out):
     """``out[s] = k(X[ii[s]], Y[jj[s]])``."""
     for s in range(ii.size):
-        re, im = _entry(code, p, X[ii[s]], Y[jj[s]])
-        out[s] = _value(out, re, im)
+        out[s] = _cast(out, entry(X, ii[s], Y, jj[s], p))
 
 
 #: Build each pair of mirrored leaves of a symmetric kernel matrix once (``K(x, y) = K(y, x)``

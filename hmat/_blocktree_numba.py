@@ -5,9 +5,12 @@ import math
 import numpy as np
 from numba import njit
 
-KIND_INTERNAL = 0
-KIND_DENSE = 1
-KIND_LOWRANK = 2
+from .partition import LeafKind
+
+# the LeafKind codes as plain ints (compile-time constants of the compiled code)
+KIND_DENSE = int(LeafKind.DENSE)
+KIND_LOWRANK = int(LeafKind.LOWRANK)
+KIND_INTERNAL = int(LeafKind.INTERNAL)
 
 
 @njit(cache=True, nogil=True)

@@ -22,7 +22,7 @@ _state = {"printed": False, "installed": False}
 def _is_hmat_dispatcher(dispatcher):
     func = getattr(dispatcher, "py_func", None)
     module = getattr(func, "__module__", None) or ""
-    return module == "hmat" or module.startswith("hmat.")
+    return module == "hmat" or module.startswith(("hmat.", "hmat_kernel_"))  # hmat_kernel_: see _kernel_jit
 
 
 class _CompileNotice(_event.Listener):

@@ -150,13 +150,13 @@ def cost_chunks(cost, threads):
     return list(zip(bounds[:-1], bounds[1:]))
 
 
-def mirror_partner(Xp, Yp, r0, m, c0, n, code):
+def mirror_partner(Xp, Yp, r0, m, c0, n, symmetric):
     """For a symmetric kernel on identical row and column points: the index of each leaf's
     transposed twin (``partner[q]`` covers ``(c0[q], r0[q])``), or None when the leaf set is
     not symmetric (then every leaf is built)."""
     from . import _aca_numba
 
-    if not _aca_numba.SYMMETRIC_BUILD or not (0 <= code <= 6) or r0.size == 0:
+    if not _aca_numba.SYMMETRIC_BUILD or not symmetric or r0.size == 0:
         return None
     if Xp.shape != Yp.shape or not (Xp is Yp or np.array_equal(Xp, Yp)):
         return None

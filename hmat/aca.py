@@ -52,16 +52,23 @@ def _scale_exponent(best):
 class ACA:
     """Partial-pivoting ACA with residual checks on random rows/columns, then recompression.
 
+    A :class:`~hmat.Compressor`: ``ACA().compress(source, rows, cols, tol)``.
+
     Parameters
     ----------
     tol : float
-        Relative Frobenius tolerance per block (0 < tol < 1). ACA runs at ``0.1 tol`` and is
-        recompressed (QR + SVD) to ``0.9 tol``.
+        Relative Frobenius tolerance per block (0 < tol < 1) of the direct call below;
+        :meth:`compress` uses the ``tol`` it is given. With ``recompress`` ACA runs at
+        ``0.1 tol`` and is recompressed (QR + SVD) to ``0.9 tol``; without, it runs at
+        ``0.5 tol`` and returns the cross factors as they are.
     rank : int, optional
         Rank cap. Without it, ACA stops (returns None) once low rank stops paying:
         ``k (m + n) >= m n``.
     seed : int
         Seed of the random check rows/columns.
+    recompress : bool
+        Recompress the cross factors (default; the compiled build of the built-in kernels
+        runs exactly this).
 
     Calling ``ACA(tol)(kernel, x, y)`` returns ``(LowRank or None, evaluations)``; None
     means ACA did not converge or low rank does not pay, and the caller should store the
@@ -73,32 +80,70 @@ class ACA:
     leave the float range (kernels at 1e-300 ... 1e300).
     """
 
-    def __init__(self, tol=1e-6, rank=None, seed=0):
+    def __init__(self, tol=1e-6, rank=None, seed=0, recompress=True):
         self.tol = check_tol(tol)
         self.rank = None if rank is None else check_positive(rank, "rank", integer=True)
         self.seed = int(seed)
+        self.recompress = bool(recompress)
 
     def __repr__(self):
-        return f"ACA(tol={self.tol}, rank={self.rank})"
+        extra = "" if self.recompress else ", recompress=False"
+        return f"ACA(tol={self.tol}, rank={self.rank}{extra})"
+
+    @property
+    def name(self):
+        return "ACA" if self.recompress else "ACA (no recompression)"
+
+    def compress(self, source, rows, cols, tol):
+        """Low-rank approximation of ``source.block(rows, cols)``, or None (store it exactly).
+
+        Parameters
+        ----------
+        source : BlockSource
+            See :class:`~hmat.Compressor`; rows and columns are fetched one at a time.
+        rows, cols : range
+            Block indices in ``source`` (permuted coordinates).
+        tol : float
+            Relative Frobenius tolerance of the block, 0 < tol < 1.
+
+        Returns
+        -------
+        LowRank or None
+        """
+        tol = check_tol(tol)
+        m, n = len(rows), len(cols)
+        groups = getattr(source, "twin_groups", None)
+        gx, gy = groups(rows, cols) if groups is not None else (np.zeros(0, np.int64),) * 2
+        op, _ = self._run(lambda i: source.block(rows[i:i + 1], cols), lambda j: source.block(rows, cols[j:j + 1]),
+                          m, n, np.dtype(source.dtype), gx, gy, tol)
+        return op
 
     def __call__(self, kernel, x, y):
         m, n = x.shape[0], y.shape[0]
         dtype = np.dtype(getattr(kernel, "dtype", np.float64))
+        # repeated points: equal rows (columns); once one is a pivot all have zero residual
+        gx, gy = twin_groups(np.asarray(x).reshape(m, -1)), twin_groups(np.asarray(y).reshape(n, -1))
+        return self._run(lambda i: kernel.block(x[i:i + 1], y), lambda j: kernel.block(x, y[j:j + 1]),
+                         m, n, dtype, gx, gy, self.tol)
+
+    def _run(self, get_row, get_col, m, n, dtype, gx, gy, block_tol):
+        """ACA on a block given by its row and column getters; ``(LowRank or None, evaluations)``."""
         kmax = (m * n) // (m + n) if self.rank is None else min(self.rank, m, n)
-        tol, tol_check = 0.1 * self.tol, 0.5 * self.tol
+        if self.recompress:
+            tol, tol_check = 0.1 * block_tol, 0.5 * block_tol
+        else:
+            tol, tol_check = 0.5 * block_tol, block_tol
         rng = np.random.default_rng(self.seed + 7919 * m + n)
         us, vs = [], []
         used_r = np.zeros(m, bool)
         used_c = np.zeros(n, bool)
-        # repeated points: equal rows (columns); once one is a pivot all have zero residual
-        gx, gy = twin_groups(np.asarray(x).reshape(m, -1)), twin_groups(np.asarray(y).reshape(n, -1))
         st = [None]  # exponent e of the 2^-e scaling of all values (set by the first non-zero row)
         norm2, evals, zero_rows = 0.0, 0, 0
         i = 0
         for _ in range(4 * (m + n) + 16):
             verify = i < 0
             if not verify:
-                row = self._resid_row(kernel, x, y, i, us, vs, dtype, st)
+                row = self._resid_row(get_row, i, us, vs, dtype, st)
                 evals += n
                 used_r[i] = True
                 if gx.size:
@@ -117,7 +162,7 @@ class ACA:
                     zero_rows = 0
                     if len(us) >= kmax:
                         return None, evals
-                    col = self._resid_col(kernel, x, y, jp, us, vs, dtype, st)
+                    col = self._resid_col(get_col, jp, us, vs, dtype, st)
                     evals += m
                     used_c[jp] = True
                     if gy.size:
@@ -139,13 +184,13 @@ class ACA:
             rest_r, rest_c = np.flatnonzero(~used_r), np.flatnonzero(~used_c)
             if rest_r.size:
                 ir = int(rng.choice(rest_r))
-                r = self._resid_row(kernel, x, y, ir, us, vs, dtype, st)
+                r = self._resid_row(get_row, ir, us, vs, dtype, st)
                 evals += n
                 if np.vdot(r, r).real * m > tol_check**2 * norm2:
                     bad = ir
             if bad < 0 and rest_c.size:
                 jc = int(rng.choice(rest_c))
-                c = self._resid_col(kernel, x, y, jc, us, vs, dtype, st)
+                c = self._resid_col(get_col, jc, us, vs, dtype, st)
                 evals += m
                 if np.vdot(c, c).real * n > tol_check**2 * norm2:
                     cand = np.flatnonzero(~used_r)
@@ -158,7 +203,8 @@ class ACA:
         k = len(us)
         U = np.array(us, dtype=dtype).T.reshape(m, k)
         V = np.array(vs, dtype=dtype).T.reshape(n, k)
-        U, V, _ = recompress(U, V, tol=0.9 * self.tol, rank=self.rank)
+        if self.recompress:
+            U, V, _ = recompress(U, V, tol=0.9 * block_tol, rank=self.rank)
         if U.shape[1] * (m + n) >= m * n and self.rank is None:
             return None, evals
         e = 0 if st[0] is None else st[0]
@@ -181,14 +227,14 @@ class ACA:
             vals *= math.ldexp(1.0, -st[0])
         return vals
 
-    def _resid_row(self, kernel, x, y, i, us, vs, dtype, st):
-        row = self._scaled(np.array(kernel.block(x[i:i + 1], y), dtype=dtype).reshape(-1), st)
+    def _resid_row(self, get_row, i, us, vs, dtype, st):
+        row = self._scaled(np.array(get_row(i), dtype=dtype).reshape(-1), st)
         for u, v in zip(us, vs):
             row -= u[i] * v.conj()
         return row
 
-    def _resid_col(self, kernel, x, y, j, us, vs, dtype, st):
-        col = self._scaled(np.array(kernel.block(x, y[j:j + 1]), dtype=dtype).reshape(-1), st)
+    def _resid_col(self, get_col, j, us, vs, dtype, st):
+        col = self._scaled(np.array(get_col(j), dtype=dtype).reshape(-1), st)
         for u, v in zip(us, vs):
             col -= u * np.conj(v[j])
         return col

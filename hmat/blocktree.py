@@ -24,8 +24,9 @@ class BlockTree:
     Attributes
     ----------
     rnode, cnode, kind, first, nr, nc : ndarray, shape (nblocks,), int64
-        Block nodes in breadth-first order: row/column cluster ids, kind (0 internal,
-        1 dense leaf, 2 admissible leaf), first child id, children grid size.
+        Block nodes in breadth-first order: row/column cluster ids, kind (a
+        :class:`~hmat.LeafKind` code: 0 dense leaf, 1 admissible leaf, 2 internal), first
+        child id, children grid size.
     leaf_ids : ndarray, int64
         Leaf block ids in depth-first, row-major order.
 
@@ -59,10 +60,26 @@ class BlockTree:
             out = _build_python(R, C, admissibility)
         self.rnode, self.cnode, self.kind, self.first, self.nr, self.nc = out
         self.leaf_ids = leaves_dfs(self.kind, self.first, self.nr, self.nc)
+        self._partition = None
 
     @property
     def nblocks(self) -> int:
         return int(self.kind.size)
+
+    def partition(self):
+        """The :class:`~hmat.Partition` of this block tree (built once, cached).
+
+        Returns
+        -------
+        Partition
+            Leaves in depth-first order, the breadth-first node arrays, and the
+            permutations of the two cluster trees.
+        """
+        if self._partition is None:
+            from .partition import Partition
+
+            self._partition = Partition.from_blocktree(self)
+        return self._partition
 
     def leaf_arrays(self):
         """``(r0, m, c0, n, admissible)`` of the leaves, in depth-first order."""

@@ -7,7 +7,8 @@ import math
 import numpy as np
 
 from . import _threads
-from ._aca_numba import build_chunk, eval_pairs, sample_entries
+from ._aca_numba import sample_entries
+from ._kernel_jit import compiled_for
 from ._norms import fro, hypot_all, pow2_exponent
 from ._packed import Packed, Segment, pack_leaves
 from ._progress import progress_bar
@@ -16,10 +17,12 @@ from .aca import ACA, twin_groups
 from .admissibility import StrongAdmissibility, WeakAdmissibility
 from .blocktree import BlockTree
 from .cluster import ClusterTree
+from .compressors import DenseSource, KernelSource, check_compressor, compress_block, compressor_name
 from .dense import Dense
 from .hblock import HBlock
 from .kernels import FunctionKernel, Kernel, as_kernel
 from .lowrank import LowRank
+from .provenance import BuildInfo
 
 __all__ = ["from_kernel", "from_dense"]
 
@@ -54,6 +57,7 @@ def from_kernel(
     n_samples=4096,
     seed=0,
     backend="numpy",
+    compressor=None,
 ):
     """Build an H-matrix of ``K[i, j] = kernel(targets[i], points[j])`` without forming it.
 
@@ -89,6 +93,12 @@ def from_kernel(
     backend : {"numpy", "cupy"}
         ``"cupy"`` moves the result to the GPU (see :func:`hmat.to_cupy`); the build
         itself runs on the CPU.
+    compressor : Compressor, optional
+        Makes each admissible block low rank (see :mod:`hmat.compressors`): default
+        ``ACA()`` (ACA + recompression, as described under ``tol``). With a built-in kernel
+        and ``ACA()`` (recompressing, no rank cap) the whole build runs in compiled code;
+        otherwise ``compressor.compress(source, rows, cols, tol)`` is called per admissible
+        block, and a block it returns None for is stored exactly.
 
     Returns
     -------
@@ -103,6 +113,7 @@ def from_kernel(
         raise ValueError(f"unknown backend {backend!r}; use 'numpy' or 'cupy'")
     leaf_size = check_positive(leaf_size, "leaf_size", integer=True)
     n_samples = check_positive(n_samples, "n_samples", integer=True, minimum=0)
+    compressor = ACA(tol) if compressor is None else check_compressor(compressor)
     adm = _admissibility(admissibility, eta, "strong")
     kdtype = check_dtype(getattr(kernel, "dtype", np.float64), "kernel.dtype")
     dtype = check_dtype(dtype if dtype is not None else kdtype)
@@ -133,15 +144,17 @@ def from_kernel(
     Xp = np.ascontiguousarray(row_tree.points[row_tree.perm])
     Yp = np.ascontiguousarray(col_tree.points[col_tree.perm])
     r0, m, c0, n, admissible = bt.leaf_arrays()
-    if isinstance(kernel, Kernel):
+    compiled = isinstance(kernel, Kernel) and type(compressor) is ACA and compressor.recompress \
+        and compressor.rank is None
+    if compiled:
         packed, evals = _build_compiled(kernel, Xp, Yp, r0, m, c0, n, admissible, tol, dtype, progress)
     else:
-        packed, evals = _build_python(kernel, Xp, Yp, r0, m, c0, n, admissible, tol, dtype, progress)
-    H = HBlock._from_blocktree(bt, packed, dtype, row_tree.perm, col_tree.perm)
-    H._kernel_evals = evals
-    H.tol = tol
+        packed, evals = _build_python(kernel, Xp, Yp, r0, m, c0, n, admissible, tol, dtype, progress, compressor)
+    info = BuildInfo(tol=tol, kernel_evaluations=evals, compressor=compressor_name(compressor))
+    H = HBlock._from_packed(bt.partition(), packed, dtype, info)
     if n_samples:
-        H.error_estimate = _sampled_error(H, kernel, Xp, Yp, int(n_samples), seed)
+        est = _sampled_error(H, kernel, Xp, Yp, int(n_samples), seed)
+        H = HBlock._from_packed(H.partition, H._packed, dtype, info.replace(error_estimate=est))
     if backend == "cupy":
         from .backend import to_cupy
 
@@ -181,8 +194,8 @@ def _build_compiled(kernel, Xp, Yp, r0, m, c0, n, admissible, tol, dtype, progre
     proto = np.zeros(0, dtype)
     gx = twin_groups(Xp)
     gy = twin_groups(Yp)
-    code, param = kernel.code, float(kernel.param)
-    partner = _packed.mirror_partner(Xp, Yp, r0, m, c0, n, code)
+    build_chunk, param = compiled_for(kernel.entry).build_chunk, float(kernel.param)
+    partner = _packed.mirror_partner(Xp, Yp, r0, m, c0, n, kernel.symmetric)
     built = np.ones(r0.size, bool) if partner is None else (r0 <= c0)
     cost = np.where(admissible, 24 * (m + n), m * n).astype(np.float64)
     cost = np.where(built, cost, 0.05 * cost)
@@ -195,11 +208,11 @@ def _build_compiled(kernel, Xp, Yp, r0, m, c0, n, admissible, tol, dtype, progre
         a, b = ab
         sl = slice(a, b)
         if built[sl].all():
-            return build_chunk(code, param, Xp, Yp, r0[sl], m[sl], c0[sl], n[sl], admissible[sl], tol, proto, 0, gx, gy)
+            return build_chunk(param, Xp, Yp, r0[sl], m[sl], c0[sl], n[sl], admissible[sl], tol, proto, 0, gx, gy)
         idx = np.flatnonzero(built[sl]) + a
         extra = int(room[sl][~built[sl]].sum())
         return build_chunk(
-            code, param, Xp, Yp, r0[idx], m[idx], c0[idx], n[idx], admissible[idx], tol, proto, extra, gx, gy
+            param, Xp, Yp, r0[idx], m[idx], c0[idx], n[idx], admissible[idx], tol, proto, extra, gx, gy
         )
 
     evals = 0
@@ -258,30 +271,26 @@ def _finite_packed(segs, dtype):
     return Packed(segs)
 
 
-def _build_python(kernel, Xp, Yp, r0, m, c0, n, admissible, tol, dtype, progress):
-    aca = ACA(tol)
+def _build_python(kernel, Xp, Yp, r0, m, c0, n, admissible, tol, dtype, progress, compressor):
+    """Leaf by leaf: ``compressor`` on admissible leaves, exact evaluation of the others.
+    Every evaluated block is checked for NaN/Inf and for complex values the storage dtype
+    cannot hold, and computed in the wider of the kernel's and the storage dtype."""
     work = np.result_type(getattr(kernel, "dtype", np.float64), dtype)
-    leaves, evals = [], 0
+    source = KernelSource(kernel, Xp, Yp, dtype=work, check=lambda b, shape: _checked(b, shape, dtype, work))
+    leaves = []
     with progress_bar(total=int(r0.size), desc="hmat build", unit="leaf", disable=not progress) as bar:
         for q in range(r0.size):
-            x = Xp[r0[q]:r0[q] + m[q]]
-            y = Yp[c0[q]:c0[q] + n[q]]
+            rows, cols = range(int(r0[q]), int(r0[q] + m[q])), range(int(c0[q]), int(c0[q] + n[q]))
             op = None
             if admissible[q]:
-                op, ev = aca(_CheckedKernel(kernel, work, dtype), x, y)
-                evals += ev
+                op = compress_block(compressor, source, rows, cols, tol, dtype)
             if op is None:
-                block = _checked(kernel.block(x, y), (m[q], n[q]), dtype)
-                evals += int(m[q] * n[q])
+                block = _checked(source.block(rows, cols), (m[q], n[q]), dtype)
                 op = Dense._trusted(np.ascontiguousarray(block, dtype=dtype))
-            else:
-                op = op.astype(dtype)
-                if not (np.isfinite(op.U).all() and np.isfinite(op.V).all()):
-                    raise ValueError(f"kernel values overflow dtype {dtype}")
             leaves.append((int(r0[q]), int(c0[q]), op))
             bar.update(1)
     nseg = max(1, 4 * _threads.get_num_threads())
-    return pack_leaves(leaves, dtype, nseg), evals
+    return pack_leaves(leaves, dtype, nseg), source.evaluations
 
 
 def _checked(block, shape, dtype, work=None):
@@ -307,20 +316,6 @@ def _checked(block, shape, dtype, work=None):
     return out
 
 
-class _CheckedKernel:
-    """Wraps a user kernel: every evaluated row/column is checked for NaN/Inf and for
-    complex values that the storage dtype cannot hold, and computed in ``dtype``."""
-
-    def __init__(self, kernel, dtype, store):
-        self.kernel = kernel
-        self.dtype = np.dtype(dtype)
-        self.store = np.dtype(store)
-
-    def block(self, x, y):
-        out = _checked(self.kernel.block(x, y), (x.shape[0], y.shape[0]), self.store, self.dtype)
-        return out
-
-
 def _sampled_error(H, kernel, Xp, Yp, n_samples, seed):
     rng = np.random.default_rng(seed)
     M, N = H.shape
@@ -336,7 +331,7 @@ def sampled_error_at(H, kernel, Xp, Yp, pi, pj):
         sample_entries(*s.table(), s.buf, pi, pj, approx)
     if isinstance(kernel, Kernel):
         true = np.empty(pi.size, dtype=np.result_type(H.dtype, kernel.dtype))
-        eval_pairs(kernel.code, float(kernel.param), Xp, Yp, pi, pj, true)
+        compiled_for(kernel.entry).eval_pairs(float(kernel.param), Xp, Yp, pi, pj, true)
     else:
         true = np.array([np.asarray(kernel.block(Xp[i:i + 1], Yp[j:j + 1])).reshape(()) for i, j in zip(pi, pj)])
     den = fro(true)  # scale-safe: kernels at 1e+-200 give finite, correct ratios
@@ -346,7 +341,8 @@ def sampled_error_at(H, kernel, Xp, Yp, pi, pj):
 
 # ---------------------------------------------------------------------- from_dense
 
-def from_dense(A, *, tol=1e-6, points=None, eta=2.0, leaf_size=64, admissibility=None, split="bbox"):
+def from_dense(A, *, tol=1e-6, points=None, eta=2.0, leaf_size=64, admissibility=None, split="bbox",
+               compressor=None):
     """Compress an explicit matrix with a certified bound ``||A - H||_F <= tol ||A||_F``.
 
     The Frobenius error budget ``(tol ||A||_F)^2`` is distributed over the admissible
@@ -374,6 +370,12 @@ def from_dense(A, *, tol=1e-6, points=None, eta=2.0, leaf_size=64, admissibility
     leaf_size : int
     admissibility : "strong", "weak" or callable, optional
     split : {"bbox", "pca", "cardinality"}
+    compressor : Compressor, optional
+        Instead of the global budget: ``compressor.compress(source, rows, cols, tol')`` on
+        each admissible block, ``tol' = tol - 4 eps`` blockwise (see
+        :mod:`hmat.compressors`); a block it returns None for is stored exactly. The
+        measurement of the stored factors and the final correction above are the same, so
+        the bound holds for any compressor.
 
     Returns
     -------
@@ -381,6 +383,7 @@ def from_dense(A, *, tol=1e-6, points=None, eta=2.0, leaf_size=64, admissibility
     """
     A = check_finite_array(A, "A", ndim=2)
     tol = check_tol(tol)
+    compressor = None if compressor is None else check_compressor(compressor)
     leaf_size = check_positive(leaf_size, "leaf_size", integer=True)
     M, N = A.shape
     if points is None:
@@ -410,25 +413,24 @@ def from_dense(A, *, tol=1e-6, points=None, eta=2.0, leaf_size=64, admissibility
     norm_a = fro(Ap.astype(work_dtype) * f)
     eps = float(np.finfo(A.dtype).eps)
     budget = max(tol - 4 * eps, 0.0) * norm_a
-    # SVD of every admissible block
-    svds = {}
-    for q in np.flatnonzero(admissible):
-        blk = Ap[r0[q]:r0[q] + m[q], c0[q]:c0[q] + n[q]].astype(work_dtype) * f
-        W, s, Vh = np.linalg.svd(blk, full_matrices=False)
-        svds[int(q)] = (W, s, Vh)
-    # with no budget beyond the rounding reserve, low-rank storage (whose factors round)
-    # cannot be certified: every block is stored exactly
-    keep = _distribute_budget(svds, m, n, budget) if budget > 0 else {}
+    if compressor is None:
+        cand = _budget_factors(Ap, r0, m, c0, n, admissible, work_dtype, e, budget)
+    else:
+        cand = {}
+        if budget > 0:  # else low-rank storage (whose factors round) cannot be certified
+            src = DenseSource(Ap)
+            for q in np.flatnonzero(admissible):
+                rows, cols = range(int(r0[q]), int(r0[q] + m[q])), range(int(c0[q]), int(c0[q] + n[q]))
+                op = compress_block(compressor, src, rows, cols, budget / norm_a, A.dtype)
+                if op is not None:
+                    cand[int(q)] = (np.ascontiguousarray(op.U), np.ascontiguousarray(op.V))
     factors, errs = {}, {}
     # the achieved error of each low-rank block is measured with the factors as stored, in
     # a precision well above the data's where the tolerance is within 1000 eps of it
     meas = work_dtype
     if tol < 1e3 * eps and eps < 1e-10:  # double-precision data, tolerance near its eps
         meas = np.dtype(np.longdouble if A.dtype.kind == "f" else np.clongdouble)
-    for q, k in keep.items():
-        W, s, Vh = svds[q]
-        U = np.ascontiguousarray((W[:, :k] * s[:k] * math.ldexp(1.0, e - e // 2)).astype(A.dtype))
-        V = np.ascontiguousarray((Vh[:k].conj().T * math.ldexp(1.0, e // 2)).astype(A.dtype))
+    for q, (U, V) in cand.items():
         blk = Ap[r0[q]:r0[q] + m[q], c0[q]:c0[q] + n[q]].astype(meas)
         Us = U.astype(meas) * f
         diff = blk * f - Us @ V.astype(meas).conj().T
@@ -455,10 +457,29 @@ def from_dense(A, *, tol=1e-6, points=None, eta=2.0, leaf_size=64, admissibility
             op = LowRank._trusted(*fq)
         leaves.append((int(r0[q]), int(c0[q]), op))
     packed = pack_leaves(leaves, A.dtype, max(1, 4 * _threads.get_num_threads()))
-    H = HBlock._from_blocktree(bt, packed, A.dtype, row_tree.perm, col_tree.perm)
-    H.error_estimate = err / norm_a if norm_a > 0 else 0.0
-    H.tol = tol
-    return H
+    name = "SVD (global budget)" if compressor is None else compressor_name(compressor)
+    info = BuildInfo(tol=tol, error_estimate=err / norm_a if norm_a > 0 else 0.0, compressor=name)
+    return HBlock._from_packed(bt.partition(), packed, A.dtype, info)
+
+
+def _budget_factors(Ap, r0, m, c0, n, admissible, work_dtype, e, budget):
+    """``{leaf: (U, V)}`` of the admissible blocks kept low rank under the global budget."""
+    f = math.ldexp(1.0, -e)
+    svds = {}
+    for q in np.flatnonzero(admissible):
+        blk = Ap[r0[q]:r0[q] + m[q], c0[q]:c0[q] + n[q]].astype(work_dtype) * f
+        W, s, Vh = np.linalg.svd(blk, full_matrices=False)
+        svds[int(q)] = (W, s, Vh)
+    # with no budget beyond the rounding reserve, low-rank storage (whose factors round)
+    # cannot be certified: every block is stored exactly
+    keep = _distribute_budget(svds, m, n, budget) if budget > 0 else {}
+    out = {}
+    for q, k in keep.items():
+        W, s, Vh = svds[q]
+        U = np.ascontiguousarray((W[:, :k] * s[:k] * math.ldexp(1.0, e - e // 2)).astype(Ap.dtype))
+        V = np.ascontiguousarray((Vh[:k].conj().T * math.ldexp(1.0, e // 2)).astype(Ap.dtype))
+        out[q] = (U, V)
+    return out
 
 
 def _distribute_budget(svds, m, n, budget):

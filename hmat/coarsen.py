@@ -42,12 +42,8 @@ def coarsen(H, tol):
     op, err, norm = _coarsen(H, tol)
     if not isinstance(op, HBlock):
         op = HBlock([[op]])
-    out = _trusted_node(op.blocks, op.dtype, op.shape)
-    out.row_perm, out.col_perm = H.row_perm, H.col_perm
-    out._row_tree, out._col_tree = H._row_tree, H._col_tree
-    out._kernel_evals = H._kernel_evals
-    out.error_estimate = err / norm if norm > 0 else 0.0
-    return out
+    est = err / norm if norm > 0 else 0.0
+    return HBlock(op.blocks, H.row_perm, H.col_perm, H.provenance.replace(tol=tol, error_estimate=est))
 
 
 def _norm(op):

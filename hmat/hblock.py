@@ -10,8 +10,11 @@ from ._packed import leaf_size, pack_leaves
 from ._validate import check_dtype
 from . import _threads
 from .dense import Dense
+from .linalg import permuted_apply
 from .lowrank import LowRank
 from .operator import LinearOperator
+from .partition import LeafKind, Partition
+from .provenance import UNKNOWN, BuildInfo
 
 __all__ = ["HBlock", "Leaf"]
 
@@ -32,6 +35,9 @@ class HBlock(LinearOperator):
         Only for a root: the operator acts in the caller's original index order,
         ``(H @ x)[row_perm] = B @ x[col_perm]`` where ``B`` is the block matrix.
         ``row_perm[p]`` is the original index at permuted position ``p``.
+    provenance : BuildInfo, optional
+        How the operator was made (tol, kernel evaluations, error estimate); default
+        unknown. Read it as :attr:`provenance` (or :attr:`tol`, :attr:`error_estimate`).
 
     Notes
     -----
@@ -40,7 +46,7 @@ class HBlock(LinearOperator):
     ``H[i, j]`` is deliberately unsupported: entry access would hide slow code.
     """
 
-    def __init__(self, blocks, row_perm=None, col_perm=None):
+    def __init__(self, blocks, row_perm=None, col_perm=None, provenance=None):
         grid = [list(r) for r in blocks]
         if not grid or not grid[0]:
             raise ValueError("blocks must be a non-empty 2-D nested list")
@@ -69,34 +75,97 @@ class HBlock(LinearOperator):
         self._blocks = tuple(tuple(r) for r in grid)
         self.row_perm = _check_perm(row_perm, shape[0], "row_perm")
         self.col_perm = _check_perm(col_perm, shape[1], "col_perm")
-        self._init_state()
+        self._init_state(provenance)
 
-    def _init_state(self):
+    def _init_state(self, provenance=None):
+        if provenance is not None and not isinstance(provenance, BuildInfo):
+            raise TypeError(f"provenance must be an hmat.BuildInfo, got {type(provenance).__name__}")
         self._pack = None
         self._adjoint_of = None
-        #: relative Frobenius error: exact for from_dense, sampled for from_kernel; None if unknown
-        self.error_estimate = None
-        self._kernel_evals = 0
-        #: the tolerance a builder was asked for (None when built by hand)
-        self.tol = None
-        self._row_tree = None
-        self._col_tree = None
+        self._partition = None
+        self._provenance = UNKNOWN if provenance is None else provenance
+
+    @property
+    def provenance(self):
+        """:class:`~hmat.BuildInfo`: how this operator was made (immutable)."""
+        return self._provenance
+
+    @property
+    def tol(self):
+        """The tolerance a builder or arithmetic was asked for (None when built by hand)."""
+        return self._provenance.tol
+
+    @property
+    def error_estimate(self):
+        """Relative Frobenius error: exact for from_dense, sampled for from_kernel; None if unknown."""
+        return self._provenance.error_estimate
 
     @classmethod
-    def _from_blocktree(cls, bt, packed, dtype, row_perm, col_perm):
-        """Root over a :class:`~hmat.BlockTree` whose leaves (depth-first order) are packed.
+    def from_partition(cls, partition, leaf_ops, provenance=None):
+        """The H-matrix with block structure ``partition`` and leaf ``i`` equal to ``leaf_ops[i]``.
+
+        Parameters
+        ----------
+        partition : Partition
+        leaf_ops : sequence of Dense or LowRank
+            One per leaf, in the partition's (depth-first) leaf order, each of that leaf's
+            shape ``(m[i], n[i])``, all of one dtype. A ``LOWRANK`` leaf may hold a Dense
+            operator (where low rank does not pay); a ``DENSE`` leaf holds a Dense one.
+        provenance : BuildInfo, optional
+
+        Returns
+        -------
+        HBlock
+            Acting in the original index order (``partition.row_perm``/``col_perm``).
+        """
+        if not isinstance(partition, Partition):
+            raise TypeError(f"partition must be an hmat.Partition, got {type(partition).__name__}")
+        leaf_ops = list(leaf_ops)
+        if len(leaf_ops) != partition.n_leaves:
+            raise ValueError(f"leaf_ops has {len(leaf_ops)} entries, expected {partition.n_leaves} (one per leaf)")
+        pm, pn, kind = partition.m, partition.n, partition.kind
+        for i, op in enumerate(leaf_ops):
+            if not isinstance(op, (Dense, LowRank)):
+                raise TypeError(f"leaf_ops[{i}] must be Dense or LowRank, got {type(op).__name__}")
+            if op.shape != (int(pm[i]), int(pn[i])):
+                raise ValueError(f"leaf_ops[{i}] has shape {op.shape}, expected ({pm[i]}, {pn[i]})")
+            if kind[i] == LeafKind.DENSE and not isinstance(op, Dense):
+                raise TypeError(f"leaf_ops[{i}] must be Dense: leaf {i} is a dense (inadmissible) leaf")
+        dtypes = {op.dtype for op in leaf_ops}
+        if len(dtypes) != 1:
+            raise TypeError(f"leaf_ops must share one dtype, got {sorted(map(str, dtypes))}")
+        dtype = dtypes.pop()
+        leaves = [(int(r), int(c), op) for r, c, op in zip(partition.r0, partition.c0, leaf_ops)]
+        packed = pack_leaves(leaves, dtype, max(1, 4 * _threads.get_num_threads()))
+        return cls._from_packed(partition, packed, dtype, provenance)
+
+    @classmethod
+    def _from_packed(cls, partition, packed, dtype, provenance=None):
+        """Root over ``partition`` whose leaves (depth-first order) are packed.
 
         The nested children are created lazily, as views into the packed buffers.
         """
         self = cls.__new__(cls)
-        LinearOperator.__init__(self, dtype, (bt.row_tree.n, bt.col_tree.n))
-        self.row_perm, self.col_perm = row_perm, col_perm
-        self._init_state()
+        LinearOperator.__init__(self, dtype, partition.shape)
+        rows, cols = partition.permuted
+        self.row_perm = partition.row_perm if rows else None
+        self.col_perm = partition.col_perm if cols else None
+        self._init_state(provenance)
         self._blocks = None
         self._pack = packed
-        self._bt = bt
-        self._row_tree, self._col_tree = bt.row_tree, bt.col_tree
+        self._partition = partition
         return self
+
+    @property
+    def partition(self):
+        """:class:`~hmat.Partition`: the block structure (leaf table, tree, permutations).
+
+        Leaf kinds: the built structure's (admissible or not) for a built operator; for one
+        assembled from blocks, the kind of each leaf's operator.
+        """
+        if self._partition is None:
+            self._partition = _partition_of(self)
+        return self._partition
 
     @property
     def blocks(self):
@@ -132,13 +201,15 @@ class HBlock(LinearOperator):
         _collect(self, 0, 0, out)
         return out
 
-    def replace_leaves(self, ops):
+    def replace_leaves(self, ops, provenance=None):
         """A new HBlock with leaf ``i`` (in :meth:`leaves` order) replaced by ``ops[i]``.
 
         Parameters
         ----------
         ops : sequence of Dense, LowRank or HBlock
             One per leaf, each of the shape of the leaf it replaces (an HBlock splits it).
+        provenance : BuildInfo, optional
+            Of the result (default unknown).
         """
         ops = list(ops)
         leaves = self.leaves()
@@ -150,9 +221,8 @@ class HBlock(LinearOperator):
             if op.shape != lf.op.shape:
                 raise ValueError(f"ops[{i}] has shape {op.shape}, expected {lf.op.shape}")
         new = _rebuild(self, iter(ops))
-        out = _trusted_node(new.blocks, new.dtype, self.shape)
+        out = _trusted_node(new.blocks, new.dtype, self.shape, provenance)
         out.row_perm, out.col_perm = self.row_perm, self.col_perm
-        out._row_tree, out._col_tree = self._row_tree, self._col_tree
         return out
 
     @property
@@ -177,14 +247,9 @@ class HBlock(LinearOperator):
             in_perm, out_perm, rows = self.row_perm, self.col_perm, self.shape[1]
         else:
             in_perm, out_perm, rows = self.col_perm, self.row_perm, self.shape[0]
-        Xp = X if in_perm is None else X[in_perm]
         # an adjoint view walks its source's packed leaves with the flag flipped
-        Yp = self._packed.apply(Xp, rows, bool(adjoint) ^ (self._adjoint_of is not None))
-        if out_perm is None:
-            return Yp
-        Y = np.empty_like(Yp)
-        Y[out_perm] = Yp
-        return Y
+        flag = bool(adjoint) ^ (self._adjoint_of is not None)
+        return permuted_apply(lambda Xp: self._packed.apply(Xp, rows, flag), X, in_perm, out_perm)
 
     def _matmat(self, X):
         return self._apply(X, False)
@@ -202,21 +267,15 @@ class HBlock(LinearOperator):
         if self._adjoint_of is not None:
             return self._adjoint_of
         grid = [[self.blocks[i][j].H for i in range(len(self.blocks))] for j in range(len(self.blocks[0]))]
-        out = HBlock(grid, self.col_perm, self.row_perm)
+        out = HBlock(grid, self.col_perm, self.row_perm, self._provenance)
         out._adjoint_of = self
-        out._row_tree, out._col_tree = self._col_tree, self._row_tree
-        out.error_estimate = self.error_estimate
-        out._kernel_evals = self._kernel_evals
         return out
 
     def _transpose(self):
         if self.dtype.kind != "c":
             return self._adjoint()
         grid = [[self.blocks[i][j].T for i in range(len(self.blocks))] for j in range(len(self.blocks[0]))]
-        out = HBlock(grid, self.col_perm, self.row_perm)
-        out._row_tree, out._col_tree = self._col_tree, self._row_tree
-        out.error_estimate = self.error_estimate
-        return out
+        return HBlock(grid, self.col_perm, self.row_perm, self._provenance)
 
     # ------------------------------------------------------------------ storage
     def _to_dense(self):
@@ -237,10 +296,7 @@ class HBlock(LinearOperator):
 
     def astype(self, dtype):
         dtype = check_dtype(dtype)
-        out = self.replace_leaves([lf.op.astype(dtype) for lf in self.leaves()])
-        out.error_estimate = self.error_estimate
-        out._kernel_evals = self._kernel_evals
-        return out
+        return self.replace_leaves([lf.op.astype(dtype) for lf in self.leaves()], self._provenance)
 
     def stats(self):
         """Structure and storage statistics.
@@ -275,7 +331,7 @@ class HBlock(LinearOperator):
             "nbytes": self.nbytes,
             "dense_nbytes": self.shape[0] * self.shape[1] * self.dtype.itemsize,
             "compression_ratio": self.compression_ratio,
-            "kernel_evaluations": int(self._kernel_evals),
+            "kernel_evaluations": self._provenance.kernel_evaluations,
             "error_estimate": self.error_estimate,
         }
 
@@ -337,18 +393,34 @@ def _collect(node, r0, c0, out):
         r += int(row[0].shape[0])
 
 
-def _trusted_node(grid, dtype, shape):
+def _trusted_node(grid, dtype, shape, provenance=None):
     node = HBlock.__new__(HBlock)
     LinearOperator.__init__(node, dtype, shape)
     node._blocks = grid
     node.row_perm = node.col_perm = None
-    node._init_state()
+    node._init_state(provenance)
     return node
+
+
+def _partition_of(H):
+    """The Partition of a nested HBlock (leaf kinds from the operators)."""
+    leaves = H.leaves()
+    count = iter(range(len(leaves)))
+
+    def nest(op):
+        return [[nest(c) for c in row] for row in op.blocks] if isinstance(op, HBlock) else next(count)
+
+    r0 = np.array([lf.row_start for lf in leaves], np.int64)
+    c0 = np.array([lf.col_start for lf in leaves], np.int64)
+    m = np.array([lf.op.shape[0] for lf in leaves], np.int64)
+    n = np.array([lf.op.shape[1] for lf in leaves], np.int64)
+    lk = np.array([LeafKind.LOWRANK if isinstance(lf.op, LowRank) else LeafKind.DENSE for lf in leaves], np.int64)
+    return Partition(H.shape, r0, m, c0, n, lk, H.row_perm, H.col_perm, tree=nest(H))
 
 
 def _blocks_from_tree(root):
     """Nested children of a packed root, leaf ops viewing the packed buffers."""
-    bt = root._bt
+    p = root._partition
     dtype = root.dtype
     ops = []
     for seg in root._packed.segments:
@@ -360,16 +432,14 @@ def _blocks_from_tree(root):
                 U = seg.buf[o:o + m * k].reshape(m, k)
                 V = seg.buf[o + m * k:o + (m + n) * k].reshape(n, k)
                 ops.append(LowRank._trusted(U, V))
-    pos = {int(b): i for i, b in enumerate(bt.leaf_ids)}
-    R, C = bt.row_tree, bt.col_tree
+    pos = {int(b): i for i, b in enumerate(p.leaf_nodes)}
+    rs, re, cs, ce = p.node_row_start, p.node_row_stop, p.node_col_start, p.node_col_stop
 
     def make(b):
         if b in pos:
             return ops[pos[b]]
-        f, a, c = int(bt.first[b]), int(bt.nr[b]), int(bt.nc[b])
-        grid = tuple(tuple(make(f + i * c + j) for j in range(c)) for i in range(a))
-        s, t = bt.rnode[b], bt.cnode[b]
-        return _trusted_node(grid, dtype, (int(R.stop[s] - R.start[s]), int(C.stop[t] - C.start[t])))
+        grid = tuple(tuple(make(c) for c in row) for row in p.children(b))
+        return _trusted_node(grid, dtype, (int(re[b] - rs[b]), int(ce[b] - cs[b])))
 
     top = make(0)
     if isinstance(top, HBlock):

@@ -14,13 +14,17 @@ from .dense import Dense
 from .hblock import HBlock, _trusted_node
 from .lowrank import LowRank
 from .operator import LinearOperator
+from .partition import LeafKind
+from .provenance import BuildInfo
 
 __all__ = ["save", "load", "write_atomic", "FORMAT_VERSION", "MAX_DEPTH"]
 
 #: Version of the file layout written by :func:`save`.
 FORMAT_VERSION = 1
 _MAGIC = "hmat-pinn/hblock"
-_KIND_H, _KIND_D, _KIND_L = 0, 1, 2
+#: node codes of the file layout (fixed by FORMAT_VERSION 1, not by LeafKind's values)
+_FILE_CODE = {LeafKind.INTERNAL: 0, LeafKind.DENSE: 1, LeafKind.LOWRANK: 2}
+_FROM_FILE = {code: kind for kind, code in _FILE_CODE.items()}
 
 
 #: Deepest HBlock nesting :func:`save` writes and :func:`load` reads (far beyond any cluster
@@ -191,15 +195,15 @@ def _encode(H):
         if isinstance(op, HBlock):
             if depth > MAX_DEPTH:
                 raise ValueError(f"H is nested deeper than {MAX_DEPTH} levels; it cannot be saved")
-            nodes.append((_KIND_H, len(op.blocks), len(op.blocks[0]), op.shape[0], op.shape[1], 0, 0))
+            nodes.append((_FILE_CODE[LeafKind.INTERNAL], len(op.blocks), len(op.blocks[0]), op.shape[0], op.shape[1], 0, 0))
             stack.extend((child, depth + 1) for row in reversed(op.blocks) for child in reversed(row))
         elif isinstance(op, Dense):
-            nodes.append((_KIND_D, 0, 0, op.shape[0], op.shape[1], -1, pos))
+            nodes.append((_FILE_CODE[LeafKind.DENSE], 0, 0, op.shape[0], op.shape[1], -1, pos))
             bufs.append(np.asarray(op.array).reshape(-1))
             pos += op.shape[0] * op.shape[1]
         else:
             k = op.rank
-            nodes.append((_KIND_L, 0, 0, op.shape[0], op.shape[1], k, pos))
+            nodes.append((_FILE_CODE[LeafKind.LOWRANK], 0, 0, op.shape[0], op.shape[1], k, pos))
             bufs.append(np.asarray(op.U).reshape(-1))
             bufs.append(np.asarray(op.V).reshape(-1))
             pos += k * (op.shape[0] + op.shape[1])
@@ -220,7 +224,7 @@ def _encode(H):
             if p is not None:
                 arrays[name] = p
         meta = np.array([_meta_value(H.error_estimate, "H.error_estimate"), _meta_value(H.tol, "H.tol"),
-                         H._kernel_evals], np.float64)
+                         H.provenance.kernel_evaluations], np.float64)
         _check_meta(meta, ValueError)
         arrays["meta"] = meta
     # the list of arrays: a damaged zip directory that hides an optional array (row_perm,
@@ -336,9 +340,10 @@ def _decode(f):
             i = next(it)
         except StopIteration:
             raise _Corrupt("node table ends early") from None
-        kind, a, b, m, n, k, off = (int(v) for v in nodes[i])
+        code, a, b, m, n, k, off = (int(v) for v in nodes[i])
+        kind = _FROM_FILE.get(code)
         _need(m >= 0 and n >= 0, f"node {i}: negative size")
-        if kind == _KIND_H:
+        if kind == LeafKind.INTERNAL:
             _need(a >= 1 and b >= 1, f"node {i}: empty block grid")
             _need(depth <= MAX_DEPTH, f"node {i}: HBlocks nested deeper than {MAX_DEPTH} levels")
             _need(a * b <= nodes.shape[0], f"node {i}: more children than nodes")
@@ -355,18 +360,18 @@ def _decode(f):
             w = sum(op.shape[1] for op in grid[0])
             _need((h, w) == (m, n), f"node {i}: children give {(h, w)}, expected {(m, n)}")
             return _trusted_node(tuple(tuple(r) for r in grid), dtype, (m, n))
-        if kind == _KIND_D:
+        if kind == LeafKind.DENSE:
             size = m * n
             take(i, off, size)
             return Dense._trusted(data[off:off + size].reshape(m, n).copy())
-        if kind == _KIND_L:
+        if kind == LeafKind.LOWRANK:
             _need(k >= 0, f"node {i}: negative rank")
             size = k * (m + n)
             take(i, off, size)
             U = data[off:off + m * k].reshape(m, k).copy()
             V = data[off + m * k:off + size].reshape(n, k).copy()
             return LowRank._trusted(U, V)
-        raise _Corrupt(f"node {i}: unknown kind {kind}")
+        raise _Corrupt(f"node {i}: unknown kind {code}")
 
     op = parse(1)
     _need(next(it, None) is None, "extra nodes after the tree")
@@ -385,12 +390,11 @@ def _decode(f):
             seen[p] = True
             _need(bool(seen.all()), f"{name} is not a permutation")
         perms[name] = p
-    op.row_perm, op.col_perm = perms["row_perm"], perms["col_perm"]
+    info = None
     if "meta" in f:
         meta = f["meta"]
         _need(meta.dtype == np.float64 and meta.shape == (3,), "bad metadata")
         _check_meta(meta, _Corrupt)
-        op.error_estimate = None if np.isnan(meta[0]) else float(meta[0])
-        op.tol = None if np.isnan(meta[1]) else float(meta[1])
-        op._kernel_evals = int(meta[2])
-    return op
+        info = BuildInfo(tol=None if np.isnan(meta[1]) else float(meta[1]), kernel_evaluations=int(meta[2]),
+                         error_estimate=None if np.isnan(meta[0]) else float(meta[0]))
+    return HBlock(op.blocks, perms["row_perm"], perms["col_perm"], info)

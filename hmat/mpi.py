@@ -39,7 +39,8 @@ import zipfile
 import numpy as np
 
 from . import _threads
-from ._aca_numba import append_mirrors, build_chunk, eval_pairs, sample_entries
+from ._aca_numba import append_mirrors, sample_entries
+from ._kernel_jit import compiled_for
 from ._packed import Packed, Segment, cost_chunks, mirror_partner
 from ._progress import progress_bar
 from ._validate import SUPPORTED_DTYPES, check_choice, check_dtype, check_positive, check_tol
@@ -49,6 +50,8 @@ from .blocktree import BlockTree
 from .cluster import ClusterTree
 from .hblock import HBlock
 from .kernels import Kernel
+from .linalg import permuted_apply
+from .provenance import BuildInfo
 
 __all__ = ["DistributedHMatrix", "from_kernel", "load", "require_mpi", "local_threads", "row_cuts", "demo"]
 
@@ -166,6 +169,11 @@ def row_cuts(r0, m, cost, nrows, nparts):
     return np.asarray(cuts, np.int64)
 
 
+def _entry_name(kernel):
+    """Module and name of a compiled kernel's entry function (the same on every rank)."""
+    return f"{getattr(kernel.entry, '__module__', '')}.{getattr(kernel.entry, '__qualname__', '')}"
+
+
 def _fingerprint(*arrays, extra=""):
     h = hashlib.sha256(extra.encode())
     for a in arrays:
@@ -265,7 +273,7 @@ def from_kernel(
         if row_tree.dim != col_tree.dim:
             raise ValueError(f"targets and points differ in dimension ({row_tree.dim} vs {col_tree.dim})")
         key = _fingerprint(col_tree.points, None if targets is None else row_tree.points,
-                           extra=repr((kernel.code, kernel.param, t, float(eta), ls, admissibility, split, str(dt), ns, seed)))
+                           extra=repr((_entry_name(kernel), kernel.param, t, float(eta), ls, admissibility, split, str(dt), ns, seed)))
         return t, ls, adm, dt, ns, col_tree, row_tree, key
 
     t, ls, adm, dt, ns, col_tree, row_tree, key = _agree(comm, setup)
@@ -309,7 +317,7 @@ def _plan(P, rank, kernel, row_tree, col_tree, adm, dtype, params):
     Xp = np.ascontiguousarray(row_tree.points[row_tree.perm])
     Yp = Xp if row_tree is col_tree else np.ascontiguousarray(col_tree.points[col_tree.perm])
     owner = np.searchsorted(rcuts, r0, side="right") - 1
-    partner = mirror_partner(Xp, Yp, r0, m, c0, n, kernel.code)
+    partner = mirror_partner(Xp, Yp, r0, m, c0, n, kernel.symmetric)
     nl = r0.size
     twin_owner = np.full(nl, -1, np.int64)
     if partner is None:
@@ -357,7 +365,7 @@ def _build_computed(plan, kernel, progress):
     """
     r0, m, c0, n, adm, cost = (plan[k] for k in ("r0", "m", "c0", "n", "admissible", "cost"))
     Xp, Yp, tol = plan["Xp"], plan["Yp"], plan["params"]["tol"]
-    code, param = kernel.code, float(kernel.param)
+    build_chunk, param = compiled_for(kernel.entry).build_chunk, float(kernel.param)
     proto = np.zeros(0, plan["dtype"])
     threads = _threads.get_num_threads()
     pool = None if threads <= 1 else _threads.executor()
@@ -370,7 +378,7 @@ def _build_computed(plan, kernel, progress):
             chunks = [ids[a:b] for a, b in cost_chunks(cost[ids], threads)]
 
             def work(idx):
-                res = build_chunk(code, param, Xp, Yp, r0[idx], m[idx], c0[idx], n[idx], adm[idx], tol, proto, 0,
+                res = build_chunk(param, Xp, Yp, r0[idx], m[idx], c0[idx], n[idx], adm[idx], tol, proto, 0,
                                   plan["gx"], plan["gy"])
                 bar.update(int(idx.size))
                 return res
@@ -716,10 +724,7 @@ class DistributedHMatrix:
         perm, cuts = (self.row_perm, self.row_cuts) if space == "rows" else (self.col_perm, self.col_cuts)
         y = _agree(self.comm, self._check_local, y, int(cuts[self.rank + 1] - cuts[self.rank]), "y")
         parts = self.comm.allgather(np.ascontiguousarray(y))
-        yp = np.concatenate(parts, axis=0)
-        out = np.empty_like(yp)
-        out[perm] = yp
-        return out
+        return permuted_apply(lambda _: np.concatenate(parts, axis=0), None, None, perm)
 
     def __matmul__(self, x):
         """``A @ x`` for a full vector/matrix in original order, given and returned on every rank."""
@@ -820,7 +825,7 @@ class DistributedHMatrix:
         for s in src._packed.segments:
             sample_entries(*s.table(), s.buf, pi - sl.start, pj, approx)
         true = np.empty(pi.size, dtype=np.result_type(src.dtype, kernel.dtype))
-        eval_pairs(kernel.code, float(kernel.param), src._Xp, src._Yp, pi, pj, true)
+        compiled_for(kernel.entry).eval_pairs(float(kernel.param), src._Xp, src._Yp, pi, pj, true)
         return np.array([np.linalg.norm(true), np.linalg.norm(true - approx)], np.float64)
 
     def _combine_error(self, local):
@@ -876,8 +881,8 @@ class DistributedHMatrix:
             b, o, s = where[q]
             data[off[q]:off[q] + s] = b[o:o + s]
         packed = Packed([Segment(r0.copy(), m.copy(), c0.copy(), n.copy(), ranks, off, data)])
-        H = HBlock._from_blocktree(bt, packed, src.dtype, src.row_perm, src.col_perm)
-        H.tol, H.error_estimate, H._kernel_evals = src.tol, src.error_estimate, src.kernel_evaluations
+        info = BuildInfo(tol=src.tol, kernel_evaluations=src.kernel_evaluations, error_estimate=src.error_estimate)
+        H = HBlock._from_packed(bt.partition(), packed, src.dtype, info)
         return H.H if self._adjoint else H
 
     # ------------------------------------------------------------------ save

@@ -77,11 +77,9 @@ def truncate(H, tol):
         else:
             ops.append(op)
             norms.append(fro(op.array * f if s else op.array))
-    out = H.replace_leaves(ops)
     norm = hypot_all(norms)
-    out.error_estimate = hypot_all(errs) / norm if norm > 0 else 0.0
-    out._kernel_evals = H._kernel_evals
-    return out
+    est = hypot_all(errs) / norm if norm > 0 else 0.0
+    return H.replace_leaves(ops, H.provenance.replace(tol=tol, error_estimate=est))
 
 
 def _log2_bound(op):

@@ -39,8 +39,13 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import torch
+from hmat import LeafKind
 
-__all__ = ["LeafSpec", "Structure", "StructuredLinearFn", "structured_linear"]
+__all__ = ["LeafSpec", "LeafGroup", "Structure", "StructuredLinearFn", "structured_linear",
+           "stack_groups", "apply_stacked"]
+
+
+_KIND_OF_NAME = {"dense": LeafKind.DENSE, "lowrank": LeafKind.LOWRANK}
 
 
 @dataclass(frozen=True)
@@ -49,7 +54,9 @@ class LeafSpec:
 
     Attributes
     ----------
-    kind : {"dense", "lowrank"}
+    kind : hmat.LeafKind
+        ``DENSE`` or ``LOWRANK`` (the names ``"dense"`` / ``"lowrank"`` are accepted and
+        converted).
     r0, c0 : int
         First permuted row / column of the leaf in the (possibly adjoint) operator.
     m, n : int
@@ -60,13 +67,19 @@ class LeafSpec:
         The leaf applies the transpose of its stored factors.
     """
 
-    kind: str
+    kind: LeafKind
     r0: int
     c0: int
     m: int
     n: int
     idx: tuple
     transposed: bool = False
+
+    def __post_init__(self):
+        kind = _KIND_OF_NAME.get(self.kind, self.kind)
+        if kind not in (LeafKind.DENSE, LeafKind.LOWRANK):
+            raise ValueError(f"kind must be LeafKind.DENSE or LeafKind.LOWRANK, got {self.kind!r}")
+        object.__setattr__(self, "kind", LeafKind(kind))
 
     def adjoint(self):
         return LeafSpec(self.kind, self.c0, self.r0, self.n, self.m, self.idx, not self.transposed)
@@ -89,7 +102,34 @@ class Structure:
         self.col_perm = col_perm
         self.inv_row_perm = None if row_perm is None else torch.argsort(row_perm)
         self._adj = None
-        self._groups = None  # (parameter shapes, leaf groups): see _groups
+        self._groups = None  # (parameter shapes, leaf groups): see groups()
+
+    @classmethod
+    def from_partition(cls, partition, factor_index, device=None):
+        """The structure of a weight with block structure ``partition``.
+
+        Parameters
+        ----------
+        partition : hmat.Partition
+        factor_index : sequence of tuple of int
+            Per leaf (partition order), the positions of its factors in the parameter
+            list: ``(iA,)`` for a ``DENSE`` leaf, ``(iU, iV)`` for a ``LOWRANK`` one.
+        device : torch.device, optional
+            Of the permutation tensors (None where the partition's is the identity).
+
+        Returns
+        -------
+        Structure
+        """
+        factor_index = [tuple(ix) for ix in factor_index]
+        if len(factor_index) != partition.n_leaves:
+            raise ValueError(f"factor_index has {len(factor_index)} entries, the partition "
+                             f"{partition.n_leaves} leaves")
+        leaves = [LeafSpec(kind, r0, c0, m, n, ix)
+                  for (r0, m, c0, n, kind), ix in zip(partition.leaves(), factor_index)]
+        rows, cols = partition.permuted
+        perm = (lambda p, on: torch.tensor(p, dtype=torch.long, device=device) if on else None)
+        return cls(partition.shape, leaves, perm(partition.row_perm, rows), perm(partition.col_perm, cols))
 
     def adjoint(self):
         """Structure of ``W^T`` over the same parameter list."""
@@ -100,14 +140,39 @@ class Structure:
             self._adj = adj
         return self._adj
 
+    def groups(self, params):
+        """The leaves grouped by kind, shape, rank and orientation for these parameters.
+
+        Parameters
+        ----------
+        params : sequence of torch.Tensor
+            The parameter list the leaves' ``idx`` point into (ranks come from the shapes).
+
+        Returns
+        -------
+        tuple of LeafGroup
+            Cached on the structure, keyed by the parameter shapes.
+        """
+        key = tuple(p.shape for p in params)
+        if self._groups is not None and self._groups[0] == key:
+            return self._groups[1]
+        buckets = {}
+        for lf in self.leaves:
+            k = 0 if lf.kind == LeafKind.DENSE else int(params[lf.idx[0]].shape[1])
+            buckets.setdefault((lf.kind, lf.m, lf.n, k, lf.transposed), []).append(lf)
+        groups = tuple(LeafGroup(*gk, lvs, self.row_perm, self.col_perm) for gk, lvs in buckets.items())
+        self._groups = (key, groups)
+        return groups
+
     def to(self, device):
         """A copy with the permutation tensors on ``device``."""
         mv = (lambda p: None if p is None else p.to(device))
         return Structure(self.shape, self.leaves, mv(self.row_perm), mv(self.col_perm))
 
 
-class _Group:
-    """Leaves of one kind, shape ``(m, n)``, rank ``k`` and orientation.
+class LeafGroup:
+    """Leaves of one kind, shape ``(m, n)``, rank ``k`` and orientation (see
+    :meth:`Structure.groups`).
 
     ``rows`` / ``cols`` (LongTensor, shape ``(g*m,)`` / ``(g*n,)``) are the
     *original* output / input indices of the group's leaves, leaf after leaf
@@ -143,24 +208,9 @@ class _Group:
         """Stacked factors as applied: ``(A,)`` with ``A`` (g, m, n), or ``(U, V)``
         with ``U`` (g, m, k), ``V`` (g, n, k) (the leaves' orientation respected)."""
         st = [torch.stack([params[i] for i in ix]) for ix in self.pidx]
-        if self.kind == "dense":
+        if self.kind == LeafKind.DENSE:
             return (st[0].transpose(1, 2) if self.transposed else st[0],)
         return (st[1], st[0]) if self.transposed else (st[0], st[1])
-
-
-def _groups(struct, params):
-    """The grouping of ``struct.leaves`` for these parameter shapes (cached on ``struct``)."""
-    key = tuple(p.shape for p in params)
-    cache = getattr(struct, "_groups", None)
-    if cache is not None and cache[0] == key:
-        return cache[1]
-    buckets = {}
-    for lf in struct.leaves:
-        k = 0 if lf.kind == "dense" else int(params[lf.idx[0]].shape[1])
-        buckets.setdefault((lf.kind, lf.m, lf.n, k, lf.transposed), []).append(lf)
-    groups = tuple(_Group(*gk, lvs, struct.row_perm, struct.col_perm) for gk, lvs in buckets.items())
-    struct._groups = (key, groups)
-    return groups
 
 
 def _single_leaf(struct):
@@ -174,7 +224,7 @@ def _single_leaf(struct):
 
 def _leaf_factors(lf, params):
     """Factors of one leaf as applied: ``(A,)`` or ``(U, V)`` (orientation respected)."""
-    if lf.kind == "dense":
+    if lf.kind == LeafKind.DENSE:
         A = params[lf.idx[0]]
         return (A.t() if lf.transposed else A,)
     U, V = params[lf.idx[0]], params[lf.idx[1]]
@@ -186,21 +236,46 @@ def _gather(zt, idx, g, size):
     return zt.index_select(0, idx).reshape(g, size, zt.shape[1])
 
 
-def _stacked(struct, params, device):
-    """``(group, rows, cols, stacked factors)`` for every group that contributes (see
-    :class:`_Group`); index tensors on ``device``."""
+def stack_groups(struct, params, device):
+    """The groups of ``struct`` that contribute, with their factors stacked.
+
+    Parameters
+    ----------
+    struct : Structure
+    params : sequence of torch.Tensor
+    device : torch.device
+        Where the index tensors go.
+
+    Returns
+    -------
+    list of tuple
+        ``(group, rows, cols, factors)`` per :class:`LeafGroup` (groups of empty leaves or
+        rank 0 left out): ``rows``/``cols`` as :meth:`LeafGroup.index`, ``factors`` as
+        :meth:`LeafGroup.factors`.
+    """
     out = []
-    for grp in _groups(struct, params):
-        if grp.m == 0 or grp.n == 0 or (grp.kind == "lowrank" and grp.k == 0):
+    for grp in struct.groups(params):
+        if grp.m == 0 or grp.n == 0 or (grp.kind == LeafKind.LOWRANK and grp.k == 0):
             continue  # contributes nothing
         rows, cols = grp.index(device)
         out.append((grp, rows, cols, grp.factors(params)))
     return out
 
 
-def _apply_stacked(x, shape, stacked):
-    """``x W^T`` for ``x`` (..., n) from :func:`_stacked` groups: per group one gather, one
-    batched matmul and one out-of-place scatter-add."""
+def apply_stacked(x, shape, stacked):
+    """``x W^T`` from :func:`stack_groups` groups: per group one gather, one batched matmul
+    and one out-of-place scatter-add.
+
+    Parameters
+    ----------
+    x : torch.Tensor, shape (..., n)
+    shape : tuple (m, n)
+    stacked : list from :func:`stack_groups`
+
+    Returns
+    -------
+    torch.Tensor, shape (..., m)
+    """
     m, n = shape
     lead = x.shape[:-1]
     # work on x^T (n, B): gathered leaf blocks and leaf outputs are contiguous rows
@@ -209,7 +284,7 @@ def _apply_stacked(x, shape, stacked):
     yt = xt.new_zeros((m, B))
     for grp, rows, cols, f in stacked:
         X = _gather(xt, cols, grp.g, grp.n)                      # (g, n, B)
-        if grp.kind == "dense":
+        if grp.kind == LeafKind.DENSE:
             Y = f[0] @ X                                         # (g, m, B)
         else:
             Y = f[0] @ (f[1].transpose(1, 2) @ X)
@@ -225,9 +300,9 @@ def _apply(x, struct, params):
     if lf is not None:  # one full-size leaf: two plain matmuls, no gather/scatter
         x2 = x.reshape(-1, n)
         f = _leaf_factors(lf, params)
-        y = x2 @ f[0].t() if lf.kind == "dense" else (x2 @ f[1]) @ f[0].t()
+        y = x2 @ f[0].t() if lf.kind == LeafKind.DENSE else (x2 @ f[1]) @ f[0].t()
         return y.reshape(*x.shape[:-1], m)
-    return _apply_stacked(x, struct.shape, _stacked(struct, params, x.device))
+    return apply_stacked(x, struct.shape, stack_groups(struct, params, x.device))
 
 
 def _param_grads(x, gy, struct, params, needs):
@@ -236,7 +311,7 @@ def _param_grads(x, gy, struct, params, needs):
     lf = _single_leaf(struct)
     if lf is not None:
         x2, g2 = x.reshape(-1, n), gy.reshape(-1, m)
-        if lf.kind == "dense":
+        if lf.kind == LeafKind.DENSE:
             dA = g2.t() @ x2  # (m, n) as applied
             grads[lf.idx[0]] = dA.t() if lf.transposed else dA
         else:
@@ -248,13 +323,13 @@ def _param_grads(x, gy, struct, params, needs):
         return [g if needs[i] else None for i, g in enumerate(grads)]
     xt = x.reshape(-1, n).t().contiguous()
     gt = gy.reshape(-1, m).t().contiguous()
-    for grp in _groups(struct, params):
+    for grp in struct.groups(params):
         if not any(needs[i] for ix in grp.pidx for i in ix):
             continue
         rows, cols = grp.index(xt.device)
         X = _gather(xt, cols, grp.g, grp.n)                      # (g, n, B)
         G = _gather(gt, rows, grp.g, grp.m)                      # (g, m, B)
-        if grp.kind == "dense":
+        if grp.kind == LeafKind.DENSE:
             # dA = G^T X: stored A is (m, n), or (n, m) for a transposed leaf
             dA = X @ G.transpose(1, 2) if grp.transposed else G @ X.transpose(1, 2)
             per = (dA.unbind(0),)

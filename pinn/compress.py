@@ -31,7 +31,8 @@ import torch
 from torch import nn
 from torch.nn.utils import prune as tprune
 
-from .layers import MLP, HMatrixLinear, LowRankLinear, hidden_layers, _rank_for_tol
+from .layers import MLP, HMatrixLinear, LowRankLinear, hidden_layers
+from .ranks import rank_for_tol
 
 __all__ = ["compress", "METHODS", "hidden_bytes", "dense_hidden_bytes", "layer_bytes",
            "model_bytes", "sparse_bytes", "nnz_for_bytes", "rank_for_bytes", "MaskedLinear",
@@ -598,11 +599,11 @@ def compress(model, method, *, tol=None, budget=None, rank=None, bits=None, leaf
         if target is None:
             if tol is None:
                 raise ValueError("prune needs tol or budget")
-            # largest amount with global relative error <= tol
+            # largest amount with global relative error <= tol: the entries kept are those
+            # the rank rule keeps of the magnitudes in descending order
             W = torch.cat([l.weight.detach().abs().flatten() for _, l in hidden_layers(src)]).double()
-            s = torch.sort(W).values
-            cum = torch.sqrt(torch.cumsum(s**2, 0) / (s**2).sum())
-            k = int((cum <= tol).sum())
+            s = torch.sort(W, descending=True).values
+            k = s.numel() - rank_for_tol(s, tol)
             amount = k / s.numel()
             out = _prune(src, amount)
         else:

@@ -33,10 +33,11 @@ from __future__ import annotations
 
 import math
 
-import numpy as np
 import torch
+from hmat import LeafKind
 
-from .layers import HMatrixLinear
+from .layers import HMatrixLinear, partition_from_grid
+from .ranks import rank_for_error
 
 __all__ = ["DynamicHCompression"]
 
@@ -54,14 +55,14 @@ class _Leaf:
 
     @property
     def rank(self):
-        return self.factors[0].shape[1] if self.kind == "lowrank" else min(self.m, self.n)
+        return self.factors[0].shape[1] if self.kind == LeafKind.LOWRANK else min(self.m, self.n)
 
     @property
     def nbytes(self):
         return sum(f.numel() * f.element_size() for f in self.factors)
 
     def norm2(self):
-        if self.kind == "dense":
+        if self.kind == LeafKind.DENSE:
             return float(self.factors[0].double().pow(2).sum())
         U, V = (f.double() for f in self.factors)
         return float(((U.T @ U) * (V.T @ V)).sum())
@@ -80,7 +81,7 @@ def _transform_moments(mom, T):
 
 
 def _recompress(leaf, eps, max_rank=None):
-    """Truncate a low-rank leaf to ``||UV^T - U'V'^T||_F <= eps``; returns tail singular values.
+    """Truncate a low-rank leaf (in place) to ``||UV^T - U'V'^T||_F <= eps``.
 
     ``U' = U T_u``, ``V' = V T_v``; since ``dL/dU' = G V' = (dL/dU) T_v`` (and
     likewise for V), the first moments map exactly as ``m_U' = m_U T_v``,
@@ -90,16 +91,13 @@ def _recompress(leaf, eps, max_rank=None):
     U, V = leaf.factors
     k = U.shape[1]
     if k == 0:
-        return np.zeros(0)
+        return
     dt = U.dtype
     Ud, Vd = U.double(), V.double()
     Qu, Ru = torch.linalg.qr(Ud)
     Qv, Rv = torch.linalg.qr(Vd)
     X, s, Yh = torch.linalg.svd(Ru @ Rv.T)
-    s_np = s.numpy()
-    tail = np.sqrt(np.maximum(np.cumsum((s_np**2)[::-1])[::-1], 0.0))
-    r = next((j for j in range(len(s_np) + 1) if (tail[j] if j < len(s_np) else 0.0) <= eps),
-             len(s_np))
+    r = rank_for_error(s, eps)
     if max_rank is not None:
         r = min(r, max_rank)
     sq = s[:r].sqrt()
@@ -110,7 +108,6 @@ def _recompress(leaf, eps, max_rank=None):
     mu, mv = leaf.moments
     leaf.moments = [_cast(_transform_moments(mu, Tv), dt), _cast(_transform_moments(mv, Tu), dt)]
     leaf.factors = [Un.to(dt), Vn.to(dt)]
-    return s_np[r:]
 
 
 def _cast(mom, dt):
@@ -203,7 +200,7 @@ class DynamicHCompression:
             return
         beta1 = state.optimizer.param_groups[0].get("betas", (0.9, 0.999))[0]
         for L in self._layers(state.model):
-            p = getattr(L, "_probe", None)
+            p = L.probe
             if p is not None and p.grad is not None:
                 g = p.grad.detach()
                 prev = self._G.get(id(L))
@@ -215,7 +212,7 @@ class DynamicHCompression:
                     prev2 = self._G2.get(id(L))
                     self._G2[id(L)] = ((1 - beta1) * g2 if prev2 is None else
                                        beta1 * prev2 + (1 - beta1) * g2)
-        if any(getattr(L, "_probe", None) is not None for L in self._layers(state.model)):
+        if any(L.probe is not None for L in self._layers(state.model)):
             self._nprobe += 1
 
     def on_step_end(self, state):
@@ -336,24 +333,28 @@ class DynamicHCompression:
                 Gp = Gp.index_select(1, L.col_perm)
                 Np = None if Np is None else Np.index_select(1, L.col_perm)
 
+        P = L.partition
+        leaf_of = {int(b): i for i, b in enumerate(P.leaf_nodes)}
+
         def rec(node):
-            if node[0] == "leaf":
-                i = node[1]
-                kind, r0, c0, m, n = L._geo[i]
+            if node in leaf_of:
+                i = leaf_of[node]
+                r0, m, c0, n = int(P.r0[i]), int(P.m[i]), int(P.c0[i]), int(P.n[i])
+                kind = LeafKind(int(P.kind[i]))
                 fs = L.leaf_factors(i)
                 moms = [_get_state(optimizer, p) for p in fs]
                 Gb = None if Gp is None else Gp[r0:r0 + m, c0:c0 + n]
                 nb = 0.0 if Np is None else float(Np[r0:r0 + m, c0:c0 + n].double().sum())
                 return _Leaf(kind, r0, c0, m, n, fs, moms, Gb, nb)
-            return [[rec(c) for c in row] for row in node[1]]
+            return [[rec(c) for c in row] for row in P.children(node)]
 
-        return rec(L._tree)
+        return rec(0)
 
     def _refine_node(self, node, eps, lr, entry, cands):
         if isinstance(node, list):
             return [[self._refine_node(c, eps, lr, entry, cands) for c in row] for row in node]
         lf = node
-        if lf.kind != "lowrank":
+        if lf.kind != LeafKind.LOWRANK:
             return lf
         e = eps(lf)
         # truncation takes at most half of the leaf's budget, the indicator the other half
@@ -385,7 +386,7 @@ class DynamicHCompression:
         if isinstance(node, list):
             return [[self._split(c, eps, entry) for c in row] for row in node]
         lf = node
-        if lf.kind != "lowrank":
+        if lf.kind != LeafKind.LOWRANK:
             return lf
         breakeven = lf.m * lf.n / (lf.m + lf.n)
         if lf.rank < self.split_fraction * breakeven:
@@ -409,16 +410,15 @@ class DynamicHCompression:
         m = sum(row[0].m for row in node)
         n = sum(c.n for c in node[0])
         dt = kids[0].factors[0].dtype
-        B = torch.zeros(m, n, dtype=torch.float64)
+        dev = kids[0].factors[0].device
+        B = torch.zeros(m, n, dtype=torch.float64, device=dev)
         for c in kids:
-            blk = c.factors[0].double() if c.kind == "dense" else c.factors[0].double() @ c.factors[1].double().T
+            blk = c.factors[0].double() if c.kind == LeafKind.DENSE else c.factors[0].double() @ c.factors[1].double().T
             B[c.r0 - r0:c.r0 - r0 + c.m, c.c0 - c0:c.c0 - c0 + c.n] = blk
         X, s, Yh = torch.linalg.svd(B, full_matrices=False)
-        s_np = s.numpy()
-        tail = np.sqrt(np.maximum(np.cumsum((s_np**2)[::-1])[::-1], 0.0))
         # the merged block may use half of its budget (children were within theirs)
         e = 0.5 * math.sqrt(sum(eps(c) ** 2 for c in kids))
-        r = next((j for j in range(len(s_np)) if tail[j] <= e), len(s_np))
+        r = rank_for_error(s, e)
         cost = r * (m + n) * kids[0].factors[0].element_size()
         if cost >= sum(c.nbytes for c in kids) or r >= m * n / (m + n):
             return node
@@ -426,16 +426,16 @@ class DynamicHCompression:
         U, V = (X[:, :r] * sq).to(dt), (Yh[:r].T * sq).to(dt)
         G = None
         if all(c.G is not None for c in kids):
-            G = torch.zeros(m, n, dtype=kids[0].G.dtype)
+            G = kids[0].G.new_zeros(m, n)
             for c in kids:
                 G[c.r0 - r0:c.r0 - r0 + c.m, c.c0 - c0:c.c0 - c0 + c.n] = c.G
         moms = _moments_from_gradient(G, U, V, kids)
         entry["merged"] += 1
-        return _Leaf("lowrank", r0, c0, m, n, [U, V], moms, G)
+        return _Leaf(LeafKind.LOWRANK, r0, c0, m, n, [U, V], moms, G)
 
     def _enforce_budget(self, roots, cur):
         """Drop the globally smallest singular values (per byte) until within budget."""
-        leaves = [lf for root in roots for lf in _iter_leaves(root) if lf.kind == "lowrank"]
+        leaves = [lf for root in roots for lf in _iter_leaves(root) if lf.kind == LeafKind.LOWRANK]
         while cur > self.budget_bytes:
             best, score = None, math.inf
             for lf in leaves:
@@ -452,19 +452,23 @@ class DynamicHCompression:
             cur -= (best.m + best.n) * best.factors[0].element_size()
 
     def _install(self, L, root, optimizer):
-        geo, tensors, moms = [], [], []
+        leaves, tensors, moms = [], [], []
 
         def walk(node):
             if isinstance(node, _Leaf):
-                geo.append([node.kind, node.r0, node.c0, node.m, node.n])
+                leaves.append((node.r0, node.m, node.c0, node.n, node.kind))
                 tensors.append(tuple(node.factors))
                 moms.append(node.moments)
-                return ("leaf", len(geo) - 1)
-            return ("block", [[walk(c) for c in row] for row in node])
+                return len(leaves) - 1
+            return [[walk(c) for c in row] for row in node]
 
-        tree = walk(root)
+        grid = walk(root)
+        P = L.partition
+        rows, cols = P.permuted
+        new_p = partition_from_grid(P.shape, grid, leaves, P.row_perm if rows else None,
+                                    P.col_perm if cols else None)
         old = list(L.factors)
-        new = L._set_structure(tree, geo, tensors, L.row_perm, L.col_perm)
+        new = L.restructure(new_p, tensors)
         flat_m = [mm for ms in moms for mm in ms]
         _swap_params(optimizer, old, new, flat_m)
 
@@ -484,7 +488,7 @@ def _grow(lf, U_new):
     dt = U.dtype
     scale = float(U.double().norm(dim=0).mean()) if U.shape[1] else 1e-2
     Un = torch.cat([U, (U_new * scale).to(dt)], 1)
-    Vn = torch.cat([V, torch.zeros(V.shape[0], U_new.shape[1], dtype=dt)], 1)
+    Vn = torch.cat([V, V.new_zeros(V.shape[0], U_new.shape[1])], 1)
     k = U_new.shape[1]
     mu, mv = lf.moments
     lf.moments = [_pad_moments(mu, k, U.shape[0]), _pad_moments(mv, k, V.shape[0])]
@@ -501,7 +505,7 @@ def _pad_moments(mom, k, rows):
             continue
         v = mom[key]
         fill = 0.0 if key == "exp_avg" or v.numel() == 0 else float(v.mean())
-        out[key] = torch.cat([v, torch.full((rows, k), fill, dtype=v.dtype)], 1)
+        out[key] = torch.cat([v, v.new_full((rows, k), fill)], 1)
     return out
 
 
@@ -528,7 +532,7 @@ def _split_leaf(lf, eps):
                         nm[key] = mom[key][sl] * share**p
                 moms.append(nm)
             G = None if lf.G is None else lf.G[a:b, c:d]
-            child = _Leaf("lowrank", lf.r0 + a, lf.c0 + c, b - a, d - c, [U[a:b], V[c:d]], moms, G)
+            child = _Leaf(LeafKind.LOWRANK, lf.r0 + a, lf.c0 + c, b - a, d - c, [U[a:b], V[c:d]], moms, G)
             _recompress(child, eps(child) / math.sqrt(2))
             grow.append(child)
         grid.append(grow)
@@ -572,7 +576,7 @@ def _densify(lf):
         vmean = float(torch.cat([m["exp_avg_sq"].reshape(-1) for m in lf.moments]).mean())
         m = torch.zeros_like(A) if lf.G is None else lf.G.to(A.dtype).clone()
         moms = [{"step": mu["step"], "exp_avg": m, "exp_avg_sq": torch.full_like(A, vmean)}]
-    return _Leaf("dense", lf.r0, lf.c0, lf.m, lf.n, [A], moms, lf.G)
+    return _Leaf(LeafKind.DENSE, lf.r0, lf.c0, lf.m, lf.n, [A], moms, lf.G)
 
 
 def _get_state(optimizer, p):

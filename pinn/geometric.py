@@ -8,7 +8,7 @@ admissibility: a block ``(s, t)`` is low rank when
 ``min(diam s, diam t) <= eta * dist(s, t)``. This module builds
 :class:`pinn.HMatrixLinear` layers with that structure, following the data flow
 of the library: points -> :class:`hmat.ClusterTree` -> :class:`hmat.BlockTree`
--> leaf operators -> :class:`hmat.HBlock` -> :meth:`HMatrixLinear.from_hblock`.
+-> :class:`hmat.Partition` -> leaf factors -> :meth:`HMatrixLinear.from_partition`.
 """
 from __future__ import annotations
 
@@ -19,10 +19,10 @@ import torch
 
 import hmat
 
-from .autograd import _apply_stacked, _stacked
+from .autograd import apply_stacked, stack_groups
 from .layers import HMatrixLinear
 
-__all__ = ["geometric_hmatrix_linear", "geometric_block_tree", "hblock_from_blocktree", "GroupedHForward",
+__all__ = ["geometric_hmatrix_linear", "geometric_block_tree", "GroupedHForward",
            "install_geometric_structure",
            "project_to_structure", "INITS"]
 
@@ -82,44 +82,6 @@ def geometric_block_tree(in_points, out_points, *, leaf_size=32, eta=2.0, split=
     return hmat.BlockTree(row, col, hmat.StrongAdmissibility(float(eta)))
 
 
-def hblock_from_blocktree(bt, leaf_ops):
-    """Assemble an :class:`hmat.HBlock` over block tree ``bt``.
-
-    Parameters
-    ----------
-    bt : hmat.BlockTree
-    leaf_ops : sequence of hmat.Dense / hmat.LowRank
-        One per leaf, in the order of ``bt.leaf_arrays()`` (depth-first), each
-        of that leaf's shape (permuted coordinates).
-
-    Returns
-    -------
-    hmat.HBlock
-        Acting in the original point order (``row_perm``/``col_perm`` from the
-        cluster trees).
-    """
-    if not isinstance(bt, hmat.BlockTree):
-        raise TypeError(f"bt must be an hmat.BlockTree, got {type(bt).__name__}")
-    leaf_ops = list(leaf_ops)
-    r0, m, c0, n, adm = bt.leaf_arrays()
-    if len(leaf_ops) != r0.size:
-        raise ValueError(f"leaf_ops has {len(leaf_ops)} entries, expected {r0.size}")
-    pos = {int(b): i for i, b in enumerate(bt.leaf_ids)}
-    for i, op in enumerate(leaf_ops):
-        if op.shape != (int(m[i]), int(n[i])):
-            raise ValueError(f"leaf_ops[{i}] has shape {op.shape}, expected ({m[i]}, {n[i]})")
-
-    def make(b):
-        if b in pos:
-            return leaf_ops[pos[b]]
-        f, a, c = int(bt.first[b]), int(bt.nr[b]), int(bt.nc[b])
-        return hmat.HBlock([[make(f + i * c + j) for j in range(c)] for i in range(a)])
-
-    top = make(0)
-    blocks = top.blocks if isinstance(top, hmat.HBlock) else [[top]]
-    return hmat.HBlock(blocks, bt.row_tree.perm, bt.col_tree.perm)
-
-
 def project_to_structure(W, bt, rank):
     """Best approximation of a dense ``W`` (out, in) in the structure of ``bt``.
 
@@ -137,14 +99,13 @@ def project_to_structure(W, bt, rank):
     if W.shape != (R.n, C.n):
         raise ValueError(f"W must have shape ({R.n}, {C.n}), got {W.shape}")
     Wp = W[np.ix_(R.perm, C.perm)]
-    r0, m, c0, n, adm = bt.leaf_arrays()
     ops = []
-    for i in range(r0.size):
-        B = Wp[r0[i]:r0[i] + m[i], c0[i]:c0[i] + n[i]]
-        if not adm[i]:
+    for r0, m, c0, n, kind in bt.partition().leaves():
+        B = Wp[r0:r0 + m, c0:c0 + n]
+        if kind == hmat.LeafKind.DENSE:
             ops.append(hmat.Dense(np.array(B)))
             continue
-        k = min(int(rank), int(m[i]), int(n[i]))
+        k = min(int(rank), m, n)
         u, s, vh = np.linalg.svd(B, full_matrices=False)
         sq = np.sqrt(s[:k])
         ops.append(hmat.LowRank(np.ascontiguousarray(u[:, :k] * sq), np.ascontiguousarray(vh[:k].T * sq)))
@@ -241,26 +202,30 @@ def geometric_hmatrix_linear(in_points, out_points, *, leaf_size=32, eta=2.0, ra
 
     bt = geometric_block_tree(xin, xout, leaf_size=leaf_size, eta=eta, split=split)
     if W is not None:
-        ops = project_to_structure(W, bt, rank)
+        factors = [(torch.as_tensor(op.array),) if isinstance(op, hmat.Dense) else
+                   (torch.as_tensor(op.U), torch.as_tensor(op.V))
+                   for op in project_to_structure(W, bt, rank)]
     else:
         if factor_scale is not None and not (isinstance(factor_scale, (int, float))
                                              and not isinstance(factor_scale, bool) and factor_scale > 0):
             raise ValueError(f"factor_scale must be a number > 0, got {factor_scale!r}")
-        ops = _random_leaves(bt, rank, init, n_out, n_in, generator, factor_scale)
-    H = hblock_from_blocktree(bt, ops)
-    return HMatrixLinear.from_hblock(H, bias=b, dtype=dtype)
+        factors = _random_leaves(bt.partition(), rank, init, generator, factor_scale)
+    layer = HMatrixLinear.from_partition(bt.partition(), factors, dtype=dtype)
+    if b is not None:
+        layer.bias = torch.nn.Parameter(b.clone())
+    return layer
 
 
-def _random_leaves(bt, rank, init, n_out, n_in, generator, factor_scale=None):
-    r0, m, c0, n, adm = bt.leaf_arrays()
+def _random_leaves(partition, rank, init, generator, factor_scale=None):
+    """Random float64 leaf factors (leaf order) for ``init`` "glorot" / "zeros"."""
+    n_out, n_in = partition.shape
     sd = math.sqrt(2.0 / (n_out + n_in))
-    ops = []
-    for i in range(r0.size):
-        mi, ni = int(m[i]), int(n[i])
-        if not adm[i]:
+    factors = []
+    for _, mi, _, ni, kind in partition.leaves():
+        if kind == hmat.LeafKind.DENSE:
             A = torch.zeros(mi, ni, dtype=torch.float64) if init == "zeros" else \
                 torch.randn(mi, ni, dtype=torch.float64, generator=generator) * sd
-            ops.append(hmat.Dense(A.numpy()))
+            factors.append((A,))
             continue
         k = min(rank, mi, ni)
         s = (sd**2 / max(k, 1)) ** 0.25 if factor_scale is None else float(factor_scale)
@@ -269,8 +234,8 @@ def _random_leaves(bt, rank, init, n_out, n_in, generator, factor_scale=None):
             V = torch.zeros(ni, k, dtype=torch.float64)
         else:
             V = torch.randn(ni, k, dtype=torch.float64, generator=generator) * s
-        ops.append(hmat.LowRank(U.numpy(), V.numpy()))
-    return ops
+        factors.append((U, V))
+    return factors
 
 
 class GroupedHForward:
@@ -299,10 +264,10 @@ class GroupedHForward:
         if not isinstance(layer, HMatrixLinear):
             raise TypeError(f"layer must be a pinn.HMatrixLinear, got {type(layer).__name__}")
         self.in_features, self.out_features = layer.in_features, layer.out_features
-        params = [p.detach() for p in layer.factors._parameters.values()]
+        params = [p.detach() for p in layer.factors]
         dev = params[0].device if params else torch.device("cpu")
         # the training layer's own grouping (pinn.autograd), factors stacked once here
-        self.groups = _stacked(layer._struct(), params, dev)
+        self.groups = stack_groups(layer.structure, params, dev)
         self.bias = None if layer.bias is None else layer.bias.detach()
         self.dtype = params[0].dtype if params else torch.get_default_dtype()
 
@@ -313,7 +278,7 @@ class GroupedHForward:
     def __call__(self, x):
         if x.shape[-1] != self.in_features:
             raise ValueError(f"x: last dimension must be {self.in_features}, got shape {tuple(x.shape)}")
-        y = _apply_stacked(x, (self.out_features, self.in_features), self.groups)
+        y = apply_stacked(x, (self.out_features, self.in_features), self.groups)
         return y if self.bias is None else y + self.bias
 
 
@@ -350,6 +315,5 @@ def install_geometric_structure(layer, in_points, out_points, *, leaf_size=32, e
     dtype = layer.factors[0].dtype if len(layer.factors) else torch.get_default_dtype()
     src = geometric_hmatrix_linear(xin, xout, leaf_size=leaf_size, eta=eta, rank=rank, init="glorot",
                                    bias=False, dtype=dtype, generator=generator, split=split)
-    layer._set_structure(src._tree, src._geo, [src.leaf_factors(i) for i in range(src.num_leaves)],
-                         src.row_perm, src.col_perm)
+    layer.restructure(src.partition, [src.leaf_factors(i) for i in range(src.num_leaves)])
     return layer

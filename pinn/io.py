@@ -3,18 +3,20 @@ history, optionally the optimizer state for restarting training.
 
 The file is written by ``torch.save`` of a dict holding only tensors, numbers, strings and
 a JSON string (no pickled objects), read back with ``torch.load(weights_only=True)``. The
-write is atomic (temporary file in the target directory, read back, then ``os.replace``),
+write is atomic (serialised and read back in memory, then :func:`hmat.io.write_atomic`:
+temporary file in the target directory and ``os.replace``),
 so a reader never sees a half-written file and nothing is saved that cannot be loaded.
 """
 from __future__ import annotations
 
+import io
 import json
 import os
 
 import numpy as np
 import torch
 
-from ._files import atomic_target
+from ._files import write_bytes_atomic
 from .models import model_config, model_from_config
 from .problems import get_problem
 from .problems.base import Problem
@@ -52,12 +54,16 @@ def _problem_record(problem):
 
 
 def _write_atomic(path, payload):
-    with atomic_target(path, ".pt") as tmp:
-        with open(tmp, "wb") as fh:
-            torch.save(payload, fh)
-            fh.flush()
-            os.fsync(fh.fileno())
-        _read(tmp, "cpu")  # what cannot be loaded is not saved
+    buf = io.BytesIO()
+    torch.save(payload, buf)
+    data = buf.getvalue()
+    try:  # what cannot be loaded is not saved
+        back = torch.load(io.BytesIO(data), map_location="cpu", weights_only=True)
+    except Exception as e:
+        raise ValueError(f"path: the model would not load back from {os.fspath(path)!r} "
+                         f"({type(e).__name__}: {e}); nothing written") from None
+    _checked(back, path)
+    write_bytes_atomic(path, data)
 
 
 def save(path, model, problem, *, config=None, history=None, optimizer=None, step=None):
@@ -126,6 +132,11 @@ def _read(path, map_location):
     except Exception as e:  # corrupted or foreign file
         raise ValueError(f"path: {os.fspath(path)!r} is not a readable pinn model file "
                          f"({type(e).__name__}: {e})") from None
+    return _checked(d, path)
+
+
+def _checked(d, path):
+    """``d`` (a loaded file) with its JSON header decoded, or ValueError naming ``path``."""
     if not isinstance(d, dict) or d.get("format") != FORMAT:
         raise ValueError(f"path: {os.fspath(path)!r} is not a pinn model file")
     if d.get("version") != VERSION:

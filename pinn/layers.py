@@ -3,15 +3,17 @@ from __future__ import annotations
 
 import math
 
+import hmat
 import numpy as np
 import torch
+from hmat import LeafKind, Partition
 from torch import nn
 
-from .autograd import LeafSpec, Structure, structured_linear
-from .autograd import _groups as _leaf_groups
+from .autograd import Structure, structured_linear
+from .ranks import rank_for_tol
 
 __all__ = ["MLP", "LowRankLinear", "HMatrixLinear", "block_rank_penalty", "hidden_layers",
-           "ACTIVATIONS", "INITIALIZERS"]
+           "partition_from_grid", "ACTIVATIONS", "INITIALIZERS"]
 
 ACTIVATIONS = {"tanh": torch.tanh, "sin": torch.sin, "gelu": nn.functional.gelu,
                "silu": nn.functional.silu, "relu": torch.relu, "elu": nn.functional.elu,
@@ -202,17 +204,22 @@ class LowRankLinear(nn.Module):
     def rank(self):
         return int(self.U.shape[1])
 
-    def _struct(self):
-        k = self.rank
-        key = k
-        if self._struct_cache is None or self._struct_cache[0] != key:
-            st = Structure((self.out_features, self.in_features),
-                           [LeafSpec("lowrank", 0, 0, self.out_features, self.in_features, (0, 1))])
-            self._struct_cache = (key, st)
-        return self._struct_cache[1]
+    @property
+    def structure(self):
+        """The :class:`pinn.autograd.Structure` of the weight, derived from :attr:`partition`
+        (factor positions ``(0, 1)``: ``U``, ``V``)."""
+        if self._struct_cache is None:
+            self._struct_cache = Structure.from_partition(self.partition, [(0, 1)])
+        return self._struct_cache
+
+    @property
+    def partition(self):
+        """:class:`hmat.Partition` of the weight: one low-rank leaf covering it."""
+        m, n = self.out_features, self.in_features
+        return Partition((m, n), [0], [m], [0], [n], [LeafKind.LOWRANK])
 
     def forward(self, x):
-        return structured_linear(x, self._struct(), (self.U, self.V), self.bias)
+        return structured_linear(x, self.structure, (self.U, self.V), self.bias)
 
     @property
     def weight(self):
@@ -234,7 +241,7 @@ class LowRankLinear(nn.Module):
         if tol is not None:
             if not tol > 0:
                 raise ValueError(f"tol must be > 0, got {tol!r}")
-            rank = _rank_for_tol(s.numpy(), tol)
+            rank = rank_for_tol(s, tol)
         rank = int(rank)
         out = cls(W.shape[1], W.shape[0], rank, bias=linear.bias is not None, dtype=W.dtype)
         r = s[:rank].sqrt()
@@ -257,8 +264,6 @@ class LowRankLinear(nn.Module):
 
     def operator(self):
         """The weight as an ``hmat.LowRank`` (numpy float64 copy)."""
-        import hmat
-
         return hmat.LowRank(self.U.detach().double().numpy(), self.V.detach().double().numpy())
 
     @property
@@ -273,46 +278,79 @@ class LowRankLinear(nn.Module):
         return f"in_features={self.in_features}, out_features={self.out_features}, rank={self.rank}"
 
 
-def _rank_for_tol(s, tol):
-    """Smallest k with sqrt(sum_{i>=k} s_i^2) <= tol * ||s||."""
-    s = np.asarray(s, np.float64)
-    tail = np.sqrt(np.maximum(np.cumsum((s**2)[::-1])[::-1], 0.0))  # tail[k] = ||s[k:]||
-    total = tail[0] if s.size else 0.0
-    ok = np.nonzero(np.append(tail, 0.0) <= tol * total)[0]
-    return int(ok[0])
-
-
 # ----------------------------------------------------------------- HMatrixLinear
-# Tree format (plain python, serializable): ("leaf", i) or ("block", [[child, ...], ...]).
-# Leaf geometry: [kind, r0, c0, m, n] in permuted coordinates.
+_KIND_NAME = {LeafKind.DENSE: "dense", LeafKind.LOWRANK: "lowrank"}  # the kind names of leaf_info
 
 
-def _hodlr_tree(m, n, leaf_size, r0=0, c0=0, geo=None):
-    """Weak-admissibility (HODLR) partition over index bisection trees."""
-    if geo is None:
-        geo = []
-    if m <= leaf_size or n <= leaf_size:
-        geo.append(["dense", r0, c0, m, n])
-        return ("leaf", len(geo) - 1), geo
-    m1, n1 = m // 2, n // 2
-    grid = [[None, None], [None, None]]
-    grid[0][0], _ = _hodlr_tree(m1, n1, leaf_size, r0, c0, geo)
-    geo.append(["lowrank", r0, c0 + n1, m1, n - n1])
-    grid[0][1] = ("leaf", len(geo) - 1)
-    geo.append(["lowrank", r0 + m1, c0, m - m1, n1])
-    grid[1][0] = ("leaf", len(geo) - 1)
-    grid[1][1], _ = _hodlr_tree(m - m1, n - n1, leaf_size, r0 + m1, c0 + n1, geo)
-    return ("block", grid), geo
+def partition_from_grid(shape, grid, leaves, row_perm=None, col_perm=None):
+    """An :class:`hmat.Partition` from a nested children grid and a leaf table.
+
+    Parameters
+    ----------
+    shape : tuple (m, n)
+    grid : int or list of lists
+        The root: a leaf index (a single-leaf partition), or the grid (list of rows) of its
+        children, each again a leaf index or a grid, the leaves numbered ``0, 1, ...`` in
+        depth-first, row-major order.
+    leaves : sequence of tuple
+        ``(r0, m, c0, n, kind)`` per leaf, permuted coordinates, ``kind`` an
+        :class:`hmat.LeafKind`.
+    row_perm, col_perm : array_like of int, optional
+
+    Returns
+    -------
+    hmat.Partition
+
+    Raises
+    ------
+    ValueError
+        As :class:`hmat.Partition` (a grid whose leaves are not in depth-first order,
+        leaves that do not tile the matrix, ...).
+    """
+    r0, m, c0, n, kind = (np.array(col, np.int64) for col in zip(*leaves))
+    return Partition(shape, r0, m, c0, n, kind, row_perm, col_perm,
+                     tree=grid if isinstance(grid, list) else None)
+
+
+def _grid_of(partition, node=0, leaf_of=None):
+    """The nested children grid of ``partition`` below ``node`` (leaves as leaf indices)."""
+    if leaf_of is None:
+        leaf_of = {int(b): i for i, b in enumerate(partition.leaf_nodes)}
+    if node in leaf_of:
+        return leaf_of[node]
+    return [[_grid_of(partition, c, leaf_of) for c in row] for row in partition.children(node)]
+
+
+def _hodlr_factors(partition, rank, dtype, generator):
+    """Random leaf factors of a fresh layer (leaf order): dense leaves Glorot normal, low-rank
+    leaves ``U``, ``V`` of rank ``min(rank, m, n)`` with entries of std
+    ``(sd^2 / rank)^(1/4)`` (so ``U V^T`` has about Glorot variance ``sd^2``)."""
+    sd = _glorot_std(*partition.shape)
+    s = (sd**2 / max(rank, 1)) ** 0.25
+    out = []
+    for r0, m, c0, n, kind in partition.leaves():
+        if kind == LeafKind.DENSE:
+            out.append((torch.randn(m, n, dtype=dtype, generator=generator) * sd,))
+        else:
+            k = min(rank, m, n)
+            out.append((torch.randn(m, k, dtype=dtype, generator=generator) * s,
+                        torch.randn(n, k, dtype=dtype, generator=generator) * s))
+    return out
 
 
 class HMatrixLinear(nn.Module):
     """Linear layer whose weight (shape (out, in)) is a hierarchical (H-) matrix.
 
-    The trainable parameters are the leaf factors: ``A`` of dense leaves and
-    ``U``, ``V`` of low-rank leaves (``U V^T``), held in ``self.factors`` in the
-    leaf order of :meth:`hmat.HBlock.leaves`. Forward and backward go through
-    :class:`pinn.autograd.StructuredLinearFn`, so second (and higher) input
-    derivatives, ``torch.func.vmap`` and ``jacrev`` work.
+    The block structure is an :class:`hmat.Partition` (:attr:`partition`: leaf table in
+    permuted coordinates, tree, row/column permutations); the trainable parameters are the
+    leaf factors: ``A`` of dense leaves and ``U``, ``V`` of low-rank leaves (``U V^T``),
+    held in ``self.factors`` in the partition's leaf order. Forward and backward go through
+    :class:`pinn.autograd.StructuredLinearFn`, so second (and higher) input derivatives,
+    ``torch.func.vmap`` and ``jacrev`` work.
+
+    Constructors: ``HMatrixLinear(in_features, out_features, ...)`` (= :meth:`hodlr`, or
+    :meth:`geometric` when points are given), :meth:`hodlr`, :meth:`geometric`,
+    :meth:`from_partition`, :meth:`from_hblock`, :meth:`from_linear`.
 
     Parameters
     ----------
@@ -329,7 +367,9 @@ class HMatrixLinear(nn.Module):
     in_points, out_points : array_like, shape (in_features, d) / (out_features, d), optional
         Coordinates of the input and output neurons (grid-indexed layers): the block
         structure then comes from geometric cluster trees and strong admissibility
-        (``eta``) instead of the HODLR index partition (see :mod:`pinn.geometric`).
+        (``eta``) instead of the HODLR index partition (see :meth:`geometric`; the
+        generator advances by a HODLR layer's draws first, as in earlier versions, so a
+        seeded layer is unchanged).
     eta : float
         Strong-admissibility parameter when points are given.
 
@@ -337,7 +377,9 @@ class HMatrixLinear(nn.Module):
     -----
     Use :meth:`from_linear` / :meth:`from_hblock` to build one from a trained
     weight with a certified error bound; :meth:`operator` returns the current
-    ``hmat.HBlock``; :meth:`to_linear` an equivalent ``nn.Linear``.
+    ``hmat.HBlock``; :meth:`to_linear` an equivalent ``nn.Linear``;
+    :meth:`restructure` installs another block structure (what
+    :class:`pinn.DynamicHCompression` does).
     ``state_dict`` carries the block structure (extra state), so loading works
     across structure changes (same ``(out, in)`` shape), also in the standard resume
     order (model, optimizer, ``model.load_state_dict``, ``optimizer.load_state_dict``):
@@ -356,21 +398,12 @@ class HMatrixLinear(nn.Module):
         rank = _int_arg(rank, "rank", 0)
         self.in_features, self.out_features = in_features, out_features
         dtype = dtype or torch.get_default_dtype()
-        tree, geo = _hodlr_tree(out_features, in_features, leaf_size)
-        sd = _glorot_std(out_features, in_features)
-        tensors = []
-        for kind, r0, c0, m, n in geo:
-            if kind == "dense":
-                tensors.append((torch.randn(m, n, dtype=dtype, generator=generator) * sd,))
-            else:
-                s = (sd**2 / max(rank, 1)) ** 0.25
-                k = min(rank, m, n)
-                tensors.append((torch.randn(m, k, dtype=dtype, generator=generator) * s,
-                                torch.randn(n, k, dtype=dtype, generator=generator) * s))
+        p = Partition.hodlr(out_features, in_features, leaf_size)
         self.factors = nn.ParameterList()
         self.register_buffer("row_perm", None, persistent=False)
         self.register_buffer("col_perm", None, persistent=False)
-        self._set_structure(tree, geo, tensors, None, None)
+        self._probe = None
+        self.restructure(p, _hodlr_factors(p, rank, dtype, generator))
         self.bias = nn.Parameter(torch.zeros(out_features, dtype=dtype)) if bias else None
         self.tol = None
         if (in_points is None) != (out_points is None):
@@ -381,86 +414,94 @@ class HMatrixLinear(nn.Module):
             install_geometric_structure(self, in_points, out_points, leaf_size=leaf_size, eta=eta,
                                         rank=rank, generator=generator)
 
-    # ------------------------------------------------------------- structure
-    def _set_structure(self, tree, geo, tensors, row_perm, col_perm):
-        """Install a new leaf structure; ``tensors[i]`` = factors of leaf ``i``.
+    # ------------------------------------------------------------- constructors
+    @classmethod
+    def hodlr(cls, in_features, out_features, *, leaf_size=32, rank=2, bias=True, dtype=None,
+              generator=None):
+        """A fresh layer over the HODLR partition :meth:`hmat.Partition.hodlr` of
+        ``(out_features, in_features)``: random leaves as described in the class docstring.
 
-        Returns the new list of Parameters (leaf order).
+        Parameters
+        ----------
+        in_features, out_features : int >= 1
+        leaf_size : int >= 1
+        rank : int >= 0
+        bias : bool
+        dtype : torch.dtype, optional
+        generator : torch.Generator, optional
         """
-        self._tree = tree
-        self._geo = [list(g) for g in geo]
-        params = []
-        leaf_idx = []
-        for g, ts in zip(self._geo, tensors):
-            idx = []
-            for t in ts:
-                idx.append(len(params))
-                params.append(t if isinstance(t, nn.Parameter) else nn.Parameter(t.detach().clone()))
-            leaf_idx.append(tuple(idx))
-        self._leaf_idx = leaf_idx
-        self.factors = nn.ParameterList(params)
-        self.row_perm = None if row_perm is None else torch.as_tensor(row_perm, dtype=torch.long)
-        self.col_perm = None if col_perm is None else torch.as_tensor(col_perm, dtype=torch.long)
-        self._struct_cache = None
-        return params
+        return cls(in_features, out_features, bias, leaf_size=leaf_size, rank=rank, dtype=dtype,
+                   generator=generator)
 
-    def leaf_factors(self, i):
-        """Factors of leaf ``i``: ``(A,)`` or ``(U, V)`` (Parameters)."""
-        return tuple(self.factors[j] for j in self._leaf_idx[i])
+    @classmethod
+    def geometric(cls, in_points, out_points, *, leaf_size=32, eta=2.0, rank=4, init="glorot",
+                  tol=None, bias=True, dtype=torch.float32, generator=None, split="bbox",
+                  factor_scale=None):
+        """A layer whose block structure comes from the neurons' coordinates: geometric
+        cluster trees of ``out_points`` (rows) and ``in_points`` (columns), strong
+        admissibility ``eta``, the partition of that block tree.
 
-    @property
-    def num_leaves(self):
-        return len(self._geo)
+        Parameters
+        ----------
+        in_points : array_like, shape (in_features, d)
+        out_points : array_like, shape (out_features, d)
+        leaf_size, eta, rank, init, tol, bias, dtype, generator, split, factor_scale
+            As for :func:`pinn.geometric.geometric_hmatrix_linear` (which this is).
 
-    def leaf_info(self):
-        """List of dicts ``kind, r0, c0, m, n, rank`` (permuted coordinates)."""
-        out = []
-        for i, (kind, r0, c0, m, n) in enumerate(self._geo):
-            f = self.leaf_factors(i)
-            out.append(dict(kind=kind, r0=r0, c0=c0, m=m, n=n,
-                            rank=(min(m, n) if kind == "dense" else int(f[0].shape[1]))))
-        return out
-
-    def _struct(self):
-        dev = self.factors[0].device if len(self.factors) else torch.device("cpu")
-        if self._struct_cache is None or self._struct_cache[0] != dev:
-            leaves = [LeafSpec(kind, r0, c0, m, n, self._leaf_idx[i])
-                      for i, (kind, r0, c0, m, n) in enumerate(self._geo)]
-            st = Structure((self.out_features, self.in_features), leaves,
-                           None if self.row_perm is None else self.row_perm.to(dev),
-                           None if self.col_perm is None else self.col_perm.to(dev))
-            self._struct_cache = (dev, st)
-        return self._struct_cache[1]
-
-    def forward(self, x):
-        # ParameterList iteration costs ~1 us per parameter (thousands of leaves); the
-        # underlying dict holds the same Parameters in order
-        y = structured_linear(x, self._struct(), list(self.factors._parameters.values()), self.bias)
-        probe = getattr(self, "_probe", None)
-        if probe is not None:
-            # zero dense perturbation: after backward, probe.grad = dL/dW exactly
-            y = y + x @ probe.t()
-        return y
-
-    def start_probe(self):
-        """Attach a zero dense perturbation ``P`` (out, in): ``W_eff = H + P``.
-
-        After a backward pass ``self._probe.grad`` is the gradient of the loss
-        with respect to the dense weight (all autograd paths included). Costs
-        one dense matmul per forward; remove it with :meth:`stop_probe`.
+        Returns
+        -------
+        HMatrixLinear
         """
-        p = self.factors[0]
-        self._probe = torch.zeros(self.out_features, self.in_features, dtype=p.dtype,
-                                  device=p.device, requires_grad=True)
-        return self._probe
+        from .geometric import geometric_hmatrix_linear
 
-    def stop_probe(self):
+        return geometric_hmatrix_linear(in_points, out_points, leaf_size=leaf_size, eta=eta,
+                                        rank=rank, init=init, tol=tol, bias=bias, dtype=dtype,
+                                        generator=generator, split=split, factor_scale=factor_scale)
+
+    @classmethod
+    def from_partition(cls, partition, factors, bias=None, dtype=None):
+        """A layer with block structure ``partition`` and the given leaf factors.
+
+        Parameters
+        ----------
+        partition : hmat.Partition
+            Shape ``(out_features, in_features)``.
+        factors : sequence of tuple of torch.Tensor
+            Per leaf in the partition's order: ``(A,)`` (shape ``(m, n)``) for a ``DENSE``
+            leaf, ``(U, V)`` (``(m, k)``, ``(n, k)``) for a ``LOWRANK`` one; copied.
+        bias : torch.Tensor or array_like, shape (out_features,), optional
+        dtype : torch.dtype, optional
+            Of the parameters (default: that of the first factor).
+
+        Returns
+        -------
+        HMatrixLinear
+        """
+        if not isinstance(partition, Partition):
+            raise TypeError(f"partition must be an hmat.Partition, got {type(partition).__name__}")
+        factors = [tuple(f) for f in factors]
+        if dtype is None:
+            dtype = factors[0][0].dtype if factors and factors[0] else torch.get_default_dtype()
+        self = cls.__new__(cls)
+        nn.Module.__init__(self)
+        self.out_features, self.in_features = partition.shape
+        self.factors = nn.ParameterList()
+        self.register_buffer("row_perm", None, persistent=False)
+        self.register_buffer("col_perm", None, persistent=False)
         self._probe = None
+        self.restructure(partition, [tuple(torch.as_tensor(t).detach().to(dtype) for t in f)
+                                     for f in factors])
+        self.bias = None if bias is None else nn.Parameter(
+            torch.as_tensor(bias).to(dtype).detach().clone())
+        self.tol = None
+        return self
 
-    # ----------------------------------------------------------- conversions
     @classmethod
     def from_hblock(cls, H, bias=None, dtype=torch.float32):
         """Layer with the leaves of an ``hmat.HBlock`` (or Dense/LowRank) ``H`` as parameters.
+
+        The layer's partition is ``H.partition`` with each leaf's kind that of its operator
+        (an admissible leaf that ``H`` stores dense is a dense leaf of the layer).
 
         Parameters
         ----------
@@ -468,52 +509,32 @@ class HMatrixLinear(nn.Module):
         bias : torch.Tensor, shape (out,), optional
         dtype : torch.dtype
         """
-        import hmat
-
-        m, n = H.shape
+        if not isinstance(H, (hmat.HBlock, hmat.Dense, hmat.LowRank)):
+            raise TypeError(f"H must be an hmat.HBlock, Dense or LowRank, got {type(H).__name__}")
         if np.iscomplexobj(np.zeros(0, dtype=H.dtype)):
             raise TypeError("H must be real")
-        geo, tensors = [], []
-
-        def walk(op, r0, c0):
-            if isinstance(op, hmat.HBlock):
-                grid = []
-                rr = r0
-                for i, row in enumerate(op.blocks):
-                    cc = c0
-                    grow = []
-                    for j, child in enumerate(row):
-                        grow.append(walk(child, rr, cc))
-                        cc += child.shape[1]
-                    grid.append(grow)
-                    rr += row[0].shape[0]
-                return ("block", grid)
+        if isinstance(H, hmat.HBlock):
+            src, ops = H.partition, [lf.op for lf in H.leaves()]
+        else:
+            m, n = H.shape
+            src, ops = Partition((m, n), [0], [m], [0], [n], [LeafKind.DENSE]), [H]
+        factors, kinds = [], []
+        for op in ops:
             if isinstance(op, hmat.LowRank):
-                geo.append(["lowrank", r0, c0, op.shape[0], op.shape[1]])
-                tensors.append((torch.as_tensor(np.ascontiguousarray(op.U), dtype=dtype),
+                kinds.append(int(LeafKind.LOWRANK))
+                factors.append((torch.as_tensor(np.ascontiguousarray(op.U), dtype=dtype),
                                 torch.as_tensor(np.ascontiguousarray(op.V), dtype=dtype)))
             elif isinstance(op, hmat.Dense):
-                geo.append(["dense", r0, c0, op.shape[0], op.shape[1]])
-                tensors.append((torch.as_tensor(np.ascontiguousarray(op.array), dtype=dtype),))
+                kinds.append(int(LeafKind.DENSE))
+                factors.append((torch.as_tensor(np.ascontiguousarray(op.array), dtype=dtype),))
             else:
                 raise TypeError(f"unsupported operator {type(op).__name__}")
-            return ("leaf", len(geo) - 1)
-
-        tree = walk(H, 0, 0)
-        self = cls.__new__(cls)
-        nn.Module.__init__(self)
-        self.in_features, self.out_features = int(n), int(m)
-        self.factors = nn.ParameterList()
-        self.register_buffer("row_perm", None, persistent=False)
-        self.register_buffer("col_perm", None, persistent=False)
-        rp = getattr(H, "row_perm", None)
-        cp = getattr(H, "col_perm", None)
-        rp = None if rp is None or np.array_equal(rp, np.arange(m)) else np.asarray(rp)
-        cp = None if cp is None or np.array_equal(cp, np.arange(n)) else np.asarray(cp)
-        self._set_structure(tree, geo, tensors, rp, cp)
-        self.bias = None if bias is None else nn.Parameter(torch.as_tensor(bias, dtype=dtype).clone())
-        self.tol = getattr(H, "error_estimate", None)
-        return self
+        p = _with_kinds(src, kinds)
+        out = cls.from_partition(p, factors, bias=None, dtype=dtype)
+        if bias is not None:
+            out.bias = nn.Parameter(torch.as_tensor(bias, dtype=dtype).clone())
+        out.tol = getattr(H, "error_estimate", None)
+        return out
 
     @classmethod
     def from_linear(cls, linear, tol=1e-3, *, leaf_size=32, eta=2.0, points=None,
@@ -535,8 +556,6 @@ class HMatrixLinear(nn.Module):
         admissibility : optional
             Passed to ``hmat.from_dense``.
         """
-        import hmat
-
         if not (isinstance(tol, (int, float)) and tol > 0):
             raise ValueError(f"tol must be > 0, got {tol!r}")
         W = linear.weight.detach().cpu().double().numpy()
@@ -551,22 +570,140 @@ class HMatrixLinear(nn.Module):
         out.tol = float(tol)
         return out
 
+    # ------------------------------------------------------------- structure
+    @property
+    def partition(self):
+        """:class:`hmat.Partition`: the block structure (immutable; change it with
+        :meth:`restructure`)."""
+        return self._partition
+
+    def restructure(self, partition, factors):
+        """Install the block structure ``partition`` with leaf factors ``factors``.
+
+        Parameters
+        ----------
+        partition : hmat.Partition
+            Of shape ``(out_features, in_features)``.
+        factors : sequence of tuple of torch.Tensor
+            Per leaf in the partition's order: ``(A,)`` of shape ``(m, n)`` (``DENSE``) or
+            ``(U, V)`` of shapes ``(m, k)``, ``(n, k)`` (``LOWRANK``), one dtype and device.
+            A ``nn.Parameter`` is kept as the very object (an optimizer holding it keeps
+            training it); any other tensor is copied into a new Parameter.
+
+        Returns
+        -------
+        list of nn.Parameter
+            The layer's new factor parameters, in order (as ``list(self.factors)``).
+
+        Raises
+        ------
+        TypeError
+            ``partition`` is not an :class:`hmat.Partition`.
+        ValueError
+            Another shape, a factor count or shape that does not match its leaf.
+
+        Notes
+        -----
+        The bias, ``tol`` and the probe are kept; the permutation buffers follow the
+        partition (None where it is the identity), on the factors' device.
+        """
+        if not isinstance(partition, Partition):
+            raise TypeError(f"partition must be an hmat.Partition, got {type(partition).__name__}")
+        if tuple(partition.shape) != (self.out_features, self.in_features):
+            raise ValueError(f"partition has shape {tuple(partition.shape)}, the layer "
+                             f"{(self.out_features, self.in_features)} (out, in)")
+        factors = [tuple(f) for f in factors]
+        if len(factors) != partition.n_leaves:
+            raise ValueError(f"factors has {len(factors)} entries, the partition {partition.n_leaves} leaves")
+        params, leaf_idx = [], []
+        for i, ((r0, m, c0, n, kind), ts) in enumerate(zip(partition.leaves(), factors)):
+            shapes = [tuple(t.shape) for t in ts]
+            ok = shapes == [(m, n)] if kind == LeafKind.DENSE else (
+                len(shapes) == 2 and len(shapes[0]) == len(shapes[1]) == 2
+                and shapes[0][0] == m and shapes[1][0] == n and shapes[0][1] == shapes[1][1])
+            if not ok:
+                raise ValueError(f"factors[{i}]: leaf {i} ({_KIND_NAME[int(kind)]}, {m}x{n}) "
+                                 f"has factor shapes {shapes}")
+            idx = []
+            for t in ts:
+                idx.append(len(params))
+                params.append(t if isinstance(t, nn.Parameter) else nn.Parameter(t.detach().clone()))
+            leaf_idx.append(tuple(idx))
+        self._partition = partition
+        self._leaf_idx = leaf_idx
+        self.factors = nn.ParameterList(params)
+        dev = params[0].device if params else torch.device("cpu")
+        rows, cols = partition.permuted
+        self.row_perm = torch.tensor(partition.row_perm, dtype=torch.long, device=dev) if rows else None
+        self.col_perm = torch.tensor(partition.col_perm, dtype=torch.long, device=dev) if cols else None
+        self._struct_cache = None
+        return params
+
+    def leaf_factors(self, i):
+        """Factors of leaf ``i``: ``(A,)`` or ``(U, V)`` (Parameters)."""
+        return tuple(self.factors[j] for j in self._leaf_idx[i])
+
+    @property
+    def num_leaves(self):
+        return self._partition.n_leaves
+
+    def leaf_info(self):
+        """List of dicts ``kind, r0, c0, m, n, rank`` (permuted coordinates; ``kind`` is
+        ``"dense"`` or ``"lowrank"``)."""
+        out = []
+        for i, (r0, m, c0, n, kind) in enumerate(self._partition.leaves()):
+            f = self.leaf_factors(i)
+            out.append(dict(kind=_KIND_NAME[int(kind)], r0=r0, c0=c0, m=m, n=n,
+                            rank=(min(m, n) if kind == LeafKind.DENSE else int(f[0].shape[1]))))
+        return out
+
+    @property
+    def structure(self):
+        """The :class:`pinn.autograd.Structure` of the layer (permutations on the factors'
+        device), derived from :attr:`partition`; cached until the structure or device changes."""
+        dev = self.factors[0].device if len(self.factors) else torch.device("cpu")
+        if self._struct_cache is None or self._struct_cache[0] != dev:
+            self._struct_cache = (dev, Structure.from_partition(self._partition, self._leaf_idx, dev))
+        return self._struct_cache[1]
+
+    def forward(self, x):
+        # ParameterList iteration costs ~1 us per parameter (thousands of leaves); the
+        # underlying dict holds the same Parameters in order
+        y = structured_linear(x, self.structure, list(self.factors._parameters.values()), self.bias)
+        probe = self._probe
+        if probe is not None:
+            # zero dense perturbation: after backward, probe.grad = dL/dW exactly
+            y = y + x @ probe.t()
+        return y
+
+    @property
+    def probe(self):
+        """The zero dense perturbation of :meth:`start_probe` (shape (out, in)), or None."""
+        return self._probe
+
+    def start_probe(self):
+        """Attach a zero dense perturbation ``P`` (out, in): ``W_eff = H + P``.
+
+        After a backward pass ``self.probe.grad`` is the gradient of the loss
+        with respect to the dense weight (all autograd paths included). Costs
+        one dense matmul per forward; remove it with :meth:`stop_probe`.
+        """
+        p = self.factors[0]
+        self._probe = torch.zeros(self.out_features, self.in_features, dtype=p.dtype,
+                                  device=p.device, requires_grad=True)
+        return self._probe
+
+    def stop_probe(self):
+        self._probe = None
+
+    # ----------------------------------------------------------- conversions
     def operator(self):
         """The current weight as an ``hmat.HBlock`` (numpy float64 copies of the factors)."""
-        import hmat
-
-        def build(node):
-            if node[0] == "leaf":
-                i = node[1]
-                f = [t.detach().cpu().double().numpy() for t in self.leaf_factors(i)]
-                return hmat.Dense(f[0]) if len(f) == 1 else hmat.LowRank(f[0], f[1])
-            return hmat.HBlock([[build(c) for c in row] for row in node[1]])
-
-        root = build(self._tree)
-        blocks = root.blocks if isinstance(root, hmat.HBlock) else [[root]]
-        rp = None if self.row_perm is None else self.row_perm.cpu().numpy()
-        cp = None if self.col_perm is None else self.col_perm.cpu().numpy()
-        return hmat.HBlock(blocks, rp, cp)
+        ops = []
+        for i in range(self.num_leaves):
+            f = [t.detach().cpu().double().numpy() for t in self.leaf_factors(i)]
+            ops.append(hmat.Dense(f[0]) if len(f) == 1 else hmat.LowRank(f[0], f[1]))
+        return hmat.HBlock.from_partition(self._partition, ops)
 
     @property
     def weight(self):
@@ -575,16 +712,16 @@ class HMatrixLinear(nn.Module):
         One batched product and one scatter per group of equal-shape leaves (see
         :mod:`pinn.autograd`), in the original (unpermuted) coordinates.
         """
-        struct = self._struct()
+        struct = self.structure
         params = list(self.factors._parameters.values())
         p0 = params[0]
         W = p0.new_zeros(self.out_features, self.in_features)
-        for grp in _leaf_groups(struct, params):
-            if grp.m == 0 or grp.n == 0 or (grp.kind == "lowrank" and grp.k == 0):
+        for grp in struct.groups(params):
+            if grp.m == 0 or grp.n == 0 or (grp.kind == LeafKind.LOWRANK and grp.k == 0):
                 continue
             rows, cols = grp.index(p0.device)
             f = grp.factors(params)
-            B = f[0] if grp.kind == "dense" else f[0] @ f[1].transpose(1, 2)  # (g, m, n)
+            B = f[0] if grp.kind == LeafKind.DENSE else f[0] @ f[1].transpose(1, 2)  # (g, m, n)
             r = rows.view(grp.g, grp.m, 1).expand(grp.g, grp.m, grp.n).reshape(-1)
             c = cols.view(grp.g, 1, grp.n).expand(grp.g, grp.m, grp.n).reshape(-1)
             W = W.index_put((r, c), B.reshape(-1), accumulate=True)
@@ -607,8 +744,8 @@ class HMatrixLinear(nn.Module):
 
     def lowrank_penalty(self):
         tot = self.factors[0].new_zeros(())
-        for i, g in enumerate(self._geo):
-            if g[0] == "lowrank":
+        for i, kind in enumerate(self._partition.kind):
+            if kind == LeafKind.LOWRANK:
                 U, V = self.leaf_factors(i)
                 tot = tot + U.pow(2).sum() + V.pow(2).sum()
         return tot
@@ -620,13 +757,18 @@ class HMatrixLinear(nn.Module):
                 f"bytes={self.nbytes}")
 
     # ------------------------------------------------------------ state_dict
+    # Checkpoint format (unchanged since before the Partition): "tree" is the nested form
+    # ("leaf", i) / ("block", [[child, ...], ...]) with i the depth-first leaf number, "geo"
+    # the leaf table [kind, r0, c0, m, n] (kind "dense"/"lowrank", permuted coordinates).
     def get_extra_state(self):
-        return {"shape": (self.out_features, self.in_features), "tree": self._tree,
-                "geo": [list(g) for g in self._geo],
+        P = self._partition
+        rows, cols = P.permuted
+        return {"shape": (self.out_features, self.in_features), "tree": _tree_of(_grid_of(P)),
+                "geo": [[_KIND_NAME[int(k)], r0, c0, m, n] for r0, m, c0, n, k in P.leaves()],
                 "factor_shapes": [[tuple(t.shape) for t in self.leaf_factors(i)]
                                   for i in range(self.num_leaves)],
-                "row_perm": None if self.row_perm is None else self.row_perm.tolist(),
-                "col_perm": None if self.col_perm is None else self.col_perm.tolist(),
+                "row_perm": P.row_perm.tolist() if rows else None,
+                "col_perm": P.col_perm.tolist() if cols else None,
                 "tol": self.tol}
 
     def set_extra_state(self, state):
@@ -661,6 +803,7 @@ class HMatrixLinear(nn.Module):
         if len(geo) != len(fshapes):
             raise ValueError(f"malformed HMatrixLinear extra state: {len(geo)} leaves, "
                              f"{len(fshapes)} factor shape lists")
+        codes = {name: code for code, name in _KIND_NAME.items()}
         for i, (g, fs) in enumerate(zip(geo, fshapes)):
             kind, m, n = g[0], g[3], g[4]
             ok = (kind == "dense" and fs == [(m, n)]) or (
@@ -669,20 +812,20 @@ class HMatrixLinear(nn.Module):
             if not ok:
                 raise ValueError(f"malformed HMatrixLinear extra state: leaf {i} ({kind}, {m}x{n}) "
                                  f"has factor shapes {fs}")
-        leaves = []
-        _tree_leaves(tree, leaves)
-        if sorted(leaves) != list(range(len(geo))):
-            raise ValueError("malformed HMatrixLinear extra state: the tree's leaves are not 0..n_leaves-1")
         for name, p, n in (("row_perm", row_perm, shape[0]), ("col_perm", col_perm, shape[1])):
             if p is not None and sorted(int(v) for v in p) != list(range(n)):
                 raise ValueError(f"malformed HMatrixLinear extra state: {name} is not a permutation of 0..{n - 1}")
-        cur = self.get_extra_state()
-        new = {"shape": shape, "tree": tree, "geo": geo, "factor_shapes": fshapes,
-               "row_perm": None if row_perm is None else [int(v) for v in row_perm],
-               "col_perm": None if col_perm is None else [int(v) for v in col_perm]}
-        if all(_plain(cur[k]) == _plain(new[k]) for k in new):
+        try:
+            partition = partition_from_grid(
+                shape, _grid_from_tree(tree), [(g[1], g[3], g[2], g[4], codes[g[0]]) for g in geo],
+                None if row_perm is None else [int(v) for v in row_perm],
+                None if col_perm is None else [int(v) for v in col_perm])
+        except (ValueError, TypeError) as exc:
+            raise ValueError(f"malformed HMatrixLinear extra state: {exc}") from None
+        cur = [[tuple(t.shape) for t in self.leaf_factors(i)] for i in range(self.num_leaves)]
+        if partition == self._partition and cur == fshapes:
             return None
-        return new
+        return {"partition": partition, "factor_shapes": fshapes}
 
     def _install_plan(self, plan):
         old = list(self.factors._parameters.values())
@@ -700,7 +843,7 @@ class HMatrixLinear(nn.Module):
             params.append(p)
         it = iter(params)
         tensors = [tuple(next(it) for _ in shapes) for shapes in plan["factor_shapes"]]
-        self._set_structure(plan["tree"], plan["geo"], tensors, plan["row_perm"], plan["col_perm"])
+        self.restructure(plan["partition"], tensors)
 
     def _load_from_state_dict(self, state_dict, prefix, local_metadata, strict, missing_keys,
                               unexpected_keys, error_msgs):
@@ -748,22 +891,31 @@ class HMatrixLinear(nn.Module):
                 f"then build the optimizer, then load the optimizer state.")
 
 
-def _tree_leaves(node, out):
+def _with_kinds(partition, kinds):
+    """``partition`` with leaf kinds ``kinds`` (same tiling and tree)."""
+    kinds = np.asarray(kinds, np.int64)
+    if np.array_equal(kinds, partition.kind):
+        return partition
+    nk = np.array(partition.node_kind, np.int64)
+    nk[partition.leaf_nodes] = kinds
+    rows, cols = partition.permuted
+    return Partition(partition.shape, partition.r0, partition.m, partition.c0, partition.n, kinds,
+                          partition.row_perm if rows else None, partition.col_perm if cols else None,
+                          tree=(nk, partition.node_first, partition.node_nr, partition.node_nc))
+
+
+def _tree_of(grid):
+    """The checkpoint tree form of a nested grid."""
+    if isinstance(grid, list):
+        return ("block", [[_tree_of(c) for c in row] for row in grid])
+    return ("leaf", int(grid))
+
+
+def _grid_from_tree(node):
+    """The nested grid of a checkpoint tree."""
     if node[0] == "leaf":
-        out.append(node[1])
-    else:
-        for row in node[1]:
-            for c in row:
-                _tree_leaves(c, out)
-
-
-def _plain(v):
-    """Structure values as plain nested lists (tuples vs lists, numpy ints) for comparison."""
-    if isinstance(v, (list, tuple)):
-        return [_plain(x) for x in v]
-    if isinstance(v, (np.integer,)):
-        return int(v)
-    return v
+        return int(node[1])
+    return [[_grid_from_tree(c) for c in row] for row in node[1]]
 
 
 def _held_by_optimizer(params):
@@ -782,4 +934,6 @@ def _held_by_optimizer(params):
 def _as_tree(node):
     if node[0] == "leaf":
         return ("leaf", int(node[1]))
+    if node[0] != "block":
+        raise ValueError(f"unknown tree node {node[0]!r}")
     return ("block", [[_as_tree(c) for c in row] for row in node[1]])

@@ -9,8 +9,9 @@ from __future__ import annotations
 import os
 
 import numpy as np
+from hmat.io import write_atomic
 
-from ._files import atomic_target
+from ._files import check_directory
 
 __all__ = ["plot_solution", "plot_history", "have_matplotlib"]
 
@@ -38,8 +39,9 @@ def _plt():
 def _save(fig, path):
     plt = _plt()
     try:
-        with atomic_target(path, os.path.splitext(os.fspath(path))[1] or ".png") as tmp:
-            fig.savefig(tmp, dpi=120, bbox_inches="tight")
+        check_directory(path)
+        fmt = os.path.splitext(os.fspath(path))[1][1:] or "png"
+        write_atomic(path, lambda fh: fig.savefig(fh, format=fmt, dpi=120, bbox_inches="tight"))
     finally:
         plt.close(fig)
 

@@ -27,9 +27,11 @@ import numpy as np
 from ..dense import Dense
 from ..hblock import HBlock, _trusted_node
 from ..lowrank import LowRank
+from ..partition import LeafKind
 from ._recompress import recompress, truncate_dense
 
-DENSE, LOWRANK, HIER = 0, 1, 2
+# the LeafKind codes as plain ints (HIER: an internal node)
+DENSE, LOWRANK, HIER = int(LeafKind.DENSE), int(LeafKind.LOWRANK), int(LeafKind.INTERNAL)
 
 
 class StructureError(ValueError):
@@ -124,11 +126,11 @@ def to_op(node, dtype):
     return _trusted_node(grid, np.dtype(dtype), (node.m, node.n))
 
 
-def to_root(node, dtype, row_perm=None, col_perm=None):
+def to_root(node, dtype, row_perm=None, col_perm=None, provenance=None):
     """An :class:`HBlock` root (a single leaf is wrapped in a 1x1 grid)."""
     op = to_op(node, dtype)
-    if not isinstance(op, HBlock):
-        op = _trusted_node(((op,),), np.dtype(dtype), (node.m, node.n))
+    grid = op.blocks if isinstance(op, HBlock) else ((op,),)
+    op = _trusted_node(grid, np.dtype(dtype), (node.m, node.n), provenance)
     op.row_perm, op.col_perm = row_perm, col_perm
     return op
 

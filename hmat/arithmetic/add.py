@@ -10,6 +10,7 @@ import scipy.sparse.linalg as spla
 
 from ..dense import Dense
 from ..hblock import HBlock
+from ..provenance import BuildInfo
 from ..lowrank import LowRank
 from ..operator import Adjoint, Product, Scaled, Sum, Transpose
 from ..truncate import check_tol_for_dtype
@@ -183,10 +184,7 @@ def _sum(terms, tol, base):
                     raise ValueError("the sparse operand contains NaN or Inf")
                 _add_entries(eng, C, ip_r[coo.row], ip_c[coo.col], (c * coo.data).astype(dtype))
         eng.flush_all(C)
-    out = to_root(C, dtype, rp, cp)
-    out._row_tree, out._col_tree = base._row_tree, base._col_tree
-    out.tol = tol
-    return out
+    return to_root(C, dtype, rp, cp, BuildInfo(tol=tol))
 
 
 def _add_entries(eng, C, rows, cols, vals):

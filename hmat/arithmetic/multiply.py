@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..hblock import HBlock
+from ..provenance import BuildInfo
 from ..truncate import check_tol_for_dtype
 from ._common import blas_single_thread, check_scalar, same_perm, tol_arg
 from ._nodes import DENSE, HIER, LOWRANK, Engine, Node, StructureError, from_op, to_root
@@ -84,10 +85,7 @@ def multiply(A, B, tol=1e-6, *, structure=None, alpha=1.0):
         except StructureError as exc:
             raise ValueError(f"A and B have incompatible block structures: {exc}") from None
         eng.flush_all(C)
-    out = to_root(C, dtype, A.row_perm, B.col_perm)
-    out._row_tree, out._col_tree = A._row_tree, B._col_tree
-    out.tol = tol
-    return out
+    return to_root(C, dtype, A.row_perm, B.col_perm, BuildInfo(tol=tol))
 
 
 def _zeros(node, dtype):

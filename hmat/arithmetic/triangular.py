@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..hblock import HBlock
+from ..provenance import BuildInfo
 from ..operator import _namespace
 from ._common import blas_single_thread, check_hblock, check_square, same_perm, tol_arg
 from ._nodes import Engine, StructureError, from_op, to_root
@@ -138,9 +139,7 @@ def _solve_h(eng, T, B, lower, unit, side):
         except StructureError as exc:
             raise ValueError(f"T and B: {exc}") from None
         eng.flush_all(X)
+    info = BuildInfo(tol=eng.tol)
     if side == "left":
-        out = to_root(X, dtype, T.col_perm, B.col_perm)
-    else:
-        out = to_root(X, dtype, B.row_perm, T.row_perm)
-    out.tol = eng.tol
-    return out
+        return to_root(X, dtype, T.col_perm, B.col_perm, info)
+    return to_root(X, dtype, B.row_perm, T.row_perm, info)

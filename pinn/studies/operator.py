@@ -46,13 +46,13 @@ import platform
 import sys
 import time
 
+import hmat
 import numpy as np
 import torch
 from torch import nn
 
 from .._files import write_json_atomic, write_text_atomic
-from ..geometric import geometric_block_tree, geometric_hmatrix_linear, hblock_from_blocktree, \
-    project_to_structure
+from ..geometric import geometric_block_tree, geometric_hmatrix_linear, project_to_structure
 from ..gridnet import GridNet
 from ..compress import MaskedLinear, layer_bytes, nnz_for_bytes, rank_for_bytes
 from ..layers import HMatrixLinear, LowRankLinear
@@ -670,7 +670,7 @@ def run_study(config=None, progress=True, on_row=None):
             except Exception as e:  # noqa: BLE001 -- reported in the results, not hidden
                 failed("hmatrix-dynamic", r, e)
         def to_h(W, b):
-            H = hblock_from_blocktree(bt, project_to_structure(W, bt, r))
+            H = hmat.HBlock.from_partition(bt.partition(), project_to_structure(W, bt, r))
             return HMatrixLinear.from_hblock(H, bias=None if b is None else torch.as_tensor(b),
                                              dtype=dtype)
 
@@ -698,7 +698,7 @@ def run_study(config=None, progress=True, on_row=None):
                  "skipped")
         elif oracles:
             if "oracle-hmatrix" in methods:
-                H = hblock_from_blocktree(bt, project_to_structure(G, bt, r))
+                H = hmat.HBlock.from_partition(bt.partition(), project_to_structure(G, bt, r))
                 record("oracle-hmatrix", r, make([HMatrixLinear.from_hblock(
                     H, bias=torch.as_tensor(Gb), dtype=dtype)]), budget=total)
             if "oracle-svd" in methods:

@@ -8,6 +8,7 @@ second order -- can be compared to 1e-12 in float64.
 import numpy as np
 import pytest
 import torch
+from hmat import LeafKind
 from hypothesis import given, settings, strategies as st
 
 import pinn
@@ -23,7 +24,7 @@ def reference_weight(struct, params):
     m, n = struct.shape
     Wp = torch.zeros(m, n, dtype=D)
     for lf in struct.leaves:
-        if lf.kind == "dense":
+        if lf.kind == LeafKind.DENSE:
             A = params[lf.idx[0]]
             blk = A.t() if lf.transposed else A
         else:
@@ -118,7 +119,7 @@ def test_mixed_structure_matches_reference(perm, adjoint, lead):
     # equal shapes repeat -> several multi-leaf groups; ranks 0, 1, 2 mixed
     s, ps = make_structure([3, 3, 2, 3], [4, 2, 4, 4], ["dense", "lowrank", "lowrank"], [1, 2, 0, 2],
                            perm_seed=perm, adjoint=adjoint)
-    groups = pinn.autograd._groups(s, ps)
+    groups = s.groups(ps)
     assert len(groups) < len(s.leaves)
     assert any(g.g > 1 for g in groups)
     check_against_reference(s, ps, lead)
@@ -157,14 +158,14 @@ def test_float32_dtype_and_structure_to():
 def test_grouping_cache_follows_parameter_shapes():
     """The grouping is cached on the Structure and recomputed when a rank changes."""
     s, ps = make_structure([3, 3], [3, 3], ["lowrank"], [2], perm_seed=2)
-    g1 = pinn.autograd._groups(s, ps)
-    assert pinn.autograd._groups(s, ps) is g1
+    g1 = s.groups(ps)
+    assert s.groups(ps) is g1
     assert len(g1) == 1 and g1[0].g == 4
     gen = torch.Generator().manual_seed(5)
     ps2 = list(ps)
     ps2[0] = torch.randn(3, 1, dtype=D, generator=gen).requires_grad_()  # leaf 0 -> rank 1
     ps2[1] = torch.randn(3, 1, dtype=D, generator=gen).requires_grad_()
-    g2 = pinn.autograd._groups(s, ps2)
+    g2 = s.groups(ps2)
     assert g2 is not g1 and len(g2) == 2
     check_against_reference(s, ps2, (4,))
 
@@ -199,7 +200,7 @@ def test_vmap_jacrev_matches_reference():
 
 # ----------------------------------------------------------------------------- gradcheck
 def _layer_fn(layer):
-    st = layer._struct()
+    st = layer.structure
     ps = [p.detach().clone().requires_grad_() for p in layer.factors]
     return (lambda x, *q: StructuredLinearFn.apply(x, st, *q)), ps
 
@@ -216,10 +217,10 @@ def test_gradcheck_hmatrix_layer(points):
         layer = pinn.HMatrixLinear(20, 12, leaf_size=4, rank=2, dtype=D)
     fn, ps = _layer_fn(layer)
     x = torch.randn(2, layer.in_features, dtype=D, requires_grad=True)
-    st = layer._struct()
+    st = layer.structure
     y = fn(x, *ps)
     torch.testing.assert_close(y, reference_apply(x, st, ps), rtol=0, atol=TOL)
-    assert len(pinn.autograd._groups(st, ps)) < len(st.leaves)
+    assert len(st.groups(ps)) < len(st.leaves)
     assert torch.autograd.gradcheck(fn, (x, *ps))
     assert torch.autograd.gradgradcheck(fn, (x, *ps))
 

@@ -31,7 +31,7 @@ def _probe(model, dyn):
     L.start_probe()
     x = torch.rand(10, 2, dtype=D)
     model(x).pow(2).sum().backward()
-    dyn._G[id(L)] = L._probe.grad.clone()
+    dyn._G[id(L)] = L.probe.grad.clone()
     dyn._nprobe = 1
     L.stop_probe()
 
@@ -146,7 +146,7 @@ def _feed(dyn, model, opt, grads):
     L.start_probe()
     st = _FakeState(model, opt)
     for g in grads:
-        L._probe.grad = g.clone()
+        L.probe.grad = g.clone()
         dyn.after_backward(st)
     L.stop_probe()
 
@@ -213,3 +213,67 @@ def test_noise_factor_validation():
         DynamicHCompression(1e-3, noise_factor=float("nan"))
     with pytest.raises(ValueError, match="probe_steps >= 2"):
         DynamicHCompression(1e-3, probe_steps=1, noise_factor=1.0)
+
+
+class _HostDiscipline(torch.overrides.TorchFunctionMode):
+    """Records what would break on a CUDA layer: ``Tensor.numpy`` calls and tensor factories
+    without an explicit ``device`` (those allocate on the CPU whatever the layer's device)."""
+
+    FACTORIES = {"zeros", "ones", "full", "empty", "eye", "arange", "rand", "randn", "linspace",
+                 "tensor"}
+
+    def __init__(self):
+        super().__init__()
+        self.bad = []
+
+    def __torch_function__(self, func, types, args=(), kwargs=None):
+        kwargs = kwargs or {}
+        name = getattr(func, "__name__", str(func))
+        if name == "numpy":
+            self.bad.append("Tensor.numpy")
+        elif name in self.FACTORIES and getattr(torch, name, None) is func and "device" not in kwargs:
+            self.bad.append(f"torch.{name} without device")
+        elif name == "as_tensor" and not isinstance(args[0], torch.Tensor) and "device" not in kwargs:
+            self.bad.append("torch.as_tensor of host data without device")
+        return func(*args, **kwargs)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_refine_stays_on_the_layers_device(dtype):
+    """Refinement uses torch ops on the layer's tensors (factors that require grad, float32 or
+    float64) and never numpy: every path (recompress, grow, split, merge, densify, budget)
+    runs under a mode that records host-only calls."""
+    g = torch.Generator().manual_seed(0)
+    model = MLP([2, 32, 32, 1], generator=g, hidden_layer=lambda a, b: HMatrixLinear(
+        a, b, leaf_size=4, rank=3, dtype=dtype, generator=g)).to(dtype)
+    opt = torch.optim.Adam(model.parameters(), lr=1e-2)
+    x = torch.rand(10, 2, dtype=dtype)
+    for _ in range(3):
+        opt.zero_grad()
+        model(x).pow(2).sum().backward()
+        opt.step()
+    L = model.layers[1]
+    assert all(p.requires_grad for p in L.factors)
+    counts = {"grown": 0, "split": 0, "merged": 0, "densified": 0}
+    for tol, sf, budget in ((1e-6, 0.3, None), (0.5, 10.0, None), (1e-3, 0.5, 3000)):
+        dyn = DynamicHCompression(tol=tol, every=10, grow_rank=2, split_fraction=sf, min_leaf=2,
+                                  budget_bytes=budget)
+        for lay in (L,):
+            lay.start_probe()
+        model(x).pow(2).sum().backward()
+        for lay in (L,):
+            dyn._G[id(lay)] = lay.probe.grad.clone()
+            lay.stop_probe()
+        dyn._nprobe = 1
+        y0 = model(x).detach()
+        with _HostDiscipline() as mode:
+            entry = dyn.refine(model, opt, step=10)
+        assert mode.bad == [], sorted(set(mode.bad))
+        for k in counts:
+            counts[k] += entry[k]
+        assert all(p.dtype == dtype for p in L.factors)
+        if budget is None and tol < 1e-3:  # growth, recompression and splits keep the function
+            scale = float(y0.abs().max())
+            eps = 1e-10 if dtype == torch.float64 else 1e-4
+            assert float((model(x) - y0).detach().abs().max()) <= eps * scale
+    assert all(v > 0 for v in counts.values()), counts

@@ -1,6 +1,7 @@
 import io
 
 import numpy as np
+import hmat
 import pytest
 import torch
 from hypothesis import given, settings, strategies as st
@@ -18,8 +19,11 @@ D = torch.float64
 def _permuted_hlayer(m=12, n=10, seed=0):
     g = torch.Generator().manual_seed(seed)
     L = HMatrixLinear(n, m, leaf_size=3, rank=2, dtype=D, generator=g)
-    L._set_structure(L._tree, L._geo, [L.leaf_factors(i) for i in range(L.num_leaves)],
-                     torch.randperm(m, generator=g), torch.randperm(n, generator=g))
+    P = L.partition
+    permuted = hmat.Partition(P.shape, P.r0, P.m, P.c0, P.n, P.kind,
+                              torch.randperm(m, generator=g).numpy(), torch.randperm(n, generator=g).numpy(),
+                              tree=(P.node_kind, P.node_first, P.node_nr, P.node_nc))
+    L.restructure(permuted, [L.leaf_factors(i) for i in range(L.num_leaves)])
     with torch.no_grad():
         L.bias.normal_(generator=g)
     return L
@@ -44,7 +48,7 @@ def test_forward_matches_dense_weight():
 
 def test_gradcheck_hmatrix_inputs_and_factors():
     L = _permuted_hlayer()
-    st_ = L._struct()
+    st_ = L.structure
     ps = [p.detach().clone().requires_grad_(True) for p in L.factors]
     x = torch.randn(4, 10, dtype=D, requires_grad=True)
     f = lambda x, *p: StructuredLinearFn.apply(x, st_, *p)
@@ -57,7 +61,7 @@ def test_gradcheck_lowrank():
     x = torch.randn(4, 7, dtype=D, requires_grad=True)
     U = L.U.detach().clone().requires_grad_(True)
     V = L.V.detach().clone().requires_grad_(True)
-    f = lambda x, U, V: StructuredLinearFn.apply(x, L._struct(), U, V)
+    f = lambda x, U, V: StructuredLinearFn.apply(x, L.structure, U, V)
     assert gradcheck(f, (x, U, V))
     assert gradgradcheck(f, (x, U, V))
     assert gradcheck(L, (x,)) and gradgradcheck(L, (x,))
@@ -144,7 +148,7 @@ def test_linearity_and_adjoint_property(seed, a, b):
     L = _permuted_hlayer(seed=seed)
     g = torch.Generator().manual_seed(seed)
     x, y = torch.randn(2, 10, dtype=D, generator=g), torch.randn(2, 10, dtype=D, generator=g)
-    st_ = L._struct()
+    st_ = L.structure
     ps = list(L.factors)
     A = lambda v: StructuredLinearFn.apply(v, st_, *ps)
     torch.testing.assert_close(A(a * x + b * y), a * A(x) + b * A(y), rtol=1e-12, atol=1e-12)

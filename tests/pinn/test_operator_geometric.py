@@ -5,8 +5,7 @@ import torch
 
 import hmat
 from pinn import HMatrixLinear
-from pinn.geometric import (geometric_block_tree, geometric_hmatrix_linear, hblock_from_blocktree,
-                            project_to_structure)
+from pinn.geometric import geometric_block_tree, geometric_hmatrix_linear, project_to_structure
 from pinn.problems.elliptic_operator import EllipticOperatorProblem
 
 
@@ -67,7 +66,7 @@ def test_project_to_structure_is_blockwise_best():
     W = rng.standard_normal((64, 64))
     bt = geometric_block_tree(x, x, leaf_size=8, eta=1.0)
     ops = project_to_structure(W, bt, 2)
-    H = hblock_from_blocktree(bt, ops)
+    H = hmat.HBlock.from_partition(bt.partition(), ops)
     Wp = W[np.ix_(bt.row_tree.perm, bt.col_tree.perm)]
     r0, m, c0, n, adm = bt.leaf_arrays()
     for i in np.flatnonzero(adm)[:5]:
@@ -131,9 +130,9 @@ def test_gradcheck_through_geometric_layer():
     info = lay.leaf_info()
     i_d = next(i for i, d in enumerate(info) if d["kind"] == "dense")
     i_l = next(i for i, d in enumerate(info) if d["kind"] == "lowrank")
-    chosen = [lay._leaf_idx[i_d][0], *lay._leaf_idx[i_l]]  # one dense leaf, one U, one V
+    st = lay.structure
+    chosen = [st.leaves[i_d].idx[0], *st.leaves[i_l].idx]  # one dense leaf, one U, one V
     base = [p.detach() for p in lay.factors]
-    st = lay._struct()
 
     def fn(z, *ps):
         full = list(base)
@@ -168,15 +167,6 @@ def test_bad_input(kwargs, exc, word):
     args.update(kwargs)
     with pytest.raises(exc, match=word):
         geometric_hmatrix_linear(**args)
-
-
-def test_hblock_from_blocktree_bad_input():
-    x = np.linspace(0, 1, 16)[:, None]
-    bt = geometric_block_tree(x, x, leaf_size=4)
-    with pytest.raises(TypeError, match="bt"):
-        hblock_from_blocktree("tree", [])
-    with pytest.raises(ValueError, match="leaf_ops"):
-        hblock_from_blocktree(bt, [])
 
 
 @pytest.mark.parametrize("dim,n,rank", [(1, 200, 2), (2, 144, 3), (1, 64, 0)])
