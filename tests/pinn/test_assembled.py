@@ -133,3 +133,19 @@ def test_dynamic_training_equals_the_leaf_path():
     np.testing.assert_allclose(h1["loss"], h0["loss"], rtol=1e-9, atol=0)
     for a, b in zip(m0.layers[1:-1], m1.layers[1:-1]):
         assert a.leaf_info() == b.leaf_info()
+
+
+def test_shared_weight_follows_in_place_updates():
+    """The weight assembled once per parameter version: an in-place change of one factor
+    (as an optimizer step makes) is seen by the next forward call."""
+    model = _hmodel()
+    x = torch.randn(5, 1, dtype=D)
+    with assembled_forward(model):
+        y0 = model(x).detach()
+        assert torch.equal(model(x).detach(), y0)
+        with torch.no_grad():
+            model.layers[2].factors[-1].add_(0.5)
+        y1 = model(x).detach()
+    ref = model(x).detach()  # the leaf-by-leaf path, after the change
+    assert float((y1 - y0).norm()) > 1e-3 * float(y0.norm())
+    assert float((y1 - ref).norm()) <= 1e-13 * float(ref.norm())
