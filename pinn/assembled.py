@@ -108,22 +108,6 @@ def assemble_weight(layer):
     return W.reshape(out, inp)
 
 
-def _cached_weight(L, cache):
-    """:func:`assemble_weight`, reused by the forward calls that see the same parameter
-    values (e.g. the residual and the boundary terms of one loss): keyed on the
-    parameters' in-place version counters, which every optimizer step, L-BFGS line-search
-    point and ``copy_`` advances, and on the grad mode."""
-    plan = _plan(L)
-    params = plan["u_par"] + plan["v_par"] + plan["dense"]
-    key = (torch.is_grad_enabled(), id(plan), tuple(p._version for p in params))
-    hit = cache.get(id(L))
-    if hit is not None and hit[0] == key:
-        return hit[1]
-    W = assemble_weight(L)
-    cache[id(L)] = (key, W)
-    return W
-
-
 @contextlib.contextmanager
 def assembled_forward(model):
     """Evaluate every :class:`pinn.HMatrixLinear` of ``model`` through
@@ -138,25 +122,22 @@ def assembled_forward(model):
     the layers' own methods are restored (a probe still active then stays active on the
     leaf-by-leaf path).
 
-    Within the block an H-layer's assembled weight is shared by the forward calls made
-    at the same parameter values (one assembly and one backward through it per
-    optimizer step instead of one per loss term). Consequently two ``backward()`` calls
-    through forwards made at the same parameter values need ``retain_graph=True`` on the
-    first, as for any shared intermediate (the training loop never does this: every
-    backward is followed by a parameter update).
+    The weight is assembled anew at every forward call (not shared between the loss
+    terms of one step: a cache keyed on the parameters' version counters would be wrong
+    after torch's fused Adam, which updates parameters in place without advancing them).
     """
     layers = [m for m in model.modules() if isinstance(m, (HMatrixLinear, LowRankLinear))]
     for L in layers:
         if "forward" in vars(L):
             raise ValueError("assembled_forward: a layer is already inside assembled_forward")
-    probes, cache = {}, {}
+    probes = {}
     for L in layers:
         if isinstance(L, LowRankLinear):
             L.forward = (lambda x, L=L: F.linear(x, L.weight, L.bias))
             continue
 
         def fwd(x, L=L):
-            W = _cached_weight(L, cache)
+            W = assemble_weight(L)
             P = probes.get(id(L))
             if P is not None:
                 W = W + P

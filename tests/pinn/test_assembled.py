@@ -136,16 +136,40 @@ def test_dynamic_training_equals_the_leaf_path():
 
 
 def test_shared_weight_follows_in_place_updates():
-    """The weight assembled once per parameter version: an in-place change of one factor
-    (as an optimizer step makes) is seen by the next forward call."""
+    """An in-place change of one factor (as an optimizer step makes, also the fused Adam
+    that does not advance version counters) is seen by the next forward call."""
     model = _hmodel()
     x = torch.randn(5, 1, dtype=D)
     with assembled_forward(model):
         y0 = model(x).detach()
         assert torch.equal(model(x).detach(), y0)
-        with torch.no_grad():
-            model.layers[2].factors[-1].add_(0.5)
+        p = model.layers[2].factors[-1]
+        p.grad = torch.full_like(p, 1.0)
+        torch.optim.Adam([p], lr=0.5, fused=True).step()
         y1 = model(x).detach()
     ref = model(x).detach()  # the leaf-by-leaf path, after the change
     assert float((y1 - y0).norm()) > 1e-3 * float(y0.norm())
     assert float((y1 - ref).norm()) <= 1e-13 * float(ref.norm())
+
+
+def test_fused_adam_of_the_study_equals_the_loop_adam_with_dynamic_refinement():
+    """The study's optimizer (torch's fused Adam) is the same algorithm as the
+    per-parameter Adam, also across DynamicHCompression's structure changes (parameters
+    replaced, Adam states carried over)."""
+    from pinn.studies.pinn_compare import adam_optimizer
+
+    def run(fused):
+        m = _hmodel(rank=1)
+        cb = DynamicHCompression(1e-3, every=4, probe_steps=2, grow_rank=1)
+        with assembled_forward(m):
+            h = train(m, "poisson1d", adam_steps=13, lbfgs_steps=0, n_collocation=32,
+                      n_boundary=2, seed=0, progress=False, eval_every=4, callbacks=[cb],
+                      optimizer=adam_optimizer(3e-3, fused))
+        return h, cb, m
+
+    h0, cb0, m0 = run(False)
+    h1, cb1, m1 = run(True)
+    assert any(e.get("grown", 0) for e in cb1.log)
+    np.testing.assert_allclose(h1["loss"], h0["loss"], rtol=1e-9, atol=0)
+    for a, b in zip(m0.layers[1:-1], m1.layers[1:-1]):
+        assert a.leaf_info() == b.leaf_info()
