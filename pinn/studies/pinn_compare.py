@@ -684,9 +684,12 @@ def run_study(config=None, out=None, *, resume=False, workers=1, threads=1, prog
         res["wall_time"] = wall0 + time.perf_counter() - t_start
         if out is not None:
             write_results(res, out, plots=plots)
+        line = f"done {key} in {u['wall_time']:.0f} s (load {u['load_end']})"
         if bar is not None:
             bar.update(1)
-            bar.write(f"done {key} in {u['wall_time']:.0f} s (load {u['load_end']})")
+            bar.write(line)
+        else:
+            print(line, flush=True)
 
     if workers == 1:
         _init_worker(threads)
