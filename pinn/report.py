@@ -162,9 +162,9 @@ def _status_lines(res):
                      f"{', '.join(map(str, e['missing'])) or '–'} | "
                      f"{', '.join(e['sweep_missing']) or '–'} |")
     lines.append("")
-    notes = [f"{k}: {v}" for k, v in NOT_IN_STUDY.items() if k not in res["config"]["pdes"]]
+    notes = [f"- {v}" for k, v in NOT_IN_STUDY.items() if k not in res["config"]["pdes"]]
     if notes:
-        lines += ["Not in this study: " + " ".join(notes), ""]
+        lines += ["Not in this study:", ""] + notes + [""]
     return lines
 
 
