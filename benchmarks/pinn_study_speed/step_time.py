@@ -20,7 +20,8 @@ import torch
 from pinn.assembled import assembled_forward
 from pinn.compress import clone_model, compress, dense_hidden_bytes
 from pinn.problems import get_problem
-from pinn.studies.pinn_compare import FULL_CONFIG, _lowrank_scratch, adam_optimizer, resolve_config
+from pinn.studies.pinn_compare import (FULL_CONFIG, adam_optimizer, lowrank_scratch_model,
+                                      resolve_config)
 from pinn.train import make_model, train
 
 torch.set_num_threads(1)
@@ -47,7 +48,7 @@ for pde in sys.argv[1:] or ["poisson1d", "burgers1d"]:
             ("hmatrix 0.5", compress(dense, "hmatrix", budget=0.5, leaf_size=8)[0]),
             ("hmatrix 0.1", compress(dense, "hmatrix", budget=0.1, leaf_size=8)[0]),
             ("svd 0.5", compress(dense, "svd", budget=0.5)[0]),
-            ("lowrank-scratch 0.5", _lowrank_scratch(prob, 64, 4, 0, 0.5 * db)[0])]
+            ("lowrank-scratch 0.5", lowrank_scratch_model(prob, 64, 4, 0, 0.5 * db)[0])]
     print(f"{pde}: {pc['n_collocation']} collocation points; load {os.getloadavg()}", flush=True)
     step_ms(clone_model(dense), prob, pc, False, False)  # warm-up
     for name, net in nets:

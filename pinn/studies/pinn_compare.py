@@ -54,7 +54,7 @@ from ..problems import get_problem
 from ..train import make_model, resolve_device, train
 
 __all__ = ["STUDY_METHODS", "TRAINED", "NOT_IN_STUDY", "DEFAULT_CONFIG", "FULL_CONFIG", "CONFIGS",
-           "run_study", "resolve_config", "adam_optimizer", "check_config", "check_out",
+           "run_study", "resolve_config", "adam_optimizer", "lowrank_scratch_model", "check_config", "check_out",
            "load_results", "machine_info"]
 
 #: methods of the PINN study, in table order
@@ -263,9 +263,11 @@ def machine_info(device="cpu"):
 
 
 # ----------------------------------------------------------------------------- building blocks
-def _lowrank_scratch(prob, width, depth, seed, nbytes, dtype=torch.float32):
+def lowrank_scratch_model(prob, width, depth, seed, nbytes, dtype=torch.float32):
     """An MLP whose hidden layers are LowRankLinear with ranks that fill ``nbytes`` (the
-    total rank budget spread as evenly as possible over the layers), or None."""
+    total rank budget spread as evenly as possible over the layers): ``(model, ranks)``, or
+    ``(None, [])`` when not every hidden layer gets rank >= 1 (the study's byte-matched
+    ``lowrank-scratch`` network)."""
     n_hidden = depth - 1
     es = torch.tensor([], dtype=dtype).element_size()
     per_rank = es * 2 * width
@@ -418,7 +420,7 @@ def run_sweep(cfg, pde, part):
             rec(part, lr, ctx.train(m, seed, lr, callbacks=[cb], adam_only=True))
     elif part == "lowrank-scratch" and part in methods:
         for lr in cfg["lr_sweep"]:
-            m, _ = _lowrank_scratch(prob, cfg["width"], cfg["depth"], seed, b * dense_b)
+            m, _ = lowrank_scratch_model(prob, cfg["width"], cfg["depth"], seed, b * dense_b)
             if m is None:
                 break
             rec(part, lr, ctx.train(m, seed, lr, adam_only=True))
@@ -521,7 +523,7 @@ def run_config(cfg, pde, seed, lrs, progress=None):
             safely("hmatrix-dynamic", b, dyn)
         if "lowrank-scratch" in methods:
             def scratch(b=b):
-                lm, ranks = _lowrank_scratch(prob, cfg["width"], cfg["depth"], seed, b * dense_b)
+                lm, ranks = lowrank_scratch_model(prob, cfg["width"], cfg["depth"], seed, b * dense_b)
                 if lm is None:
                     add("lowrank-scratch", b, {"feasible": False, "note": "rank < 1 per layer"})
                     return
