@@ -18,7 +18,7 @@ import numpy as np
 
 from ._files import write_json_atomic, write_text_atomic
 
-__all__ = ["summarize", "write_pinn_report", "spread_verdicts", "COLORS", "operator_table",
+__all__ = ["summarize", "write_pinn_report", "study_status", "spread_verdicts", "COLORS", "operator_table",
            "operator_summary", "operator_summary_table", "write_operator_report",
            "merge_seeds"]
 
@@ -112,6 +112,62 @@ def spread_verdicts(summ, pde):
     return out
 
 
+def study_status(res):
+    """Which units of a PINN study results dict are done and which are missing.
+
+    Returns
+    -------
+    list of dict
+        One per PDE of the config, in config order: ``pde``, ``seeds`` (configured),
+        ``done`` / ``missing`` (seeds whose configuration unit is / is not in
+        ``res["units"]``), ``sweep_missing`` (sweep parts not done; empty without a sweep),
+        ``complete`` (every seed and sweep part done).
+    """
+    from .problems import get_problem
+    from .studies.pinn_compare import SWEEP_PARTS, resolve_config
+
+    cfg = res["config"]
+    units = set(res.get("units", []))
+    out = []
+    for pde in cfg["pdes"]:
+        name = get_problem(pde).name
+        seeds = list(resolve_config(cfg, pde)["seeds"])
+        done = [s for s in seeds if f"config:{name}:{s}" in units]
+        sweep_missing = [] if cfg.get("lr_sweep") is None else [
+            p for p in SWEEP_PARTS if f"sweep:{name}:{p}" not in units]
+        out.append({"pde": name, "seeds": seeds, "done": done,
+                    "missing": [s for s in seeds if s not in done],
+                    "sweep_missing": sweep_missing,
+                    "complete": len(done) == len(seeds) and not sweep_missing})
+    return out
+
+
+def _status_lines(res):
+    from .studies.pinn_compare import NOT_IN_STUDY
+
+    st = study_status(res)
+    lines = ["## Status", ""]
+    if all(e["complete"] for e in st):
+        lines += ["Complete: every configured (PDE, seed) and sweep unit is in results.json.", ""]
+    else:
+        lines += ["**Partial results**: the study has not finished. Only PDEs marked "
+                  "complete have every seed; a row of an incomplete PDE is over the seeds "
+                  "done so far (its `seeds` column says how many).", ""]
+    lines += ["| PDE | complete | seeds done | seeds missing | sweep parts missing |",
+              "|---|---|---|---|---|"]
+    for e in st:
+        lines.append(f"| {e['pde']} | {'yes' if e['complete'] else 'no'} | "
+                     f"{len(e['done'])}/{len(e['seeds'])} "
+                     f"({', '.join(map(str, e['done'])) or '–'}) | "
+                     f"{', '.join(map(str, e['missing'])) or '–'} | "
+                     f"{', '.join(e['sweep_missing']) or '–'} |")
+    lines.append("")
+    notes = [f"- {v}" for k, v in NOT_IN_STUDY.items() if k not in res["config"]["pdes"]]
+    if notes:
+        lines += ["Not in this study:", ""] + notes + [""]
+    return lines
+
+
 def write_pinn_report(res, out, plots=True):
     """Write ``report.md`` (and plots) of a PINN study results dict to ``out``; returns the
     paths written."""
@@ -129,7 +185,7 @@ def write_pinn_report(res, out, plots=True):
              f"thread(s); load average at start {m.get('load_average')}, at end "
              f"{m.get('load_average_end')}", "",
              f"Units done: {len(res.get('units', []))} ({', '.join(res.get('units', []))}); "
-             f"wall time {res.get('wall_time', 0):.0f} s", "",
+             f"wall time {res.get('wall_time', 0):.0f} s", ""] + _status_lines(res) + [
              "L2 = relative L2 error on the problem's test grid; all cells are the median "
              "[min, max] over the seeds listed. Bytes = hidden-to-hidden weight bytes under the "
              "byte rule of docs/method.md §5; fraction = of the dense float32 bytes. NTK = "
