@@ -6,10 +6,10 @@ import math
 
 import numpy as np
 
-from . import _threads
-from ._aca_numba import build_chunk, eval_pairs, sample_entries
+from . import _packed, _precision, _threads
+from ._aca_numba import build_chunk, eval_pairs
 from ._norms import fro, hypot_all, pow2_exponent
-from ._packed import Packed, Segment, pack_leaves
+from ._packed import Packed, Segment, pack_leaves, pack_parts
 from ._progress import progress_bar
 from ._validate import check_dtype, check_finite_array, check_positive, check_tol
 from .aca import ACA, twin_groups
@@ -54,6 +54,8 @@ def from_kernel(
     n_samples=4096,
     seed=0,
     backend="numpy",
+    precision="adaptive",
+    symmetric=None,
 ):
     """Build an H-matrix of ``K[i, j] = kernel(targets[i], points[j])`` without forming it.
 
@@ -71,7 +73,10 @@ def from_kernel(
         and recompressed by QR + SVD to 0.9 tol; dense blocks are exact. When every block
         meets its tolerance, ``||K - H||_F <= tol ||K||_F`` holds globally. ACA's stopping
         rule is an estimate, so this is not certified: ``H.error_estimate`` measures it
-        a posteriori on ``n_samples`` random entries.
+        a posteriori on ``n_samples`` random entries. With adaptive precision the blocks
+        are approximated to ``0.8 tol`` and the rounding of their single-precision parts
+        is bounded by ``0.2 tol`` of each block (dense blocks: ``0.5 tol``), so the same
+        blockwise tolerance holds with the rounding counted.
     eta : float
         Parameter of the default :class:`StrongAdmissibility`.
     leaf_size : int
@@ -89,6 +94,19 @@ def from_kernel(
     backend : {"numpy", "cupy"}
         ``"cupy"`` moves the result to the GPU (see :func:`hmat.to_cupy`); the build
         itself runs on the CPU.
+    precision : {"adaptive", "full"}
+        ``"adaptive"`` (default, for float64 and complex128 with ``tol >= 1e-10``): the
+        rank-1 components of a low-rank block whose rounding fits the block's rounding
+        allowance (rigorous bound, the smallest components first), and dense blocks whose
+        measured rounding fits, are stored in float32 (complex64); the operator keeps its
+        dtype and accumulates in it. ``"full"``: everything in ``dtype``.
+    symmetric : bool, optional
+        Symmetric storage: only the leaves on or above the diagonal are stored, each
+        mirrored leaf applied as its partner's transpose (``K^T = K``, complex kernels
+        included, e.g. Helmholtz) in the same pass. ``None`` (default): for the built-in
+        kernels (all symmetric) when ``targets`` is None; ``True``: also for a user kernel,
+        which the caller asserts is symmetric (``k(x, y) = k(y, x)``); needs
+        ``targets=None``. ``False``: every leaf stored.
 
     Returns
     -------
@@ -104,6 +122,10 @@ def from_kernel(
     leaf_size = check_positive(leaf_size, "leaf_size", integer=True)
     n_samples = check_positive(n_samples, "n_samples", integer=True, minimum=0)
     adm = _admissibility(admissibility, eta, "strong")
+    if symmetric is not None and not isinstance(symmetric, bool):
+        raise ValueError(f"symmetric must be None, True or False, got {symmetric!r}")
+    if symmetric and targets is not None:
+        raise ValueError("symmetric=True needs targets=None (one point set for rows and columns)")
     kdtype = check_dtype(getattr(kernel, "dtype", np.float64), "kernel.dtype")
     dtype = check_dtype(dtype if dtype is not None else kdtype)
     if kdtype.kind == "c" and dtype.kind != "c":
@@ -133,10 +155,16 @@ def from_kernel(
     Xp = np.ascontiguousarray(row_tree.points[row_tree.perm])
     Yp = np.ascontiguousarray(col_tree.points[col_tree.perm])
     r0, m, c0, n, admissible = bt.leaf_arrays()
+    adaptive = _precision.adaptive_for(precision, dtype, tol)
+    btol = tol * (1 - _precision.ROUNDING_SHARE) if adaptive else tol  # the rest is for rounding
     if isinstance(kernel, Kernel):
-        packed, evals = _build_compiled(kernel, Xp, Yp, r0, m, c0, n, admissible, tol, dtype, progress)
+        packed, evals = _build_compiled(kernel, Xp, Yp, r0, m, c0, n, admissible, btol, dtype, progress,
+                                        symmetric is not False)
     else:
-        packed, evals = _build_python(kernel, Xp, Yp, r0, m, c0, n, admissible, tol, dtype, progress)
+        partner = _packed.partner_index(r0, m, c0, n) if symmetric else None
+        packed, evals = _build_python(kernel, Xp, Yp, r0, m, c0, n, admissible, btol, dtype, progress, partner)
+    if adaptive:
+        packed = _precision.lower_precision(packed, _precision.ROUNDING_SHARE * tol, 0.5 * tol)
     H = HBlock._from_blocktree(bt, packed, dtype, row_tree.perm, col_tree.perm)
     H._kernel_evals = evals
     H.tol = tol
@@ -164,12 +192,13 @@ def _chunks(r0, m, c0, n, admissible, threads):
     return _packed.cost_chunks(cost, threads)
 
 
-def _build_compiled(kernel, Xp, Yp, r0, m, c0, n, admissible, tol, dtype, progress):
+def _build_compiled(kernel, Xp, Yp, r0, m, c0, n, admissible, tol, dtype, progress, store_symmetric=True):
     """Parallel compiled build: chunks of leaves -> packed segments (GIL released).
 
     For a symmetric kernel on one point set, only the leaves on or above the diagonal
-    (``r0 <= c0``) are computed (ACA + recompression or dense evaluation); a second, cheap
-    pass appends the others, as transposes of their twins, to the same chunk buffers.
+    (``r0 <= c0``) are computed (ACA + recompression or dense evaluation); with
+    ``store_symmetric`` only they are stored (symmetric storage), otherwise a second,
+    cheap pass appends the others, as transposes of their twins, to the same chunk buffers.
     Returns ``(Packed, kernel evaluations)``.
     """
     from numba.typed import List
@@ -210,6 +239,14 @@ def _build_compiled(kernel, Xp, Yp, r0, m, c0, n, admissible, tol, dtype, progre
             results.append(res)
             evals += int(res[4])
             bar.update(int(built[a:b].sum()))
+        if partner is not None and store_symmetric:
+            segs = []
+            for (a, b), (rank, off, buf, pos, _) in zip(chunks, results):
+                idx = np.flatnonzero(built[a:b]) + a
+                mid = np.where(partner[idx] != idx, partner[idx], -1)
+                segs.append(Segment(r0[idx], m[idx], c0[idx], n[idx], rank, off, buf[:pos], idx, mid))
+            bar.update(int((~built).sum()))
+            return _finite_packed(segs, dtype, "symmetric"), evals
         if partner is None:
             segs = [
                 Segment(r0[a:b].copy(), m[a:b].copy(), c0[a:b].copy(), n[a:b].copy(), rank, off, buf[:pos])
@@ -245,7 +282,7 @@ def _build_compiled(kernel, Xp, Yp, r0, m, c0, n, admissible, tol, dtype, progre
     return _finite_packed(segs, dtype), evals
 
 
-def _finite_packed(segs, dtype):
+def _finite_packed(segs, dtype, sym=None):
     """``Packed(segs)``, refusing values that overflowed a single-precision dtype (kernel
     values are computed in float64 and are finite there)."""
     if dtype.itemsize * (2 if dtype.kind == "f" else 1) <= 8:  # float32, complex64
@@ -255,15 +292,18 @@ def _finite_packed(segs, dtype):
                     f"kernel values overflow dtype {dtype} (beyond {np.finfo(dtype).max:.3g}); "
                     f"use a double-precision dtype or rescale the kernel"
                 )
-    return Packed(segs)
+    return Packed(segs, dtype=dtype, sym=sym)
 
 
-def _build_python(kernel, Xp, Yp, r0, m, c0, n, admissible, tol, dtype, progress):
+def _build_python(kernel, Xp, Yp, r0, m, c0, n, admissible, tol, dtype, progress, partner=None):
+    """Leaf by leaf through the kernel's ``block``; with ``partner`` (see
+    :func:`hmat._packed.partner_index`) only the leaves with ``r0 <= c0`` (symmetric storage)."""
     aca = ACA(tol)
     work = np.result_type(getattr(kernel, "dtype", np.float64), dtype)
     leaves, evals = [], 0
-    with progress_bar(total=int(r0.size), desc="hmat build", unit="leaf", disable=not progress) as bar:
-        for q in range(r0.size):
+    stored = np.arange(r0.size) if partner is None else np.flatnonzero(r0 <= c0)
+    with progress_bar(total=int(stored.size), desc="hmat build", unit="leaf", disable=not progress) as bar:
+        for q in stored:
             x = Xp[r0[q]:r0[q] + m[q]]
             y = Yp[c0[q]:c0[q] + n[q]]
             op = None
@@ -281,7 +321,11 @@ def _build_python(kernel, Xp, Yp, r0, m, c0, n, admissible, tol, dtype, progress
             leaves.append((int(r0[q]), int(c0[q]), op))
             bar.update(1)
     nseg = max(1, 4 * _threads.get_num_threads())
-    return pack_leaves(leaves, dtype, nseg), evals
+    if partner is None:
+        return pack_leaves(leaves, dtype, nseg), evals
+    mids = np.where(partner[stored] != stored, partner[stored], -1)
+    packed = pack_leaves(leaves, dtype, nseg, stored, mids)
+    return Packed(packed.segments, dtype=dtype, sym="symmetric"), evals
 
 
 def _checked(block, shape, dtype, work=None):
@@ -332,8 +376,7 @@ def _sampled_error(H, kernel, Xp, Yp, n_samples, seed):
 def sampled_error_at(H, kernel, Xp, Yp, pi, pj):
     """Relative error ``||A_S - H_S|| / ||A_S||`` over permuted entry positions ``(pi, pj)``."""
     approx = np.zeros(pi.size, dtype=H.dtype)
-    for s in H._packed.segments:
-        sample_entries(*s.table(), s.buf, pi, pj, approx)
+    H._packed.sample(pi, pj, approx)
     if isinstance(kernel, Kernel):
         true = np.empty(pi.size, dtype=np.result_type(H.dtype, kernel.dtype))
         eval_pairs(kernel.code, float(kernel.param), Xp, Yp, pi, pj, true)
@@ -346,7 +389,8 @@ def sampled_error_at(H, kernel, Xp, Yp, pi, pj):
 
 # ---------------------------------------------------------------------- from_dense
 
-def from_dense(A, *, tol=1e-6, points=None, eta=2.0, leaf_size=64, admissibility=None, split="bbox"):
+def from_dense(A, *, tol=1e-6, points=None, eta=2.0, leaf_size=64, admissibility=None, split="bbox",
+               precision="adaptive", symmetric=None):
     """Compress an explicit matrix with a certified bound ``||A - H||_F <= tol ||A||_F``.
 
     The Frobenius error budget ``(tol ||A||_F)^2`` is distributed over the admissible
@@ -358,7 +402,10 @@ def from_dense(A, *, tol=1e-6, points=None, eta=2.0, leaf_size=64, admissibility
     when ``tol`` is within 1000 machine epsilons of double precision); if rounding spent
     more than the reserve, the blocks with the largest errors are stored exactly until the
     bound holds. The result's ``error_estimate`` is this measured relative error
-    ``||A - H||_F / ||A||_F``. All norms are taken after an exact power-of-two scaling, so
+    ``||A - H||_F / ||A||_F``. With adaptive precision, 0.2 tol of the budget is set aside
+    for single-precision storage: each block may round by at most 0.2 tol of its own norm
+    (a rigorous bound for low-rank components, an exact measurement for dense blocks), and
+    the measured errors above are those of the blocks as stored, rounding included. All norms are taken after an exact power-of-two scaling, so
     the guarantee holds for entries of any magnitude the dtype represents.
 
     Parameters
@@ -374,6 +421,17 @@ def from_dense(A, *, tol=1e-6, points=None, eta=2.0, leaf_size=64, admissibility
     leaf_size : int
     admissibility : "strong", "weak" or callable, optional
     split : {"bbox", "pca", "cardinality"}
+    precision : {"adaptive", "full"}
+        See :func:`from_kernel` (``"adaptive"`` applies to float64 and complex128 data
+        with ``tol >= 1e-10``).
+    symmetric : bool, optional
+        Symmetric storage (see :func:`from_kernel`), for a square ``A`` on one cluster tree
+        (``points`` None or one array). ``None`` (default): when ``A`` is symmetric
+        (``||A - A^T||_F <= 8 eps ||A||_F``) or, complex, Hermitian (same test with ``A^H``);
+        ``True``: also for an ``A`` that is symmetric only approximately (the mirrored
+        blocks then approximate ``A``'s own blocks by the transposes, error measured and
+        certified like the rest); ``False``: every block stored. The bound holds either
+        way: if the mirrored blocks' measured errors break it, every block is stored.
 
     Returns
     -------
@@ -381,6 +439,10 @@ def from_dense(A, *, tol=1e-6, points=None, eta=2.0, leaf_size=64, admissibility
     """
     A = check_finite_array(A, "A", ndim=2)
     tol = check_tol(tol)
+    adaptive = _precision.adaptive_for(precision, A.dtype, tol)
+    share = _precision.ROUNDING_SHARE if adaptive else 0.0
+    if symmetric is not None and not isinstance(symmetric, bool):
+        raise ValueError(f"symmetric must be None, True or False, got {symmetric!r}")
     leaf_size = check_positive(leaf_size, "leaf_size", integer=True)
     M, N = A.shape
     if points is None:
@@ -409,32 +471,61 @@ def from_dense(A, *, tol=1e-6, points=None, eta=2.0, leaf_size=64, admissibility
     f = math.ldexp(1.0, -e)
     norm_a = fro(Ap.astype(work_dtype) * f)
     eps = float(np.finfo(A.dtype).eps)
-    budget = max(tol - 4 * eps, 0.0) * norm_a
-    # SVD of every admissible block
+    budget = max((1 - share) * tol - 4 * eps, 0.0) * norm_a
+    # symmetric storage: only blocks with r0 <= c0 are decided; a mirrored pair's error counts twice
+    sym = None
+    if symmetric is not False and row_tree is col_tree:
+        sym = _dense_symmetry(Ap, f, eps, symmetric)
+    partner = _packed.partner_index(r0, m, c0, n) if sym is not None else None
+    sym = None if partner is None else sym
+    stored = np.ones(r0.size, bool) if sym is None else r0 <= c0
+    # SVD of every admissible (stored) block
     svds = {}
-    for q in np.flatnonzero(admissible):
+    for q in np.flatnonzero(admissible & stored):
         blk = Ap[r0[q]:r0[q] + m[q], c0[q]:c0[q] + n[q]].astype(work_dtype) * f
         W, s, Vh = np.linalg.svd(blk, full_matrices=False)
         svds[int(q)] = (W, s, Vh)
     # with no budget beyond the rounding reserve, low-rank storage (whose factors round)
     # cannot be certified: every block is stored exactly
-    keep = _distribute_budget(svds, m, n, budget) if budget > 0 else {}
+    weighted = svds if sym is None else {
+        q: (W, s * math.sqrt(2.0) if partner[q] != q else s, Vh) for q, (W, s, Vh) in svds.items()}
+    keep = _distribute_budget(weighted, m, n, budget) if budget > 0 else {}
     factors, errs = {}, {}
     # the achieved error of each low-rank block is measured with the factors as stored, in
     # a precision well above the data's where the tolerance is within 1000 eps of it
     meas = work_dtype
     if tol < 1e3 * eps and eps < 1e-10:  # double-precision data, tolerance near its eps
         meas = np.dtype(np.longdouble if A.dtype.kind == "f" else np.clongdouble)
+    low = _precision.low_dtype(A.dtype) if adaptive else None
     for q, k in keep.items():
         W, s, Vh = svds[q]
         U = np.ascontiguousarray((W[:, :k] * s[:k] * math.ldexp(1.0, e - e // 2)).astype(A.dtype))
         V = np.ascontiguousarray((Vh[:k].conj().T * math.ldexp(1.0, e // 2)).astype(A.dtype))
+        p = _precision.lowrank_split(U, V, share * tol) if adaptive else k
+        factors[q] = (U, V, p)
+        if p < k:  # measure the leaf as stored: its last k - p components rounded
+            U, V = U.copy(), V.copy()
+            U[:, p:] = U[:, p:].astype(low)
+            V[:, p:] = V[:, p:].astype(low)
         blk = Ap[r0[q]:r0[q] + m[q], c0[q]:c0[q] + n[q]].astype(meas)
         Us = U.astype(meas) * f
         diff = blk * f - Us @ V.astype(meas).conj().T
-        factors[q] = (U, V)
-        errs[q] = fro(diff) if meas == work_dtype else float(np.sqrt(np.sum(np.abs(diff) ** 2)))
+        errs[q] = _meas_fro(diff)
+    lowered = set()  # dense blocks stored in single precision, their rounding measured exactly
+    if adaptive:
+        proto = np.zeros(0, low)
+        for q in np.flatnonzero(stored).tolist():
+            if q not in factors:
+                blk = Ap[r0[q]:r0[q] + m[q], c0[q]:c0[q] + n[q]]
+                if _precision.dense_rounding_fits(blk, share * tol, proto):
+                    lowered.add(q)
+                    errs[q] = fro((blk - blk.astype(low)) * f)
     bound = tol * norm_a
+    mirror = None
+    if sym is not None:  # mirrored blocks: their partners' transposes, measured against A
+        mirror = _mirror_blocks(Ap, f, r0, m, c0, n, factors, lowered, errs, sym, low, meas)
+        for q, p in mirror.items():  # one error per stored unit (a block and its mirror)
+            errs[q] = hypot_all([errs.get(q, 0.0), errs.pop(p, 0.0)])
     err = hypot_all(list(errs.values())) if errs else 0.0
     if err > bound:
         # rounding of the stored factors spent more than the reserve: store the blocks with
@@ -444,21 +535,95 @@ def from_dense(A, *, tol=1e-6, points=None, eta=2.0, leaf_size=64, admissibility
         tail = np.sqrt(np.cumsum((vals / err) ** 2)) * err  # error of keeping order[:i+1]
         nkeep = int(np.searchsorted(tail, bound, side="right"))
         for q in order[nkeep:]:
-            del factors[q]
+            factors.pop(q, None)
+            lowered.discard(q)
         err = float(tail[nkeep - 1]) if nkeep else 0.0
-    leaves = []
+        if sym is not None:  # blocks stored exactly: their mirrors' errors measured again
+            fallen = set(order[nkeep:])
+            again = {}
+            _mirror_blocks(Ap, f, r0, m, c0, n, factors, lowered, again, sym, low, meas)
+            err = hypot_all([errs[q] for q in order[:nkeep]] + [again[p] for q, p in mirror.items() if q in fallen])
+            if err > bound:  # the transposes do not fit: store every block
+                return from_dense(A, tol=tol, points=points, eta=eta, leaf_size=leaf_size,
+                                  admissibility=admissibility, split=split, precision=precision, symmetric=False)
+    parts = ([], [])  # (leaf id, r0, c0, op) in full and in single precision
     for q in range(r0.size):
+        if mirror is not None and q in mirror.values():
+            continue  # stored as its partner's transpose
         fq = factors.get(q)
+        at = (q, int(r0[q]), int(c0[q]))
         if fq is None:
-            op = Dense._trusted(np.ascontiguousarray(Ap[r0[q]:r0[q] + m[q], c0[q]:c0[q] + n[q]]))
-        else:
-            op = LowRank._trusted(*fq)
-        leaves.append((int(r0[q]), int(c0[q]), op))
-    packed = pack_leaves(leaves, A.dtype, max(1, 4 * _threads.get_num_threads()))
+            blk = np.ascontiguousarray(Ap[r0[q]:r0[q] + m[q], c0[q]:c0[q] + n[q]])
+            parts[q in lowered].append(at + (Dense._trusted(blk),))
+            continue
+        U, V, p = fq
+        if p > 0 or U.shape[1] == 0:
+            parts[0].append(at + (LowRank._trusted(U[:, :p], V[:, :p]),))
+        if p < U.shape[1]:
+            parts[1].append(at + (LowRank._trusted(U[:, p:], V[:, p:]),))
+    packed = pack_parts(parts, A.dtype, low, max(1, 4 * _threads.get_num_threads()), mirror, sym)
     H = HBlock._from_blocktree(bt, packed, A.dtype, row_tree.perm, col_tree.perm)
     H.error_estimate = err / norm_a if norm_a > 0 else 0.0
     H.tol = tol
     return H
+
+
+def _dense_symmetry(Ap, f, eps, symmetric):
+    """``"symmetric"``, ``"hermitian"`` or None for the permuted, scaled-by-``f`` matrix:
+    within ``8 eps`` (relative Frobenius) of its transpose / conjugate transpose; with
+    ``symmetric=True`` the closer of the two (the caller measures what the transposes cost)."""
+    if Ap.shape[0] != Ap.shape[1]:
+        return None
+    S = Ap * f
+    nrm = fro(S)
+    if nrm == 0:
+        return "symmetric"
+    dt = fro(S - S.T) / nrm
+    if not np.iscomplexobj(S):
+        return "symmetric" if (symmetric or dt <= 8 * eps) else None
+    dh = fro(S - S.conj().T) / nrm
+    best = min((dt, "symmetric"), (dh, "hermitian"))
+    if symmetric or best[0] <= 8 * eps:
+        return best[1]
+    return None
+
+
+def _meas_fro(diff):
+    """Frobenius norm of a difference computed in double or extended precision (scaled)."""
+    if diff.dtype in (np.float64, np.complex128):
+        return fro(diff)
+    return float(np.sqrt(np.sum(np.abs(diff) ** 2)))
+
+
+def _mirror_blocks(Ap, f, r0, m, c0, n, factors, lowered, errs, sym, low, meas):
+    """Symmetric storage in :func:`from_dense`: each block below the diagonal becomes the
+    (conjugate) transpose of its partner's stored form (``factors``, ``lowered`` updated in
+    place) and its error against ``A``'s own block is measured into ``errs`` (scaled by
+    ``f``, in the precision ``meas``). Returns ``{stored leaf: mirrored leaf}``."""
+    partner = _packed.partner_index(r0, m, c0, n)
+    mirror = {}
+    herm = sym == "hermitian"
+    for p in np.flatnonzero(r0 > c0):
+        q = int(partner[p])
+        p = int(p)
+        mirror[q] = p
+        blk = Ap[r0[p]:r0[p] + m[p], c0[p]:c0[p] + n[p]]
+        factors.pop(p, None)
+        lowered.discard(p)
+        if q in factors:
+            U, V, k = factors[q]
+            Ut, Vt = (V, U) if herm else (V.conj(), U.conj())  # the partner's (conjugate) transpose
+            if k < U.shape[1]:  # as stored: its last components rounded
+                Ut, Vt = Ut.copy(), Vt.copy()
+                Ut[:, k:] = Ut[:, k:].astype(low)
+                Vt[:, k:] = Vt[:, k:].astype(low)
+            errs[p] = _meas_fro(blk.astype(meas) * f - (Ut.astype(meas) * f) @ Vt.astype(meas).conj().T)
+        else:
+            D = Ap[r0[q]:r0[q] + m[q], c0[q]:c0[q] + n[q]]
+            if q in lowered:
+                D = D.astype(low).astype(Ap.dtype)
+            errs[p] = fro((blk - (D.conj().T if herm else D.T)) * f)
+    return mirror
 
 
 def _distribute_budget(svds, m, n, budget):
