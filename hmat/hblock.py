@@ -81,6 +81,22 @@ class HBlock(LinearOperator):
         self.tol = None
         self._row_tree = None
         self._col_tree = None
+        self._skeleton = None
+
+    def _keep_storage(self, packed):
+        """Make this root (a tree whose leaves are ``packed``'s logical leaves, depth-first)
+        apply and store through ``packed``; its leaf objects are dropped and made again
+        from the storage when asked for (as for a built operator)."""
+        count = iter(range(1 << 62))
+
+        def skeleton(node):
+            if not isinstance(node, HBlock):
+                return next(count)
+            return node.shape, tuple(tuple(skeleton(op) for op in row) for row in node.blocks)
+
+        self._skeleton = skeleton(self)
+        self._blocks = None
+        self._pack = packed
 
     @classmethod
     def _from_blocktree(cls, bt, packed, dtype, row_perm, col_perm):
@@ -105,6 +121,16 @@ class HBlock(LinearOperator):
             if self._adjoint_of is not None:  # an adjoint view: its source's children, transposed
                 src = self._adjoint_of.blocks
                 self._blocks = tuple(tuple(src[i][j].H for i in range(len(src))) for j in range(len(src[0])))
+            elif self._skeleton is not None:  # a loaded root: leaves from its storage
+                ops = self._packed.leaf_ops()
+
+                def make(sk):
+                    if isinstance(sk, int):
+                        return ops[sk]
+                    shape, grid = sk
+                    return _trusted_node(tuple(tuple(make(c) for c in row) for row in grid), self.dtype, shape)
+
+                self._blocks = make(self._skeleton).blocks
             else:
                 self._blocks = _blocks_from_tree(self)
         return self._blocks
@@ -173,6 +199,8 @@ class HBlock(LinearOperator):
         """Nesting depth (1 for a grid of leaves)."""
         if self._blocks is None and self._adjoint_of is not None:
             return self._adjoint_of.depth
+        if self._blocks is None and self._skeleton is not None:
+            return _skeleton_depth(self._skeleton)
         if self._blocks is None:  # a packed root: from its block tree, without leaf objects
             return _tree_depth(self._bt)
         return 1 + max((op.depth if isinstance(op, HBlock) else 0) for r in self.blocks for op in r)
@@ -372,6 +400,12 @@ def _collect(node, r0, c0, out):
                 out.append(Leaf(r, c, op))
             c += int(op.shape[1])
         r += int(row[0].shape[0])
+
+
+def _skeleton_depth(sk):
+    if isinstance(sk, int):
+        return 0
+    return 1 + max(_skeleton_depth(c) for row in sk[1] for c in row)
 
 
 def _tree_depth(bt):

@@ -428,7 +428,7 @@ def _decode(f):
         _need(next(stored_leaves["ops"], None) is None, "the storage holds more leaves than the tree")
         _need(isinstance(op, HBlock), "storage arrays for a leaf operator")
         _check_geometry(op, stored_leaves)
-        op._pack = stored_leaves["packed"]
+        op._keep_storage(stored_leaves["packed"])  # leaf objects (copies of float32 parts) dropped
     _need(stored_leaves is not None or used[0] == data.size, "data array has unused entries")
     _need(op.shape == tuple(int(s) for s in shape), f"tree shape {op.shape} differs from header {tuple(shape)}")
     if not isinstance(op, HBlock):

@@ -113,11 +113,13 @@ def test_save_load_keeps_symmetric_mixed_storage(tmp_path, pts):
     path = tmp_path / "h.npz"
     hmat.save(path, H)
     G = hmat.load(path)
-    assert G.symmetry == "symmetric" and G.nbytes == H.nbytes
+    assert G._blocks is None  # no leaf objects (float64 copies of the float32 parts) kept
+    assert G.symmetry == "symmetric" and G.nbytes == H.nbytes and G.depth == H.depth
     assert G.stats()["nbytes_by_dtype"] == H.stats()["nbytes_by_dtype"]
     x = np.random.default_rng(3).standard_normal(H.shape[1]) + 0j
     assert (G @ x).tobytes() == (H @ x).tobytes()
     assert (G.H @ x).tobytes() == (H.H @ x).tobytes()
+    np.testing.assert_array_equal(G.to_dense(), H.to_dense())  # leaves made again from the storage
 
 
 def exact_rel(A, B):
