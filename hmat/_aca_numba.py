@@ -813,11 +813,11 @@ def sample_entries(r0, m, c0, n, rank, off, buf, pi, pj, out):
             if k < 0:
                 out[s] += buf[off[q] + i * n[q] + j]
             else:
-                acc = out[s] * 0
+                acc = out[s] * 0  # products in out's precision (buf may be single precision)
                 ou = off[q] + i * k
                 ov = off[q] + m[q] * k + j * k
                 for l in range(k):
-                    acc += buf[ou + l] * np.conj(buf[ov + l])
+                    acc += (buf[ou + l] + acc * 0) * np.conj(buf[ov + l])
                 out[s] += acc
 
 
