@@ -6,13 +6,14 @@ Operators (all :class:`scipy.sparse.linalg.LinearOperator` subclasses):
 build provenance :class:`BuildInfo`; admissibility :class:`StrongAdmissibility`, :class:`WeakAdmissibility`;
 builders :func:`from_kernel`, :func:`from_dense`; compressors (:class:`Compressor` protocol,
 :mod:`hmat.compressors`) :class:`ACA`, :class:`SVD`;
-recompression :func:`truncate`, :func:`coarsen`; arithmetic :func:`add`,
+recompression :func:`truncate`, :func:`coarsen`; numerical toolbox :mod:`hmat.linalg`
+(``rank_for_tol``, ``recompress``, ``svd_truncate``, ``permuted_apply``); arithmetic :func:`add`,
 :func:`multiply`, :func:`lu`, :func:`cholesky`, :func:`solve_triangular`; I/O :func:`save`,
 :func:`load`; :func:`plot`; GPU :func:`to_cupy`, :func:`to_numpy`; checks for your own
 operators in :mod:`hmat.testing` (``dottest``, ``check_operator``).
 """
 
-from . import _jit_notice, compressors, kernels, testing
+from . import _jit_notice, compressors, kernels, linalg, testing
 from ._threads import get_num_threads, set_num_threads
 from .aca import ACA
 from .arithmetic import (
@@ -72,6 +73,7 @@ __all__ = [
     "SVD",
     "Compressor",
     "compressors",
+    "linalg",
     "truncate",
     "coarsen",
     "save",

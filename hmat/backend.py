@@ -21,6 +21,7 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
+from .linalg import permuted_apply
 from .operator import LinearOperator
 
 __all__ = ["get_array_module", "has_cupy", "to_cupy", "to_numpy", "to_device", "SparseHMatrix"]
@@ -251,28 +252,15 @@ class SparseHMatrix(LinearOperator):
     # the permuted operator Hp = D + U W, and its adjoint
     def _forward(self, X):
         xp = self.xp
-        X = xp.asarray(X)
-        Xp = X if self.col_perm is None else X[self.col_perm]
-        Yp = self.D @ Xp + self.U @ (self.W @ Xp)
-        if self.row_perm is None:
-            return Yp
-        Y = xp.empty_like(Yp)
-        Y[self.row_perm] = Yp
-        return Y
+        return permuted_apply(lambda Xp: self.D @ Xp + self.U @ (self.W @ Xp), xp.asarray(X),
+                              self.col_perm, self.row_perm, xp)
 
     def _backward(self, X):
         xp = self.xp
         if self._t is None:
             self._t = tuple(A.conj().T.tocsr() for A in (self.D, self.W, self.U))
         Dh, Wh, Uh = self._t
-        X = xp.asarray(X)
-        Xp = X if self.row_perm is None else X[self.row_perm]
-        Yp = Dh @ Xp + Wh @ (Uh @ Xp)
-        if self.col_perm is None:
-            return Yp
-        Y = xp.empty_like(Yp)
-        Y[self.col_perm] = Yp
-        return Y
+        return permuted_apply(lambda Xp: Dh @ Xp + Wh @ (Uh @ Xp), xp.asarray(X), self.row_perm, self.col_perm, xp)
 
     def _matmat(self, X):
         return self._backward(X) if self._is_adjoint else self._forward(X)

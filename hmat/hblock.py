@@ -10,6 +10,7 @@ from ._packed import leaf_size, pack_leaves
 from ._validate import check_dtype
 from . import _threads
 from .dense import Dense
+from .linalg import permuted_apply
 from .lowrank import LowRank
 from .operator import LinearOperator
 from .partition import LeafKind, Partition
@@ -263,14 +264,9 @@ class HBlock(LinearOperator):
             in_perm, out_perm, rows = self.row_perm, self.col_perm, self.shape[1]
         else:
             in_perm, out_perm, rows = self.col_perm, self.row_perm, self.shape[0]
-        Xp = X if in_perm is None else X[in_perm]
         # an adjoint view walks its source's packed leaves with the flag flipped
-        Yp = self._packed.apply(Xp, rows, bool(adjoint) ^ (self._adjoint_of is not None))
-        if out_perm is None:
-            return Yp
-        Y = np.empty_like(Yp)
-        Y[out_perm] = Yp
-        return Y
+        flag = bool(adjoint) ^ (self._adjoint_of is not None)
+        return permuted_apply(lambda Xp: self._packed.apply(Xp, rows, flag), X, in_perm, out_perm)
 
     def _matmat(self, X):
         return self._apply(X, False)

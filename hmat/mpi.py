@@ -50,6 +50,7 @@ from .blocktree import BlockTree
 from .cluster import ClusterTree
 from .hblock import HBlock
 from .kernels import Kernel
+from .linalg import permuted_apply
 from .provenance import BuildInfo
 
 __all__ = ["DistributedHMatrix", "from_kernel", "load", "require_mpi", "local_threads", "row_cuts", "demo"]
@@ -723,10 +724,7 @@ class DistributedHMatrix:
         perm, cuts = (self.row_perm, self.row_cuts) if space == "rows" else (self.col_perm, self.col_cuts)
         y = _agree(self.comm, self._check_local, y, int(cuts[self.rank + 1] - cuts[self.rank]), "y")
         parts = self.comm.allgather(np.ascontiguousarray(y))
-        yp = np.concatenate(parts, axis=0)
-        out = np.empty_like(yp)
-        out[perm] = yp
-        return out
+        return permuted_apply(lambda _: np.concatenate(parts, axis=0), None, None, perm)
 
     def __matmul__(self, x):
         """``A @ x`` for a full vector/matrix in original order, given and returned on every rank."""
