@@ -55,6 +55,7 @@ VARIANTS = {
     "symmetric": {"precision": "full"},
     "adaptive": {"symmetric": False},
     "symmetric+adaptive": {},
+    "symmetric+adaptive+global": {"budget": "global"},  # tol relative to ||K||_F of the whole matrix
 }
 
 

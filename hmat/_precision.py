@@ -34,6 +34,8 @@ __all__ = [
     "split_segment",
     "lower_precision",
     "adaptive_for",
+    "global_truncate",
+    "BUDGETS",
 ]
 
 #: Single-precision storage dtype of each double-precision operator dtype.
@@ -46,6 +48,9 @@ ROUNDING_SHARE = 0.2
 #: Below this tolerance adaptive precision is off (only tail components of negligible size
 #: could be rounded; the tighter approximation would cost more than it saves).
 MIN_ADAPTIVE_TOL = 1e-10
+
+#: Accepted values of :func:`hmat.from_kernel`'s ``budget`` argument.
+BUDGETS = ("block", "global")
 
 #: Accepted values of the builders' ``precision`` argument.
 PRECISIONS = ("adaptive", "full")
@@ -364,3 +369,136 @@ def adaptive_for(precision, dtype, tol):
     if not isinstance(precision, str) or precision not in PRECISIONS:
         raise ValueError(f"precision must be one of {PRECISIONS}, got {precision!r}")
     return precision == "adaptive" and low_dtype(dtype) is not None and tol >= MIN_ADAPTIVE_TOL
+
+
+# ---------------------------------------------------------------------- global error budget
+
+@njit(cache=True, nogil=True)
+def component_norms(m, n, rank, off, buf, e_glob, sig, dense):
+    """Per leaf row: the norms ``||u_c|| ||v_c||`` of its rank-1 components (into ``sig``, at
+    ``sum(max(rank, 0))`` consecutive places, made non-increasing from the tail: each value is
+    the largest of it and those after it) and, for a dense row, its Frobenius norm (into
+    ``dense[t]``; 0 for low-rank rows). All values are scaled by ``2^-e_glob`` (scale-safe:
+    each factor is normed after its own power-of-two scaling)."""
+    p = 0
+    for t in range(rank.size):
+        k = rank[t]
+        mt = m[t]
+        nt = n[t]
+        o = off[t]
+        dense[t] = 0.0
+        if k < 0:
+            D = buf[o:o + mt * nt].reshape((mt, nt))
+            sd = _max_abs(D)
+            if sd > 0.0:
+                e = math.frexp(sd)[1]
+                f = math.ldexp(1.0, -e)
+                acc = 0.0
+                for i in range(mt):
+                    for j in range(nt):
+                        acc += _abs2(D[i, j] * f)
+                dense[t] = math.ldexp(math.sqrt(acc), e - e_glob)
+            continue
+        if k == 0:
+            continue
+        U = buf[o:o + mt * k].reshape((mt, k))
+        V = buf[o + mt * k:o + (mt + nt) * k].reshape((nt, k))
+        su = _max_abs(U)
+        sv = _max_abs(V)
+        nu = np.zeros(k)
+        nv = np.zeros(k)
+        eu = 0
+        ev = 0
+        if su > 0.0 and sv > 0.0:
+            eu = math.frexp(su)[1]
+            ev = math.frexp(sv)[1]
+            _scaled_col_norms(U, math.ldexp(1.0, -eu), nu)
+            _scaled_col_norms(V, math.ldexp(1.0, -ev), nv)
+        run = 0.0
+        for c in range(k - 1, -1, -1):
+            v = math.ldexp(nu[c] * nv[c], eu + ev - e_glob)
+            if v > run:
+                run = v
+            sig[p + c] = run
+        p += k
+
+
+@njit(cache=True, nogil=True)
+def truncate_rows(m, n, rank, off, buf, keep):
+    """The segment with low-rank row ``t`` cut to its first ``keep[t]`` components.
+
+    Returns ``(rank, off, buf)`` (new arrays)."""
+    q = rank.size
+    nrank = rank.copy()
+    noff = np.empty(q, np.int64)
+    size = 0
+    for t in range(q):
+        if rank[t] >= 0:
+            nrank[t] = min(keep[t], rank[t])
+            size += nrank[t] * (m[t] + n[t])
+        else:
+            size += m[t] * n[t]
+    out = np.empty(size, buf.dtype)
+    pos = 0
+    for t in range(q):
+        noff[t] = pos
+        if rank[t] < 0:
+            s = m[t] * n[t]
+            out[pos:pos + s] = buf[off[t]:off[t] + s]
+            pos += s
+        else:
+            _copy_cols(buf, off[t], m[t] + n[t], rank[t], 0, nrank[t], out, pos)
+            pos += nrank[t] * (m[t] + n[t])
+    return nrank, noff, out
+
+
+def global_truncate(packed, budget_rel):
+    """Drop the rank-1 components of smallest norm per stored entry, over all leaves, while
+    their energy fits ``(budget_rel ||H||_F)^2`` (a mirrored leaf's counting twice).
+
+    ``||H||_F`` and the components' norms are taken with each leaf's columns as orthogonal
+    (as recompressed factors are); a leaf's dropped components are its trailing ones, each
+    valued at the largest norm of it and the components after it (conservative).
+    Returns a new :class:`~hmat._packed.Packed` (same logical leaves, lower ranks).
+    """
+    from ._packed import Packed, Segment
+
+    segs = packed.segments
+    big = max((float(np.max(np.abs(s.buf))) for s in segs if s.buf.size), default=0.0)
+    if big == 0.0 or budget_rel <= 0:
+        return packed
+    e_glob = math.frexp(big)[1]
+    sigs, dens, owner = [], [], []
+    for i, s in enumerate(segs):
+        k = np.maximum(s.rank, 0)
+        sig = np.zeros(int(k.sum()))
+        dense = np.zeros(s.rank.size)
+        component_norms(s.m, s.n, s.rank, s.off, s.buf, e_glob, sig, dense)
+        w = np.ones(s.rank.size) if s.mids is None else np.where(s.mids >= 0, 2.0, 1.0)
+        rows = np.repeat(np.arange(s.rank.size), k)
+        sigs.append((sig, w[rows], (s.m + s.n)[rows]))
+        dens.append(w * dense ** 2)
+        owner.append(np.stack([np.full(rows.size, i), rows]))
+    sig = np.concatenate([a[0] for a in sigs])
+    w = np.concatenate([a[1] for a in sigs])
+    size = np.concatenate([a[2] for a in sigs]).astype(np.float64)
+    energy = w * sig ** 2
+    norm2 = float(sum(d.sum() for d in dens) + energy.sum())
+    allow = (budget_rel ** 2) * norm2
+    order = np.argsort(energy / size, kind="stable")
+    ndrop = int(np.searchsorted(np.cumsum(energy[order]), allow, side="right"))
+    own = np.concatenate(owner, axis=1) if owner else np.zeros((2, 0), np.int64)
+    dropped = np.zeros(sig.size, bool)
+    dropped[order[:ndrop]] = True
+    out = []
+    start = 0
+    for i, s in enumerate(segs):
+        k = np.maximum(s.rank, 0)
+        cnt = int(k.sum())
+        d = dropped[start:start + cnt]
+        drop_per_row = np.bincount(own[1, start:start + cnt][d], minlength=s.rank.size) if cnt else np.zeros(s.rank.size, np.int64)
+        start += cnt
+        keep = (k - drop_per_row).astype(np.int64)
+        nr, no, nb = truncate_rows(s.m, s.n, s.rank, s.off, s.buf, keep)
+        out.append(Segment(s.r0, s.m, s.c0, s.n, nr, no, nb, s.ids, s.mids))
+    return Packed(out, dtype=packed.dtype, sym=packed.sym)

@@ -59,6 +59,7 @@ def from_kernel(
     compressor=None,
     precision="adaptive",
     symmetric=None,
+    budget="block",
 ):
     """Build an H-matrix of ``K[i, j] = kernel(targets[i], points[j])`` without forming it.
 
@@ -116,6 +117,14 @@ def from_kernel(
         kernel declared symmetric (all built-in ones are) when ``targets`` is None;
         ``True``: also for any other kernel, which the caller asserts is symmetric
         (``k(x, y) = k(y, x)``); needs ``targets=None``. ``False``: every leaf stored.
+    budget : {"block", "global"}
+        ``"block"`` (default): ``tol`` relative to each block, as above. ``"global"``: ``tol``
+        relative to ``||K||_F`` of the whole matrix, distributed over the blocks as
+        :func:`from_dense` does: the blocks are built to half the blockwise tolerance, then
+        the rank-1 components with the least norm per stored entry are dropped over all
+        blocks while their energy fits ``(tol/2 ||H||_F)^2`` (far blocks, of small norm,
+        become coarser). Not certified either (ACA and the components' orthogonality are
+        estimates): ``error_estimate`` measures the result.
 
     Returns
     -------
@@ -165,10 +174,14 @@ def from_kernel(
     Xp = np.ascontiguousarray(row_tree.points[row_tree.perm])
     Yp = np.ascontiguousarray(col_tree.points[col_tree.perm])
     r0, m, c0, n, admissible = bt.leaf_arrays()
+    if budget not in _precision.BUDGETS:
+        raise ValueError(f"budget must be one of {_precision.BUDGETS}, got {budget!r}")
     compiled = isinstance(kernel, Kernel) and type(compressor) is ACA and compressor.recompress \
         and compressor.rank is None
     adaptive = _precision.adaptive_for(precision, dtype, tol)
     btol = tol * (1 - _precision.ROUNDING_SHARE) if adaptive else tol  # the rest is for rounding
+    if budget == "global":
+        btol *= 0.5  # blockwise half; the other half dropped globally below
     if compiled:
         packed, evals = _build_compiled(kernel, Xp, Yp, r0, m, c0, n, admissible, btol, dtype, progress, symmetric)
     else:
@@ -177,6 +190,8 @@ def from_kernel(
         partner = _packed.partner_index(r0, m, c0, n) if symmetric else None
         packed, evals = _build_python(kernel, Xp, Yp, r0, m, c0, n, admissible, btol, dtype, progress, compressor,
                                       partner)
+    if budget == "global":
+        packed = _precision.global_truncate(packed, btol)
     if adaptive:
         packed = _precision.lower_precision(packed, _precision.ROUNDING_SHARE * tol, 0.5 * tol)
     info = BuildInfo(tol=tol, kernel_evaluations=evals, compressor=compressor_name(compressor))

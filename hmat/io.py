@@ -69,7 +69,10 @@ def save(path, H):
         raise TypeError(f"H must be an HBlock, Dense or LowRank, got {type(H).__name__}")
     if isinstance(H, HBlock) and H._adjoint_of is not None:
         H = H.astype(H.dtype)  # materialise an adjoint view's own structure
+    lazy = isinstance(H, HBlock) and H._blocks is None
     arrays = _encode(H)
+    if lazy:  # leaf objects made for the walk (copies of float32 parts) are not kept
+        H._blocks = None
     write_atomic(path, lambda f: np.savez(f, **arrays))
 
 

@@ -111,7 +111,9 @@ def test_leaves_replace_truncate_arithmetic_and_device(pts):
 def test_save_load_keeps_symmetric_mixed_storage(tmp_path, pts):
     H = build(kernels.Helmholtz(2.0), pts, np.complex128)
     path = tmp_path / "h.npz"
+    assert H._blocks is None
     hmat.save(path, H)
+    assert H._blocks is None  # saving keeps no leaf objects either
     G = hmat.load(path)
     assert G._blocks is None  # no leaf objects (float64 copies of the float32 parts) kept
     assert G.symmetry == "symmetric" and G.nbytes == H.nbytes and G.depth == H.depth
