@@ -496,6 +496,35 @@ def _order_desc(sv):
 
 
 @njit(cache=True, nogil=True)
+def _core_rank(Ru, Rv, k, abs_rel):
+    """SVD (one-sided Jacobi) of the core ``Ru Rv^H`` and the rank of the tail rule: the
+    fewest singular values with ``||dropped|| <= abs_rel ||core||_F`` (the compiled twin of
+    :func:`hmat.linalg.rank_for_tol`). Returns ``(Ct, Zt, sv, order, rank)``."""
+    # Ct[p, i] = core[i, p] = sum_l Ru[i, l] conj(Rv[p, l])
+    Ct = np.zeros((k, k), Ru.dtype)
+    Zt = np.zeros((k, k), Ru.dtype)
+    for p in range(k):
+        Zt[p, p] = 1.0
+        for i in range(k):
+            acc = Ct[0, 0] * 0
+            for l in range(max(i, p), k):
+                acc += Ru[i, l] * np.conj(Rv[p, l])
+            Ct[p, i] = acc
+    sv = _jacobi(Ct, Zt, k)
+    order = _order_desc(sv)
+    tot = 0.0
+    for t in range(k):
+        tot += sv[t] * sv[t]
+    lim = (abs_rel * abs_rel) * tot
+    k2 = k
+    tail = 0.0
+    while k2 > 0 and tail + sv[order[k2 - 1]] * sv[order[k2 - 1]] <= lim:
+        tail += sv[order[k2 - 1]] * sv[order[k2 - 1]]
+        k2 -= 1
+    return Ct, Zt, sv, order, k2
+
+
+@njit(cache=True, nogil=True)
 def recompress_into(U, V, k, abs_rel, out, pos):
     """QR + SVD recompression of ``sum_l U[l] conj(V[l])^T`` (rows of U, V are vectors),
     written to ``out[pos:]`` as U' (m x k2, row-major) then V' (n x k2, row-major).
@@ -521,27 +550,7 @@ def recompress_into(U, V, k, abs_rel, out, pos):
     Rv = np.empty((k, k), w.dtype)
     tu = _house_qr(Au, k, m, Ru)
     tv = _house_qr(Av, k, n, Rv)
-    # Ct[p, i] = core[i, p] = sum_l Ru[i, l] conj(Rv[p, l])
-    Ct = np.zeros((k, k), w.dtype)
-    Zt = np.zeros((k, k), w.dtype)
-    for p in range(k):
-        Zt[p, p] = 1.0
-        for i in range(k):
-            acc = Ct[0, 0] * 0
-            for l in range(max(i, p), k):
-                acc += Ru[i, l] * np.conj(Rv[p, l])
-            Ct[p, i] = acc
-    sv = _jacobi(Ct, Zt, k)
-    order = _order_desc(sv)
-    tot = 0.0
-    for t in range(k):
-        tot += sv[t] * sv[t]
-    lim = (abs_rel * abs_rel) * tot
-    k2 = k
-    tail = 0.0
-    while k2 > 0 and tail + sv[order[k2 - 1]] ** 2 <= lim:
-        tail += sv[order[k2 - 1]] ** 2
-        k2 -= 1
+    Ct, Zt, sv, order, k2 = _core_rank(Ru, Rv, k, abs_rel)
     if k2 == 0:
         return 0
     Bu = np.zeros((k2, m), w.dtype)
@@ -641,26 +650,7 @@ def recompress_gram(U, V, Gu, Gv, k, abs_rel, out, pos):
     Rv = np.empty((k, k), w.dtype)
     if not _chol_upper(Bu, k, Ru) or not _chol_upper(Bv, k, Rv):
         return -1
-    Ct = np.zeros((k, k), w.dtype)
-    Zt = np.zeros((k, k), w.dtype)
-    for p in range(k):
-        Zt[p, p] = 1.0
-        for i in range(k):
-            acc = Ct[0, 0] * 0
-            for l in range(max(i, p), k):
-                acc += Ru[i, l] * np.conj(Rv[p, l])
-            Ct[p, i] = acc
-    sv = _jacobi(Ct, Zt, k)
-    order = _order_desc(sv)
-    tot = 0.0
-    for t in range(k):
-        tot += sv[t] * sv[t]
-    lim = (abs_rel * abs_rel) * tot
-    k2 = k
-    tail = 0.0
-    while k2 > 0 and tail + sv[order[k2 - 1]] * sv[order[k2 - 1]] <= lim:
-        tail += sv[order[k2 - 1]] * sv[order[k2 - 1]]
-        k2 -= 1
+    Ct, Zt, sv, order, k2 = _core_rank(Ru, Rv, k, abs_rel)
     if k2 == 0:
         return 0
     Xu = np.empty((k, k2), w.dtype)
@@ -813,11 +803,11 @@ def sample_entries(r0, m, c0, n, rank, off, buf, pi, pj, out):
             if k < 0:
                 out[s] += buf[off[q] + i * n[q] + j]
             else:
-                acc = out[s] * 0
+                acc = out[s] * 0  # products in out's precision (buf may be single precision)
                 ou = off[q] + i * k
                 ov = off[q] + m[q] * k + j * k
                 for l in range(k):
-                    acc += buf[ou + l] * np.conj(buf[ov + l])
+                    acc += (buf[ou + l] + acc * 0) * np.conj(buf[ov + l])
                 out[s] += acc
 
 

@@ -99,7 +99,9 @@ def _generated(entry):
         return None
     module, qualname = where
     try:
-        src = inspect.getsource(entry.py_func)
+        # numba keys a cache on its file's time stamp only: the name of the generated file
+        # covers everything its code depends on (hmat._aca_numba, the entry's module)
+        src = inspect.getsource(sys.modules[module]) + inspect.getsource(_aca_numba)
         body = _specialised_source()
     except (OSError, TypeError):
         return None

@@ -180,3 +180,68 @@ def apply_segment(r0, m, c0, n, rank, off, buf, X, Y, adjoint):
                 tl = t[l]
                 for r in range(nrhs):
                     yi[r] += a * tl[r]
+
+
+@njit(cache=True, nogil=True, fastmath=_FM)
+def apply_segment_sym_vec(r0, m, c0, n, rank, off, buf, x, xm, y, z):
+    """Symmetric storage, one right-hand side, fused: for every leaf ``L`` of the (mirrored)
+    rows given, ``y[r] += L x[c]`` and ``z[c] += L^H xm[r]`` (the mirrored leaf, see
+    :meth:`hmat._packed.Packed.apply`) in one pass over the leaf's data: a dense leaf is
+    read once, a low-rank leaf's ``U`` once and its ``V`` twice (the second time from
+    cache). ``z`` may be ``y``.
+    """
+    zero = np.zeros(1, y.dtype)[0]
+    tmp = np.zeros(64, dtype=y.dtype)
+    tmp2 = np.zeros(64, dtype=y.dtype)
+    for q in range(r0.size):
+        mq = m[q]
+        nq = n[q]
+        k = rank[q]
+        o = off[q]
+        ys = y[r0[q]:r0[q] + mq]
+        xs = x[c0[q]:c0[q] + nq]
+        zs = z[c0[q]:c0[q] + nq]
+        xms = xm[r0[q]:r0[q] + mq]
+        if k < 0:
+            for i in range(mq):
+                row = buf[o + i * nq:o + (i + 1) * nq]
+                acc = zero
+                xi = xms[i]
+                for j in range(nq):
+                    a = row[j]
+                    acc += a * xs[j]
+                    zs[j] += np.conj(a) * xi
+                ys[i] += acc
+            continue
+        if k == 0:
+            continue
+        if tmp.size < k:
+            tmp = np.zeros(k, dtype=y.dtype)
+            tmp2 = np.zeros(k, dtype=y.dtype)
+        t = tmp[:k]
+        t2 = tmp2[:k]
+        for l in range(k):
+            t[l] = zero
+            t2[l] = zero
+        fu = buf[o:o + mq * k]
+        fv = buf[o + mq * k:o + (mq + nq) * k]
+        for j in range(nq):  # t = V^H x
+            f0 = fv[j * k:(j + 1) * k]
+            x0 = xs[j]
+            for l in range(k):
+                t[l] += np.conj(f0[l]) * x0
+        for i in range(mq):  # y += U t and t2 = U^H xm in one pass over U
+            f0 = fu[i * k:(i + 1) * k]
+            a0 = zero
+            xi = xms[i]
+            for l in range(k):
+                a = f0[l]
+                a0 += a * t[l]
+                t2[l] += np.conj(a) * xi
+            ys[i] += a0
+        for j in range(nq):  # z += V t2
+            f0 = fv[j * k:(j + 1) * k]
+            a0 = zero
+            for l in range(k):
+                a0 += f0[l] * t2[l]
+            zs[j] += a0

@@ -13,18 +13,49 @@ import math
 import numpy as np
 
 from . import _threads
-from ._matvec_numba import apply_segment, apply_segment_vec
+from ._matvec_numba import apply_segment, apply_segment_sym_vec, apply_segment_vec
+
+#: Symmetric storage, one right-hand side: apply a leaf and its mirror in one pass (fused
+#: kernel); False: two passes (the general kernels), kept for comparison.
+FUSED = True
 
 _FIELDS = ("r0", "m", "c0", "n", "rank", "off")
 
 
 class Segment:
-    __slots__ = ("r0", "m", "c0", "n", "rank", "off", "buf", "cost")
+    """Leaf table ``r0, m, c0, n, rank, off`` (int64, shape (q,)) and data ``buf``.
 
-    def __init__(self, r0, m, c0, n, rank, off, buf):
+    ``ids`` (int64, shape (q,), optional) names the logical leaf (depth-first index) of each
+    row; None means the rows are consecutive logical leaves continuing the previous segment.
+    Two rows may share a logical leaf (a low-rank leaf split by precision: same block,
+    components in two buffers of different dtypes). ``mids`` (int64, shape (q,), optional,
+    symmetric storage only) is the logical index of the mirrored leaf a row also stands
+    for (its transpose, see :class:`Packed`), -1 for none. ``cost`` is in units of 8 bytes.
+    """
+
+    __slots__ = ("r0", "m", "c0", "n", "rank", "off", "buf", "cost", "ids", "mids", "_mtab", "_ptab")
+
+    def __init__(self, r0, m, c0, n, rank, off, buf, ids=None, mids=None):
         self.r0, self.m, self.c0, self.n = r0, m, c0, n
         self.rank, self.off, self.buf = rank, off, buf
-        self.cost = int(buf.size) + int(r0.size) * 8
+        self.ids, self.mids = ids, mids
+        self._mtab = self._ptab = None
+        nm = 0 if mids is None else int((mids >= 0).sum())
+        self.cost = int(buf.nbytes) // 8 + int(r0.size) * 8 + (0 if nm == 0 else int(buf.nbytes) // 16 + nm * 8)
+
+    def mirror_table(self):
+        """The leaf table of the rows that stand for a mirrored leaf too (cached)."""
+        if self._mtab is None:
+            sel = np.zeros(self.r0.size, bool) if self.mids is None else self.mids >= 0
+            self._mtab = tuple(np.ascontiguousarray(a[sel]) for a in self.table())
+        return self._mtab
+
+    def plain_table(self):
+        """The leaf table of the other rows (cached)."""
+        if self._ptab is None:
+            sel = np.ones(self.r0.size, bool) if self.mids is None else self.mids < 0
+            self._ptab = tuple(np.ascontiguousarray(a[sel]) for a in self.table())
+        return self._ptab
 
     def table(self):
         return (self.r0, self.m, self.c0, self.n, self.rank, self.off)
@@ -35,8 +66,12 @@ def leaf_size(m, n, rank):
     return np.where(rank < 0, m * n, np.maximum(rank, 0) * (m + n))
 
 
-def pack_leaves(leaves, dtype, nseg=1):
-    """Pack ``[(r0, c0, op)]`` (Dense / LowRank ops) into ``nseg`` segments of similar cost."""
+def pack_leaves(leaves, dtype, nseg=1, ids=None, mids=None):
+    """Pack ``[(r0, c0, op)]`` (Dense / LowRank ops) into ``nseg`` segments of similar cost.
+
+    ``ids``, ``mids`` (int arrays, one per leaf, optional) are the logical leaf indices
+    recorded in the segments (see :class:`Segment`); the data are cast to ``dtype``.
+    """
     from .dense import Dense
     from .lowrank import LowRank
 
@@ -65,8 +100,40 @@ def pack_leaves(leaves, dtype, nseg=1):
                 buf[o + m[t] * k:o + (m[t] + n[t]) * k] = np.asarray(op.V).reshape(-1)
             else:  # pragma: no cover - guarded by HBlock
                 raise TypeError(f"cannot pack leaf of type {type(op).__name__}")
-        segs.append(Segment(r0[a:b].copy(), m[a:b].copy(), c0[a:b].copy(), n[a:b].copy(), rank[a:b].copy(), off, buf))
-    return Packed(segs)
+        sid = None if ids is None else np.asarray(ids[a:b], np.int64).copy()
+        mid = None if mids is None else np.asarray(mids[a:b], np.int64).copy()
+        segs.append(Segment(r0[a:b].copy(), m[a:b].copy(), c0[a:b].copy(), n[a:b].copy(), rank[a:b].copy(), off, buf,
+                            sid, mid))
+    return Packed(segs, dtype=dtype)
+
+
+def pack_parts(parts, dtype, low, nseg=1, mirror=None, sym=None):
+    """Pack leaves given in two precisions.
+
+    Parameters
+    ----------
+    parts : pair of lists of ``(leaf id, r0, c0, op)``
+        Parts stored in ``dtype`` and in ``low``; every stored leaf id occurs at least once
+        (a low-rank leaf may occur in both: its components split by precision).
+    mirror : dict, optional
+        Symmetric storage: ``{stored leaf id: mirrored leaf id}``.
+    sym : {None, "symmetric", "hermitian"}
+    dtype, low : numpy dtypes
+        The operator's dtype and the single-precision storage dtype (None: no second list).
+    nseg : int
+        Segments per precision.
+
+    Returns
+    -------
+    Packed
+    """
+    segs = []
+    for items, dt in zip(parts, (dtype, low)):
+        if items or dt is dtype:
+            ids = np.array([it[0] for it in items], np.int64)
+            mids = None if mirror is None else np.array([mirror.get(int(i), -1) for i in ids], np.int64)
+            segs += pack_leaves([it[1:] for it in items], dt, nseg, ids, mids).segments
+    return Packed(segs, dtype=dtype, sym=sym)
 
 
 def _split_by_cost(sizes, nseg):
@@ -81,49 +148,197 @@ def _split_by_cost(sizes, nseg):
 
 
 class Packed:
-    """Segments of packed leaves of one H-matrix, in permuted coordinates."""
+    """Segments of packed leaves of one H-matrix, in permuted coordinates.
 
-    def __init__(self, segments):
+    ``dtype`` is the operator's dtype (default: that of the widest buffer); buffers may be
+    of a lower precision (see :mod:`hmat._precision`), products accumulate in ``dtype``.
+
+    ``sym``: None (every leaf stored), ``"symmetric"`` (``A^T = A``) or ``"hermitian"``
+    (``A^H = A``): only one leaf of each mirrored pair is stored (the segments' ``mids``
+    name the other), and the mirrored leaf is applied as its partner's transpose
+    (``"symmetric"``) or conjugate transpose (``"hermitian"``) in the same pass.
+    """
+
+    def __init__(self, segments, dtype=None, sym=None):
         self.segments = list(segments)
+        if dtype is None:
+            dtype = np.result_type(*(s.buf.dtype for s in self.segments)) if self.segments else np.float64
+        self.dtype = np.dtype(dtype)
+        if sym not in (None, "symmetric", "hermitian"):
+            raise ValueError(f"sym must be None, 'symmetric' or 'hermitian', got {sym!r}")
+        self.sym = sym
 
     @property
     def nbytes(self):
         return sum(s.buf.nbytes for s in self.segments)
 
+    def nbytes_by_dtype(self):
+        """Stored bytes per buffer dtype, ``{dtype name: bytes}`` (dtypes holding data; the
+        operator's dtype with 0 when nothing is stored)."""
+        out = {}
+        for s in self.segments:
+            if s.buf.nbytes:
+                out[s.buf.dtype.name] = out.get(s.buf.dtype.name, 0) + int(s.buf.nbytes)
+        return out or {self.dtype.name: 0}
+
     @property
     def nleaves(self):
-        return sum(s.r0.size for s in self.segments)
+        """Logical leaves (rows of a leaf split by precision count once, mirrored leaves count)."""
+        return self.leaf_ids()[2]
+
+    def leaf_ids(self):
+        """``(ids, mids, q)``: logical index of every table row and of the leaf it mirrors
+        (-1: none), segments concatenated, and the number of logical leaves."""
+        parts, mparts, nxt = [], [], 0
+        for s in self.segments:
+            if s.ids is None:
+                parts.append(np.arange(nxt, nxt + s.r0.size, dtype=np.int64))
+            else:
+                parts.append(s.ids)
+            mparts.append(np.full(s.r0.size, -1, np.int64) if s.mids is None else s.mids)
+            if parts[-1].size:
+                nxt = max(nxt, int(parts[-1].max()) + 1, int(mparts[-1].max()) + 1)
+        if not parts:
+            return np.zeros(0, np.int64), np.zeros(0, np.int64), 0
+        return np.concatenate(parts), np.concatenate(mparts), nxt
+
+    def row_ids(self):
+        """Logical leaf index of every table row, segments concatenated (int64)."""
+        return self.leaf_ids()[0]
+
+    def logical_table(self):
+        """``(r0, m, c0, n, rank)`` per logical leaf (depth-first order); ``rank`` sums the
+        rows of a split leaf, -1 for dense; mirrored leaves are their partners transposed."""
+        ids, mids, q = self.leaf_ids()
+        cat = [np.concatenate([getattr(s, f) for s in self.segments]) if self.segments else np.zeros(0, np.int64)
+               for f in ("r0", "m", "c0", "n", "rank")]
+        out = [np.zeros(q, np.int64) for _ in range(5)]
+        mir = mids >= 0
+        for j, jm in zip(range(4), (2, 3, 0, 1)):
+            out[j][ids] = cat[j]
+            out[j][mids[mir]] = cat[jm][mir]
+        allid = np.concatenate([ids, mids[mir]])
+        allrank = np.concatenate([cat[4], cat[4][mir]])
+        dense = np.zeros(q, bool)
+        dense[allid[allrank < 0]] = True
+        out[4] = np.bincount(allid, weights=np.maximum(allrank, 0), minlength=q).astype(np.int64)
+        out[4][dense] = -1
+        return tuple(out)
+
+    def leaf_ops(self):
+        """The logical leaves as :class:`~hmat.Dense` / :class:`~hmat.LowRank` of ``dtype``, in
+        depth-first order: full-precision data are views of the buffers, lower-precision
+        data are converted (copies); the rows of a split leaf are joined; a mirrored leaf
+        is its partner's transpose (``sym="symmetric"``) or conjugate transpose."""
+        from .dense import Dense
+        from .lowrank import LowRank
+
+        ids, mids, q = self.leaf_ids()
+        parts = [[] for _ in range(q)]
+        mirror = {}
+        t = 0
+        for seg in self.segments:
+            for r in range(seg.r0.size):
+                parts[ids[t]].append((seg, r))
+                if mids[t] >= 0:
+                    mirror[int(ids[t])] = int(mids[t])
+                t += 1
+        ops = [None] * q
+        for i, rows in enumerate(parts):
+            us, vs = [], []
+            for seg, r in rows:
+                m, n, k, o = int(seg.m[r]), int(seg.n[r]), int(seg.rank[r]), int(seg.off[r])
+                if k < 0:
+                    a = seg.buf[o:o + m * n].reshape(m, n)
+                    ops[i] = Dense._trusted(a if a.dtype == self.dtype else a.astype(self.dtype))
+                    break
+                us.append(seg.buf[o:o + m * k].reshape(m, k))
+                vs.append(seg.buf[o + m * k:o + (m + n) * k].reshape(n, k))
+            else:
+                if not rows:
+                    continue  # a mirrored leaf: made below
+                if len(us) == 1 and us[0].dtype == self.dtype:
+                    ops[i] = LowRank._trusted(us[0], vs[0])
+                else:
+                    ops[i] = LowRank._trusted(np.hstack([u.astype(self.dtype) for u in us]),
+                                              np.hstack([v.astype(self.dtype) for v in vs]))
+        conj = self.sym == "symmetric" and self.dtype.kind == "c"  # transpose = conj of the adjoint
+        for i, j in mirror.items():
+            op = ops[i]
+            if isinstance(op, Dense):
+                ops[j] = Dense._trusted(op.array.T if self.sym == "symmetric" else op.array.conj().T)
+            else:
+                ops[j] = LowRank._trusted(op.V.conj(), op.U.conj()) if conj else LowRank._trusted(op.V, op.U)
+        return ops
+
+    def expanded(self):
+        """This storage with every logical leaf stored (itself when not symmetric)."""
+        if self.sym is None:
+            return self
+        r0, _, c0, _, _ = self.logical_table()
+        leaves = list(zip(r0.tolist(), c0.tolist(), self.leaf_ops()))
+        return pack_leaves(leaves, self.dtype, max(1, len(self.segments)))
+
+    def sample(self, pi, pj, out):
+        """Add the entries at permuted positions ``(pi[s], pj[s])`` into ``out`` (1-D)."""
+        from ._aca_numba import sample_entries
+
+        for s in self.segments:
+            sample_entries(*s.table(), s.buf, pi, pj, out)
+        if self.sym is not None:  # entries of mirrored leaves: their partners' at (j, i)
+            extra = np.zeros_like(out)
+            for s in self.segments:
+                mt = s.mirror_table()
+                if mt[0].size:
+                    sample_entries(*mt, s.buf, pj, pi, extra)
+            out += np.conj(extra) if self.sym == "hermitian" else extra
 
     def apply(self, X, out_rows, adjoint=False, threads=None):
         """Return ``A @ X`` (``A^H @ X`` if adjoint) for permuted ``X`` of shape (n, k) or (n,)."""
         threads = _threads.get_num_threads() if threads is None else threads
         segs = self.segments
-        out_dtype = np.result_type(X.dtype, *(s.buf.dtype for s in segs[:1]))
+        out_dtype = np.result_type(X.dtype, self.dtype)
         X = np.ascontiguousarray(X, dtype=out_dtype)
+        # complex symmetric (A^T = A): mirrored leaves add L^T x = conj(L^H conj(x)), into Z
+        cs = self.sym == "symmetric" and self.dtype.kind == "c"
+        if self.sym is not None and adjoint:
+            if cs:  # A^H x = conj(A conj(x))
+                return np.conj(self.apply(np.conj(X), out_rows, False, threads))
+            adjoint = False  # A^H = A
+        Xm = np.conj(X) if cs else X
         shape = (out_rows,) + X.shape[1:]
         total = sum(s.cost for s in segs)
         kernel = apply_segment_vec if X.ndim == 1 else apply_segment
-        if threads <= 1 or len(segs) <= 1 or total < 200_000:
+        sym = self.sym is not None
+
+        def run(group):
             Y = np.zeros(shape, dtype=out_dtype)
-            for s in segs:
-                kernel(*s.table(), s.buf, X, Y, adjoint)
-            return Y
-        groups = _assign(segs, threads)
-
-        def work(group):
-            Yt = np.zeros(shape, dtype=out_dtype)
+            Z = np.zeros(shape, dtype=out_dtype) if cs else Y
             for s in group:
-                kernel(*s.table(), s.buf, X, Yt, adjoint)
-            return Yt
+                if sym and X.ndim == 1 and FUSED:  # one pass over each mirrored leaf's data
+                    kernel(*s.plain_table(), s.buf, X, Y, False)
+                    apply_segment_sym_vec(*s.mirror_table(), s.buf, X, Xm, Y, Z)
+                    continue
+                kernel(*s.table(), s.buf, X, Y, adjoint)
+                if sym:
+                    mt = s.mirror_table()
+                    if mt[0].size:
+                        kernel(*mt, s.buf, Xm, Z, True)
+            if cs:
+                Y += np.conj(Z)
+            return Y
 
-        parts = list(_threads.executor().map(work, groups))
+        if threads <= 1 or len(segs) <= 1 or total < 200_000:
+            return run(segs)
+        parts = list(_threads.executor().map(run, _assign(segs, threads)))
         Y = parts[0]
         for P in parts[1:]:
             Y += P
         return Y
 
     def astype(self, dtype):
-        return Packed([Segment(*s.table(), s.buf.astype(dtype)) for s in self.segments])
+        return Packed([Segment(*s.table(), s.buf.astype(dtype), s.ids, s.mids) for s in self.segments], dtype=dtype,
+                      sym=self.sym)
 
 
 def _assign(segs, threads):
@@ -160,7 +375,16 @@ def mirror_partner(Xp, Yp, r0, m, c0, n, symmetric):
         return None
     if Xp.shape != Yp.shape or not (Xp is Yp or np.array_equal(Xp, Yp)):
         return None
-    N = int(Xp.shape[0]) + 1
+    return partner_index(r0, m, c0, n)
+
+
+def partner_index(r0, m, c0, n):
+    """The index of each leaf's transposed twin (``partner[q]`` covers ``(c0[q], r0[q])`` with
+    the transposed shape; ``partner[q] = q`` on the diagonal), or None when some leaf has no
+    twin (the leaf set is not symmetric)."""
+    if r0.size == 0:
+        return None
+    N = int(max((r0 + m).max(), (c0 + n).max())) + 1
     key = r0 * N + c0
     order = np.argsort(key, kind="stable")
     skey = key[order]
@@ -173,4 +397,4 @@ def mirror_partner(Xp, Yp, r0, m, c0, n, symmetric):
     return partner
 
 
-__all__ = ["Packed", "Segment", "pack_leaves", "cost_chunks", "mirror_partner"]
+__all__ = ["Packed", "Segment", "pack_leaves", "pack_parts", "cost_chunks", "mirror_partner", "partner_index"]

@@ -231,7 +231,7 @@ class SparseHMatrix(LinearOperator):
     @classmethod
     def from_hblock(cls, H, backend="cupy"):
         xp, sparse = _modules(backend)
-        D, U, W = packed_to_csr(H._packed, H.shape, H.dtype)
+        D, U, W = packed_to_csr(H._packed.expanded(), H.shape, H.dtype)  # symmetric storage: every leaf
         conv = (lambda A: A) if backend == "numpy" else (lambda A: sparse.csr_matrix(A))
         rp = None if H.row_perm is None else xp.asarray(H.row_perm)
         cp = None if H.col_perm is None else xp.asarray(H.col_perm)

@@ -6,11 +6,10 @@ import math
 
 import numpy as np
 
-from . import _threads
-from ._aca_numba import sample_entries
+from . import _packed, _precision, _threads
 from ._kernel_jit import compiled_for
 from ._norms import fro, hypot_all, pow2_exponent
-from ._packed import Packed, Segment, pack_leaves
+from ._packed import Packed, Segment, pack_leaves, pack_parts
 from ._progress import progress_bar
 from ._validate import check_dtype, check_finite_array, check_positive, check_tol
 from .aca import ACA, twin_groups
@@ -58,6 +57,9 @@ def from_kernel(
     seed=0,
     backend="numpy",
     compressor=None,
+    precision="adaptive",
+    symmetric=None,
+    budget="block",
 ):
     """Build an H-matrix of ``K[i, j] = kernel(targets[i], points[j])`` without forming it.
 
@@ -75,7 +77,10 @@ def from_kernel(
         and recompressed by QR + SVD to 0.9 tol; dense blocks are exact. When every block
         meets its tolerance, ``||K - H||_F <= tol ||K||_F`` holds globally. ACA's stopping
         rule is an estimate, so this is not certified: ``H.error_estimate`` measures it
-        a posteriori on ``n_samples`` random entries.
+        a posteriori on ``n_samples`` random entries. With adaptive precision the blocks
+        are approximated to ``0.8 tol`` and the rounding of their single-precision parts
+        is bounded by ``0.2 tol`` of each block (dense blocks: ``0.5 tol``), so the same
+        blockwise tolerance holds with the rounding counted.
     eta : float
         Parameter of the default :class:`StrongAdmissibility`.
     leaf_size : int
@@ -99,6 +104,27 @@ def from_kernel(
         and ``ACA()`` (recompressing, no rank cap) the whole build runs in compiled code;
         otherwise ``compressor.compress(source, rows, cols, tol)`` is called per admissible
         block, and a block it returns None for is stored exactly.
+    precision : {"adaptive", "full"}
+        ``"adaptive"`` (default, for float64 and complex128 with ``tol >= 1e-10``): the
+        rank-1 components of a low-rank block whose rounding fits the block's rounding
+        allowance (rigorous bound, the smallest components first), and dense blocks whose
+        measured rounding fits, are stored in float32 (complex64); the operator keeps its
+        dtype and accumulates in it. ``"full"``: everything in ``dtype``.
+    symmetric : bool, optional
+        Symmetric storage: only the leaves on or above the diagonal are stored, each
+        mirrored leaf applied as its partner's transpose (``K^T = K``, complex kernels
+        included, e.g. Helmholtz) in the same pass. ``None`` (default): for a compiled
+        kernel declared symmetric (all built-in ones are) when ``targets`` is None;
+        ``True``: also for any other kernel, which the caller asserts is symmetric
+        (``k(x, y) = k(y, x)``); needs ``targets=None``. ``False``: every leaf stored.
+    budget : {"block", "global"}
+        ``"block"`` (default): ``tol`` relative to each block, as above. ``"global"``: ``tol``
+        relative to ``||K||_F`` of the whole matrix, distributed over the blocks as
+        :func:`from_dense` does: the blocks are built to half the blockwise tolerance, then
+        the rank-1 components with the least norm per stored entry are dropped over all
+        blocks while their energy fits ``(tol/2 ||H||_F)^2`` (far blocks, of small norm,
+        become coarser). Not certified either (ACA and the components' orthogonality are
+        estimates): ``error_estimate`` measures the result.
 
     Returns
     -------
@@ -115,6 +141,10 @@ def from_kernel(
     n_samples = check_positive(n_samples, "n_samples", integer=True, minimum=0)
     compressor = ACA(tol) if compressor is None else check_compressor(compressor)
     adm = _admissibility(admissibility, eta, "strong")
+    if symmetric is not None and not isinstance(symmetric, bool):
+        raise ValueError(f"symmetric must be None, True or False, got {symmetric!r}")
+    if symmetric and targets is not None:
+        raise ValueError("symmetric=True needs targets=None (one point set for rows and columns)")
     kdtype = check_dtype(getattr(kernel, "dtype", np.float64), "kernel.dtype")
     dtype = check_dtype(dtype if dtype is not None else kdtype)
     if kdtype.kind == "c" and dtype.kind != "c":
@@ -144,12 +174,26 @@ def from_kernel(
     Xp = np.ascontiguousarray(row_tree.points[row_tree.perm])
     Yp = np.ascontiguousarray(col_tree.points[col_tree.perm])
     r0, m, c0, n, admissible = bt.leaf_arrays()
+    if budget not in _precision.BUDGETS:
+        raise ValueError(f"budget must be one of {_precision.BUDGETS}, got {budget!r}")
     compiled = isinstance(kernel, Kernel) and type(compressor) is ACA and compressor.recompress \
         and compressor.rank is None
+    adaptive = _precision.adaptive_for(precision, dtype, tol)
+    btol = tol * (1 - _precision.ROUNDING_SHARE) if adaptive else tol  # the rest is for rounding
+    if budget == "global":
+        btol *= 0.5  # blockwise half; the other half dropped globally below
     if compiled:
-        packed, evals = _build_compiled(kernel, Xp, Yp, r0, m, c0, n, admissible, tol, dtype, progress)
+        packed, evals = _build_compiled(kernel, Xp, Yp, r0, m, c0, n, admissible, btol, dtype, progress, symmetric)
     else:
-        packed, evals = _build_python(kernel, Xp, Yp, r0, m, c0, n, admissible, tol, dtype, progress, compressor)
+        if symmetric is None:  # a compiled kernel declared symmetric, on one point set
+            symmetric = targets is None and isinstance(kernel, Kernel) and bool(kernel.symmetric)
+        partner = _packed.partner_index(r0, m, c0, n) if symmetric else None
+        packed, evals = _build_python(kernel, Xp, Yp, r0, m, c0, n, admissible, btol, dtype, progress, compressor,
+                                      partner)
+    if budget == "global":
+        packed = _precision.global_truncate(packed, btol)
+    if adaptive:
+        packed = _precision.lower_precision(packed, _precision.ROUNDING_SHARE * tol, 0.5 * tol)
     info = BuildInfo(tol=tol, kernel_evaluations=evals, compressor=compressor_name(compressor))
     H = HBlock._from_packed(bt.partition(), packed, dtype, info)
     if n_samples:
@@ -177,12 +221,14 @@ def _chunks(r0, m, c0, n, admissible, threads):
     return _packed.cost_chunks(cost, threads)
 
 
-def _build_compiled(kernel, Xp, Yp, r0, m, c0, n, admissible, tol, dtype, progress):
+def _build_compiled(kernel, Xp, Yp, r0, m, c0, n, admissible, tol, dtype, progress, symmetric=None):
     """Parallel compiled build: chunks of leaves -> packed segments (GIL released).
 
-    For a symmetric kernel on one point set, only the leaves on or above the diagonal
-    (``r0 <= c0``) are computed (ACA + recompression or dense evaluation); a second, cheap
-    pass appends the others, as transposes of their twins, to the same chunk buffers.
+    For a symmetric kernel (``kernel.symmetric``, or ``symmetric=True``: the caller asserts
+    it) on one point set, only the leaves on or above the diagonal (``r0 <= c0``) are
+    computed (ACA + recompression or dense evaluation); unless ``symmetric`` is False only
+    they are stored (symmetric storage), otherwise a second, cheap pass appends the others,
+    as transposes of their twins, to the same chunk buffers.
     Returns ``(Packed, kernel evaluations)``.
     """
     from numba.typed import List
@@ -195,7 +241,8 @@ def _build_compiled(kernel, Xp, Yp, r0, m, c0, n, admissible, tol, dtype, progre
     gx = twin_groups(Xp)
     gy = twin_groups(Yp)
     build_chunk, param = compiled_for(kernel.entry).build_chunk, float(kernel.param)
-    partner = _packed.mirror_partner(Xp, Yp, r0, m, c0, n, kernel.symmetric)
+    partner = _packed.mirror_partner(Xp, Yp, r0, m, c0, n, bool(kernel.symmetric) or symmetric is True)
+    store_symmetric = symmetric is not False
     built = np.ones(r0.size, bool) if partner is None else (r0 <= c0)
     cost = np.where(admissible, 24 * (m + n), m * n).astype(np.float64)
     cost = np.where(built, cost, 0.05 * cost)
@@ -223,6 +270,14 @@ def _build_compiled(kernel, Xp, Yp, r0, m, c0, n, admissible, tol, dtype, progre
             results.append(res)
             evals += int(res[4])
             bar.update(int(built[a:b].sum()))
+        if partner is not None and store_symmetric:
+            segs = []
+            for (a, b), (rank, off, buf, pos, _) in zip(chunks, results):
+                idx = np.flatnonzero(built[a:b]) + a
+                mid = np.where(partner[idx] != idx, partner[idx], -1)
+                segs.append(Segment(r0[idx], m[idx], c0[idx], n[idx], rank, off, buf[:pos], idx, mid))
+            bar.update(int((~built).sum()))
+            return _finite_packed(segs, dtype, "symmetric"), evals
         if partner is None:
             segs = [
                 Segment(r0[a:b].copy(), m[a:b].copy(), c0[a:b].copy(), n[a:b].copy(), rank, off, buf[:pos])
@@ -258,7 +313,7 @@ def _build_compiled(kernel, Xp, Yp, r0, m, c0, n, admissible, tol, dtype, progre
     return _finite_packed(segs, dtype), evals
 
 
-def _finite_packed(segs, dtype):
+def _finite_packed(segs, dtype, sym=None):
     """``Packed(segs)``, refusing values that overflowed a single-precision dtype (kernel
     values are computed in float64 and are finite there)."""
     if dtype.itemsize * (2 if dtype.kind == "f" else 1) <= 8:  # float32, complex64
@@ -268,18 +323,21 @@ def _finite_packed(segs, dtype):
                     f"kernel values overflow dtype {dtype} (beyond {np.finfo(dtype).max:.3g}); "
                     f"use a double-precision dtype or rescale the kernel"
                 )
-    return Packed(segs)
+    return Packed(segs, dtype=dtype, sym=sym)
 
 
-def _build_python(kernel, Xp, Yp, r0, m, c0, n, admissible, tol, dtype, progress, compressor):
-    """Leaf by leaf: ``compressor`` on admissible leaves, exact evaluation of the others.
-    Every evaluated block is checked for NaN/Inf and for complex values the storage dtype
-    cannot hold, and computed in the wider of the kernel's and the storage dtype."""
+def _build_python(kernel, Xp, Yp, r0, m, c0, n, admissible, tol, dtype, progress, compressor, partner=None):
+    """Leaf by leaf: ``compressor`` on admissible leaves, exact evaluation of the others;
+    with ``partner`` (see :func:`hmat._packed.partner_index`) only the leaves with
+    ``r0 <= c0`` (symmetric storage). Every evaluated block is checked for NaN/Inf and for
+    complex values the storage dtype cannot hold, and computed in the wider of the kernel's
+    and the storage dtype."""
     work = np.result_type(getattr(kernel, "dtype", np.float64), dtype)
     source = KernelSource(kernel, Xp, Yp, dtype=work, check=lambda b, shape: _checked(b, shape, dtype, work))
     leaves = []
-    with progress_bar(total=int(r0.size), desc="hmat build", unit="leaf", disable=not progress) as bar:
-        for q in range(r0.size):
+    stored = np.arange(r0.size) if partner is None else np.flatnonzero(r0 <= c0)
+    with progress_bar(total=int(stored.size), desc="hmat build", unit="leaf", disable=not progress) as bar:
+        for q in stored:
             rows, cols = range(int(r0[q]), int(r0[q] + m[q])), range(int(c0[q]), int(c0[q] + n[q]))
             op = None
             if admissible[q]:
@@ -290,7 +348,11 @@ def _build_python(kernel, Xp, Yp, r0, m, c0, n, admissible, tol, dtype, progress
             leaves.append((int(r0[q]), int(c0[q]), op))
             bar.update(1)
     nseg = max(1, 4 * _threads.get_num_threads())
-    return pack_leaves(leaves, dtype, nseg), source.evaluations
+    if partner is None:
+        return pack_leaves(leaves, dtype, nseg), source.evaluations
+    mids = np.where(partner[stored] != stored, partner[stored], -1)
+    packed = pack_leaves(leaves, dtype, nseg, stored, mids)
+    return Packed(packed.segments, dtype=dtype, sym="symmetric"), source.evaluations
 
 
 def _checked(block, shape, dtype, work=None):
@@ -327,8 +389,7 @@ def _sampled_error(H, kernel, Xp, Yp, n_samples, seed):
 def sampled_error_at(H, kernel, Xp, Yp, pi, pj):
     """Relative error ``||A_S - H_S|| / ||A_S||`` over permuted entry positions ``(pi, pj)``."""
     approx = np.zeros(pi.size, dtype=H.dtype)
-    for s in H._packed.segments:
-        sample_entries(*s.table(), s.buf, pi, pj, approx)
+    H._packed.sample(pi, pj, approx)
     if isinstance(kernel, Kernel):
         true = np.empty(pi.size, dtype=np.result_type(H.dtype, kernel.dtype))
         compiled_for(kernel.entry).eval_pairs(float(kernel.param), Xp, Yp, pi, pj, true)
@@ -342,7 +403,7 @@ def sampled_error_at(H, kernel, Xp, Yp, pi, pj):
 # ---------------------------------------------------------------------- from_dense
 
 def from_dense(A, *, tol=1e-6, points=None, eta=2.0, leaf_size=64, admissibility=None, split="bbox",
-               compressor=None):
+               compressor=None, precision="adaptive", symmetric=None):
     """Compress an explicit matrix with a certified bound ``||A - H||_F <= tol ||A||_F``.
 
     The Frobenius error budget ``(tol ||A||_F)^2`` is distributed over the admissible
@@ -354,7 +415,10 @@ def from_dense(A, *, tol=1e-6, points=None, eta=2.0, leaf_size=64, admissibility
     when ``tol`` is within 1000 machine epsilons of double precision); if rounding spent
     more than the reserve, the blocks with the largest errors are stored exactly until the
     bound holds. The result's ``error_estimate`` is this measured relative error
-    ``||A - H||_F / ||A||_F``. All norms are taken after an exact power-of-two scaling, so
+    ``||A - H||_F / ||A||_F``. With adaptive precision, 0.2 tol of the budget is set aside
+    for single-precision storage: each block may round by at most 0.2 tol of its own norm
+    (a rigorous bound for low-rank components, an exact measurement for dense blocks), and
+    the measured errors above are those of the blocks as stored, rounding included. All norms are taken after an exact power-of-two scaling, so
     the guarantee holds for entries of any magnitude the dtype represents.
 
     Parameters
@@ -372,10 +436,21 @@ def from_dense(A, *, tol=1e-6, points=None, eta=2.0, leaf_size=64, admissibility
     split : {"bbox", "pca", "cardinality"}
     compressor : Compressor, optional
         Instead of the global budget: ``compressor.compress(source, rows, cols, tol')`` on
-        each admissible block, ``tol' = tol - 4 eps`` blockwise (see
-        :mod:`hmat.compressors`); a block it returns None for is stored exactly. The
-        measurement of the stored factors and the final correction above are the same, so
-        the bound holds for any compressor.
+        each admissible (stored) block, ``tol' = tol - 4 eps`` blockwise (``0.8 tol - 4 eps``
+        with adaptive precision; see :mod:`hmat.compressors`); a block it returns None for
+        is stored exactly. The measurement of the stored factors and the final correction
+        above are the same, so the bound holds for any compressor.
+    precision : {"adaptive", "full"}
+        See :func:`from_kernel` (``"adaptive"`` applies to float64 and complex128 data
+        with ``tol >= 1e-10``).
+    symmetric : bool, optional
+        Symmetric storage (see :func:`from_kernel`), for a square ``A`` on one cluster tree
+        (``points`` None or one array). ``None`` (default): when ``A`` is symmetric
+        (``||A - A^T||_F <= 8 eps ||A||_F``) or, complex, Hermitian (same test with ``A^H``);
+        ``True``: also for an ``A`` that is symmetric only approximately (the mirrored
+        blocks then approximate ``A``'s own blocks by the transposes, error measured and
+        certified like the rest); ``False``: every block stored. The bound holds either
+        way: if the mirrored blocks' measured errors break it, every block is stored.
 
     Returns
     -------
@@ -384,6 +459,10 @@ def from_dense(A, *, tol=1e-6, points=None, eta=2.0, leaf_size=64, admissibility
     A = check_finite_array(A, "A", ndim=2)
     tol = check_tol(tol)
     compressor = None if compressor is None else check_compressor(compressor)
+    adaptive = _precision.adaptive_for(precision, A.dtype, tol)
+    share = _precision.ROUNDING_SHARE if adaptive else 0.0
+    if symmetric is not None and not isinstance(symmetric, bool):
+        raise ValueError(f"symmetric must be None, True or False, got {symmetric!r}")
     leaf_size = check_positive(leaf_size, "leaf_size", integer=True)
     M, N = A.shape
     if points is None:
@@ -412,14 +491,22 @@ def from_dense(A, *, tol=1e-6, points=None, eta=2.0, leaf_size=64, admissibility
     f = math.ldexp(1.0, -e)
     norm_a = fro(Ap.astype(work_dtype) * f)
     eps = float(np.finfo(A.dtype).eps)
-    budget = max(tol - 4 * eps, 0.0) * norm_a
+    budget = max((1 - share) * tol - 4 * eps, 0.0) * norm_a
+    # symmetric storage: only blocks with r0 <= c0 are decided; a mirrored pair's error counts twice
+    sym = None
+    if symmetric is not False and row_tree is col_tree:
+        sym = _dense_symmetry(Ap, f, eps, symmetric)
+    partner = _packed.partner_index(r0, m, c0, n) if sym is not None else None
+    sym = None if partner is None else sym
+    stored = np.ones(r0.size, bool) if sym is None else r0 <= c0
     if compressor is None:
-        cand = _budget_factors(Ap, r0, m, c0, n, admissible, work_dtype, e, budget)
+        cand = _budget_factors(Ap, r0, m, c0, n, admissible & stored, work_dtype, e, budget,
+                               None if sym is None else partner)
     else:
         cand = {}
         if budget > 0:  # else low-rank storage (whose factors round) cannot be certified
             src = DenseSource(Ap)
-            for q in np.flatnonzero(admissible):
+            for q in np.flatnonzero(admissible & stored):
                 rows, cols = range(int(r0[q]), int(r0[q] + m[q])), range(int(c0[q]), int(c0[q] + n[q]))
                 op = compress_block(compressor, src, rows, cols, budget / norm_a, A.dtype)
                 if op is not None:
@@ -430,13 +517,34 @@ def from_dense(A, *, tol=1e-6, points=None, eta=2.0, leaf_size=64, admissibility
     meas = work_dtype
     if tol < 1e3 * eps and eps < 1e-10:  # double-precision data, tolerance near its eps
         meas = np.dtype(np.longdouble if A.dtype.kind == "f" else np.clongdouble)
+    low = _precision.low_dtype(A.dtype) if adaptive else None
     for q, (U, V) in cand.items():
+        k = U.shape[1]
+        p = _precision.lowrank_split(U, V, share * tol) if adaptive else k
+        factors[q] = (U, V, p)
+        if p < k:  # measure the leaf as stored: its last k - p components rounded
+            U, V = U.copy(), V.copy()
+            U[:, p:] = U[:, p:].astype(low)
+            V[:, p:] = V[:, p:].astype(low)
         blk = Ap[r0[q]:r0[q] + m[q], c0[q]:c0[q] + n[q]].astype(meas)
         Us = U.astype(meas) * f
         diff = blk * f - Us @ V.astype(meas).conj().T
-        factors[q] = (U, V)
-        errs[q] = fro(diff) if meas == work_dtype else float(np.sqrt(np.sum(np.abs(diff) ** 2)))
+        errs[q] = _meas_fro(diff)
+    lowered = set()  # dense blocks stored in single precision, their rounding measured exactly
+    if adaptive:
+        proto = np.zeros(0, low)
+        for q in np.flatnonzero(stored).tolist():
+            if q not in factors:
+                blk = Ap[r0[q]:r0[q] + m[q], c0[q]:c0[q] + n[q]]
+                if _precision.dense_rounding_fits(blk, share * tol, proto):
+                    lowered.add(q)
+                    errs[q] = fro((blk - blk.astype(low)) * f)
     bound = tol * norm_a
+    mirror = None
+    if sym is not None:  # mirrored blocks: their partners' transposes, measured against A
+        mirror = _mirror_blocks(Ap, f, r0, m, c0, n, factors, lowered, errs, sym, low, meas)
+        for q, p in mirror.items():  # one error per stored unit (a block and its mirror)
+            errs[q] = hypot_all([errs.get(q, 0.0), errs.pop(p, 0.0)])
     err = hypot_all(list(errs.values())) if errs else 0.0
     if err > bound:
         # rounding of the stored factors spent more than the reserve: store the blocks with
@@ -446,33 +554,53 @@ def from_dense(A, *, tol=1e-6, points=None, eta=2.0, leaf_size=64, admissibility
         tail = np.sqrt(np.cumsum((vals / err) ** 2)) * err  # error of keeping order[:i+1]
         nkeep = int(np.searchsorted(tail, bound, side="right"))
         for q in order[nkeep:]:
-            del factors[q]
+            factors.pop(q, None)
+            lowered.discard(q)
         err = float(tail[nkeep - 1]) if nkeep else 0.0
-    leaves = []
+        if sym is not None:  # blocks stored exactly: their mirrors' errors measured again
+            fallen = set(order[nkeep:])
+            again = {}
+            _mirror_blocks(Ap, f, r0, m, c0, n, factors, lowered, again, sym, low, meas)
+            err = hypot_all([errs[q] for q in order[:nkeep]] + [again[p] for q, p in mirror.items() if q in fallen])
+            if err > bound:  # the transposes do not fit: store every block
+                return from_dense(A, tol=tol, points=points, eta=eta, leaf_size=leaf_size, admissibility=admissibility,
+                                  split=split, compressor=compressor, precision=precision, symmetric=False)
+    parts = ([], [])  # (leaf id, r0, c0, op) in full and in single precision
     for q in range(r0.size):
+        if mirror is not None and q in mirror.values():
+            continue  # stored as its partner's transpose
         fq = factors.get(q)
+        at = (q, int(r0[q]), int(c0[q]))
         if fq is None:
-            op = Dense._trusted(np.ascontiguousarray(Ap[r0[q]:r0[q] + m[q], c0[q]:c0[q] + n[q]]))
-        else:
-            op = LowRank._trusted(*fq)
-        leaves.append((int(r0[q]), int(c0[q]), op))
-    packed = pack_leaves(leaves, A.dtype, max(1, 4 * _threads.get_num_threads()))
+            blk = np.ascontiguousarray(Ap[r0[q]:r0[q] + m[q], c0[q]:c0[q] + n[q]])
+            parts[q in lowered].append(at + (Dense._trusted(blk),))
+            continue
+        U, V, p = fq
+        if p > 0 or U.shape[1] == 0:
+            parts[0].append(at + (LowRank._trusted(U[:, :p], V[:, :p]),))
+        if p < U.shape[1]:
+            parts[1].append(at + (LowRank._trusted(U[:, p:], V[:, p:]),))
+    packed = pack_parts(parts, A.dtype, low, max(1, 4 * _threads.get_num_threads()), mirror, sym)
     name = "SVD (global budget)" if compressor is None else compressor_name(compressor)
     info = BuildInfo(tol=tol, error_estimate=err / norm_a if norm_a > 0 else 0.0, compressor=name)
     return HBlock._from_packed(bt.partition(), packed, A.dtype, info)
 
 
-def _budget_factors(Ap, r0, m, c0, n, admissible, work_dtype, e, budget):
-    """``{leaf: (U, V)}`` of the admissible blocks kept low rank under the global budget."""
+def _budget_factors(Ap, r0, m, c0, n, admissible, work_dtype, e, budget, partner=None):
+    """``{leaf: (U, V)}`` of the admissible blocks kept low rank under the global budget;
+    with ``partner`` (symmetric storage) the error of an off-diagonal block counts twice
+    (the block and its mirror)."""
     f = math.ldexp(1.0, -e)
     svds = {}
     for q in np.flatnonzero(admissible):
         blk = Ap[r0[q]:r0[q] + m[q], c0[q]:c0[q] + n[q]].astype(work_dtype) * f
         W, s, Vh = np.linalg.svd(blk, full_matrices=False)
         svds[int(q)] = (W, s, Vh)
+    weighted = svds if partner is None else {
+        q: (W, s * math.sqrt(2.0) if partner[q] != q else s, Vh) for q, (W, s, Vh) in svds.items()}
     # with no budget beyond the rounding reserve, low-rank storage (whose factors round)
     # cannot be certified: every block is stored exactly
-    keep = _distribute_budget(svds, m, n, budget) if budget > 0 else {}
+    keep = _distribute_budget(weighted, m, n, budget) if budget > 0 else {}
     out = {}
     for q, k in keep.items():
         W, s, Vh = svds[q]
@@ -480,6 +608,64 @@ def _budget_factors(Ap, r0, m, c0, n, admissible, work_dtype, e, budget):
         V = np.ascontiguousarray((Vh[:k].conj().T * math.ldexp(1.0, e // 2)).astype(Ap.dtype))
         out[q] = (U, V)
     return out
+
+
+def _dense_symmetry(Ap, f, eps, symmetric):
+    """``"symmetric"``, ``"hermitian"`` or None for the permuted, scaled-by-``f`` matrix:
+    within ``8 eps`` (relative Frobenius) of its transpose / conjugate transpose; with
+    ``symmetric=True`` the closer of the two (the caller measures what the transposes cost)."""
+    if Ap.shape[0] != Ap.shape[1]:
+        return None
+    S = Ap * f
+    nrm = fro(S)
+    if nrm == 0:
+        return "symmetric"
+    dt = fro(S - S.T) / nrm
+    if not np.iscomplexobj(S):
+        return "symmetric" if (symmetric or dt <= 8 * eps) else None
+    dh = fro(S - S.conj().T) / nrm
+    best = min((dt, "symmetric"), (dh, "hermitian"))
+    if symmetric or best[0] <= 8 * eps:
+        return best[1]
+    return None
+
+
+def _meas_fro(diff):
+    """Frobenius norm of a difference computed in double or extended precision (scaled)."""
+    if diff.dtype in (np.float64, np.complex128):
+        return fro(diff)
+    return float(np.sqrt(np.sum(np.abs(diff) ** 2)))
+
+
+def _mirror_blocks(Ap, f, r0, m, c0, n, factors, lowered, errs, sym, low, meas):
+    """Symmetric storage in :func:`from_dense`: each block below the diagonal becomes the
+    (conjugate) transpose of its partner's stored form (``factors``, ``lowered`` updated in
+    place) and its error against ``A``'s own block is measured into ``errs`` (scaled by
+    ``f``, in the precision ``meas``). Returns ``{stored leaf: mirrored leaf}``."""
+    partner = _packed.partner_index(r0, m, c0, n)
+    mirror = {}
+    herm = sym == "hermitian"
+    for p in np.flatnonzero(r0 > c0):
+        q = int(partner[p])
+        p = int(p)
+        mirror[q] = p
+        blk = Ap[r0[p]:r0[p] + m[p], c0[p]:c0[p] + n[p]]
+        factors.pop(p, None)
+        lowered.discard(p)
+        if q in factors:
+            U, V, k = factors[q]
+            Ut, Vt = (V, U) if herm else (V.conj(), U.conj())  # the partner's (conjugate) transpose
+            if k < U.shape[1]:  # as stored: its last components rounded
+                Ut, Vt = Ut.copy(), Vt.copy()
+                Ut[:, k:] = Ut[:, k:].astype(low)
+                Vt[:, k:] = Vt[:, k:].astype(low)
+            errs[p] = _meas_fro(blk.astype(meas) * f - (Ut.astype(meas) * f) @ Vt.astype(meas).conj().T)
+        else:
+            D = Ap[r0[q]:r0[q] + m[q], c0[q]:c0[q] + n[q]]
+            if q in lowered:
+                D = D.astype(low).astype(Ap.dtype)
+            errs[p] = fro((blk - (D.conj().T if herm else D.T)) * f)
+    return mirror
 
 
 def _distribute_budget(svds, m, n, budget):

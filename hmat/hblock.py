@@ -171,7 +171,11 @@ class HBlock(LinearOperator):
     def blocks(self):
         """The children grid, a tuple of tuples of operators."""
         if self._blocks is None:
-            self._blocks = _blocks_from_tree(self)
+            if self._adjoint_of is not None:  # an adjoint view: its source's children, transposed
+                src = self._adjoint_of.blocks
+                self._blocks = tuple(tuple(src[i][j].H for i in range(len(src))) for j in range(len(src[0])))
+            else:
+                self._blocks = _blocks_from_tree(self)
         return self._blocks
 
     @property
@@ -226,8 +230,21 @@ class HBlock(LinearOperator):
         return out
 
     @property
+    def symmetry(self):
+        """Symmetric storage: ``"symmetric"`` (``A^T = A``), ``"hermitian"`` (``A^H = A``) or
+        None (every leaf stored). With it only the leaves on or above the diagonal are
+        stored; :meth:`leaves` still lists every leaf, mirrored ones as transposes."""
+        if self._pack is None and self._adjoint_of is None:
+            return None
+        return self._packed.sym
+
+    @property
     def depth(self) -> int:
         """Nesting depth (1 for a grid of leaves)."""
+        if self._blocks is None and self._adjoint_of is not None:
+            return self._adjoint_of.depth
+        if self._blocks is None:  # a packed root: from its partition, without leaf objects
+            return _tree_depth(self._partition)
         return 1 + max((op.depth if isinstance(op, HBlock) else 0) for r in self.blocks for op in r)
 
     # ------------------------------------------------------------------ packed matvec
@@ -266,8 +283,8 @@ class HBlock(LinearOperator):
     def _adjoint(self):
         if self._adjoint_of is not None:
             return self._adjoint_of
-        grid = [[self.blocks[i][j].H for i in range(len(self.blocks))] for j in range(len(self.blocks[0]))]
-        out = HBlock(grid, self.col_perm, self.row_perm, self._provenance)
+        out = _trusted_node(None, self.dtype, self.shape[::-1], self._provenance)  # children made when asked for
+        out.row_perm, out.col_perm = self.col_perm, self.row_perm
         out._adjoint_of = self
         return out
 
@@ -292,6 +309,9 @@ class HBlock(LinearOperator):
 
     @property
     def nbytes(self) -> int:
+        """Bytes of the stored data (as stored: reduced-precision parts at their own size)."""
+        if self._pack is not None or self._adjoint_of is not None:
+            return int(self._packed.nbytes)
         return int(sum(op.nbytes for _, _, op in self.leaves()))
 
     def astype(self, dtype):
@@ -306,21 +326,35 @@ class HBlock(LinearOperator):
         dict
             ``shape``, ``dtype``, ``depth``, ``n_leaves``, ``n_dense``, ``n_lowrank``,
             ``rank_min``, ``rank_mean``, ``rank_max``, ``rank_histogram`` (counts of each
-            rank 0..max), ``stored_entries``, ``nbytes``, ``dense_nbytes``,
+            rank 0..max), ``stored_entries`` (entries actually stored: under symmetric storage
+            those of the stored leaves), ``nbytes``, ``dense_nbytes``,
             ``compression_ratio``, ``kernel_evaluations`` (0 unless built from a kernel),
-            ``error_estimate``.
+            ``error_estimate``, ``nbytes_by_dtype`` (stored bytes per storage dtype, e.g.
+            ``{"float64": ..., "float32": ...}`` for adaptive precision), ``symmetry``
+            (see :attr:`symmetry`), ``n_stored_leaves`` (leaves whose data are stored: the
+            ``n_leaves`` logical ones less the mirrored ones under symmetric storage).
         """
-        leaves = self.leaves()
-        m = np.array([lf.op.shape[0] for lf in leaves], np.int64)
-        n = np.array([lf.op.shape[1] for lf in leaves], np.int64)
-        rank = np.array([lf.op.rank if isinstance(lf.op, LowRank) else -1 for lf in leaves], np.int64)
+        stored = None
+        if self._pack is not None or self._adjoint_of is not None:  # no leaf objects needed
+            _, m, _, n, rank = self._packed.logical_table()
+            by_dtype = self._packed.nbytes_by_dtype()
+            ids, mids, _ = self._packed.leaf_ids()
+            stored = int(np.unique(ids).size)
+        else:
+            leaves = self.leaves()
+            m = np.array([lf.op.shape[0] for lf in leaves], np.int64)
+            n = np.array([lf.op.shape[1] for lf in leaves], np.int64)
+            rank = np.array([lf.op.rank if isinstance(lf.op, LowRank) else -1 for lf in leaves], np.int64)
+            by_dtype = {self.dtype.name: self.nbytes}
         lr = rank[rank >= 0]
         entries = int(leaf_size(m, n, rank).sum())
+        if stored is not None:  # as stored: mirrored leaves share their partners' entries
+            entries = int(sum(leaf_size(s.m, s.n, s.rank).sum() for s in self._packed.segments))
         return {
             "shape": self.shape,
             "dtype": str(self.dtype),
             "depth": self.depth,
-            "n_leaves": len(leaves),
+            "n_leaves": int(m.size),
             "n_dense": int((rank < 0).sum()),
             "n_lowrank": int(lr.size),
             "rank_min": int(lr.min()) if lr.size else 0,
@@ -333,6 +367,9 @@ class HBlock(LinearOperator):
             "compression_ratio": self.compression_ratio,
             "kernel_evaluations": self._provenance.kernel_evaluations,
             "error_estimate": self.error_estimate,
+            "nbytes_by_dtype": by_dtype,
+            "symmetry": self.symmetry,
+            "n_stored_leaves": int(m.size) if stored is None else stored,
         }
 
     def truncate(self, tol):
@@ -393,6 +430,19 @@ def _collect(node, r0, c0, out):
         r += int(row[0].shape[0])
 
 
+def _tree_depth(p):
+    """Nesting depth of the HBlock over a :class:`Partition` (at least 1)."""
+    first, nr, nc = p.node_first, p.node_nr, p.node_nc
+    level, frontier = 0, np.array([0], np.int64)
+    while True:
+        split = frontier[nr[frontier] * nc[frontier] > 0]
+        if split.size == 0:
+            return max(level, 1)
+        counts = nr[split] * nc[split]
+        frontier = np.repeat(first[split], counts) + (np.arange(counts.sum()) - np.repeat(np.cumsum(counts) - counts, counts))
+        level += 1
+
+
 def _trusted_node(grid, dtype, shape, provenance=None):
     node = HBlock.__new__(HBlock)
     LinearOperator.__init__(node, dtype, shape)
@@ -422,16 +472,7 @@ def _blocks_from_tree(root):
     """Nested children of a packed root, leaf ops viewing the packed buffers."""
     p = root._partition
     dtype = root.dtype
-    ops = []
-    for seg in root._packed.segments:
-        for q in range(seg.r0.size):
-            m, n, k, o = int(seg.m[q]), int(seg.n[q]), int(seg.rank[q]), int(seg.off[q])
-            if k < 0:
-                ops.append(Dense._trusted(seg.buf[o:o + m * n].reshape(m, n)))
-            else:
-                U = seg.buf[o:o + m * k].reshape(m, k)
-                V = seg.buf[o + m * k:o + (m + n) * k].reshape(n, k)
-                ops.append(LowRank._trusted(U, V))
+    ops = root._packed.leaf_ops()
     pos = {int(b): i for i, b in enumerate(p.leaf_nodes)}
     rs, re, cs, ce = p.node_row_start, p.node_row_stop, p.node_col_start, p.node_col_stop
 

@@ -9,6 +9,8 @@ import tempfile
 
 import numpy as np
 
+from . import _precision
+from ._packed import Packed, Segment
 from ._validate import SUPPORTED_DTYPES
 from .dense import Dense
 from .hblock import HBlock, _trusted_node
@@ -19,8 +21,10 @@ from .provenance import BuildInfo
 
 __all__ = ["save", "load", "write_atomic", "FORMAT_VERSION", "MAX_DEPTH"]
 
-#: Version of the file layout written by :func:`save`.
-FORMAT_VERSION = 1
+#: Version of the file layout written by :func:`save` (:func:`load` reads 1 and 2; version 2
+#: adds the optional storage arrays of symmetric and mixed-precision H-matrices).
+FORMAT_VERSION = 2
+_READABLE = (1, 2)
 _MAGIC = "hmat-pinn/hblock"
 #: node codes of the file layout (fixed by FORMAT_VERSION 1, not by LeafKind's values)
 _FILE_CODE = {LeafKind.INTERNAL: 0, LeafKind.DENSE: 1, LeafKind.LOWRANK: 2}
@@ -65,8 +69,40 @@ def save(path, H):
         raise TypeError(f"H must be an HBlock, Dense or LowRank, got {type(H).__name__}")
     if isinstance(H, HBlock) and H._adjoint_of is not None:
         H = H.astype(H.dtype)  # materialise an adjoint view's own structure
+    lazy = isinstance(H, HBlock) and H._blocks is None
     arrays = _encode(H)
+    if lazy:  # leaf objects made for the walk (copies of float32 parts) are not kept
+        H._blocks = None
     write_atomic(path, lambda f: np.savez(f, **arrays))
+
+
+def _storage(H):
+    """The storage arrays of an H-matrix whose stored data differ from its logical leaves
+    (symmetric storage, single-precision parts), or None: ``{"data": ..., "data_lo": ...,
+    "storage": (9, rows) int64 (r0, m, c0, n, rank, off, id, mirror id, in data_lo),
+    "segments": rows per segment, "symmetry": str}``."""
+    if not isinstance(H, HBlock) or (H._pack is None and H._adjoint_of is None):
+        return None
+    pk = H._packed
+    lowp = [s.buf.dtype != pk.dtype for s in pk.segments]
+    if pk.sym is None and not any(lowp):
+        return None
+    ids, mids, _ = pk.leaf_ids()
+    off, used = [], [0, 0]
+    for s, lo in zip(pk.segments, lowp):
+        off.append(s.off + used[lo])
+        used[lo] += s.buf.size
+    table = [np.concatenate([getattr(s, f) for s in pk.segments]) for f in ("r0", "m", "c0", "n", "rank")]
+    prec = np.concatenate([np.full(s.r0.size, int(lo), np.int64) for s, lo in zip(pk.segments, lowp)])
+    bufs = [[s.buf for s, lo in zip(pk.segments, lowp) if lo == want] for want in (False, True)]
+    low = _precision.low_dtype(pk.dtype) or pk.dtype
+    return {
+        "data": np.concatenate(bufs[0]) if bufs[0] else np.zeros(0, pk.dtype),
+        "data_lo": np.concatenate(bufs[1]) if bufs[1] else np.zeros(0, low),
+        "storage": np.stack(table + [np.concatenate(off), ids, mids, prec]).astype(np.int64),
+        "segments": np.array([s.r0.size for s in pk.segments], np.int64),
+        "symmetry": np.array("none" if pk.sym is None else pk.sym),
+    }
 
 
 def write_atomic(path, write):
@@ -189,6 +225,7 @@ def _encode(H):
     """The arrays of the file, after checking that :func:`load` will accept them."""
     nodes, bufs = [], []
     pos = 0
+    storage = _storage(H)  # leaves' data from the storage arrays: nodes hold no offsets
     stack = [(H, 1)]
     while stack:  # depth-first, children in row-major order (the order load reads)
         op, depth = stack.pop()
@@ -197,6 +234,9 @@ def _encode(H):
                 raise ValueError(f"H is nested deeper than {MAX_DEPTH} levels; it cannot be saved")
             nodes.append((_FILE_CODE[LeafKind.INTERNAL], len(op.blocks), len(op.blocks[0]), op.shape[0], op.shape[1], 0, 0))
             stack.extend((child, depth + 1) for row in reversed(op.blocks) for child in reversed(row))
+        elif storage is not None:
+            nodes.append((_FILE_CODE[LeafKind.DENSE if isinstance(op, Dense) else LeafKind.LOWRANK], 0, 0, op.shape[0], op.shape[1],
+                          -1 if isinstance(op, Dense) else op.rank, -1))
         elif isinstance(op, Dense):
             nodes.append((_FILE_CODE[LeafKind.DENSE], 0, 0, op.shape[0], op.shape[1], -1, pos))
             bufs.append(np.asarray(op.array).reshape(-1))
@@ -208,6 +248,10 @@ def _encode(H):
             bufs.append(np.asarray(op.V).reshape(-1))
             pos += k * (op.shape[0] + op.shape[1])
     data = np.concatenate(bufs) if bufs else np.zeros(0, H.dtype)
+    if storage is not None:
+        data = storage.pop("data")
+        if not bool(np.isfinite(storage["data_lo"]).all()):
+            raise ValueError("H contains NaN or Inf; it cannot be saved (load would refuse the file)")
     if not bool(np.isfinite(data).all()):
         raise ValueError("H contains NaN or Inf; it cannot be saved (load would refuse the file)")
     arrays = {
@@ -218,6 +262,8 @@ def _encode(H):
         "nodes": np.array(nodes, np.int64).reshape(-1, 7),
         "data": data.astype(H.dtype, copy=False),
     }
+    if storage is not None:
+        arrays.update(storage)
     if isinstance(H, HBlock):
         for name in ("row_perm", "col_perm"):
             p = getattr(H, name)
@@ -300,7 +346,8 @@ def _need(cond, msg):
         raise _Corrupt(msg)
 
 
-_KNOWN = {"magic", "version", "dtype", "shape", "nodes", "data", "row_perm", "col_perm", "meta", "manifest"}
+_STORAGE = {"data_lo", "storage", "segments", "symmetry"}
+_KNOWN = {"magic", "version", "dtype", "shape", "nodes", "data", "row_perm", "col_perm", "meta", "manifest"} | _STORAGE
 
 
 def _decode(f):
@@ -316,7 +363,9 @@ def _decode(f):
     _need(f["magic"].shape == () and str(f["magic"]) == _MAGIC, "not an hmat file")
     v = f["version"]
     _need(v.shape == () and v.dtype.kind in "iu", f"format version must be an integer, got {v.dtype} {v!r}")
-    _need(int(v) == FORMAT_VERSION, f"unsupported format version {int(v)} (this library reads {FORMAT_VERSION})")
+    _need(int(v) in _READABLE, f"unsupported format version {int(v)} (this library reads {_READABLE})")
+    present = _STORAGE & set(f)
+    _need(not present or (int(v) >= 2 and present == _STORAGE), f"storage arrays {sorted(present)} incomplete or in a version-1 file")
     try:
         dtype = np.dtype(str(f["dtype"]))
     except TypeError:
@@ -327,6 +376,7 @@ def _decode(f):
     _need(nodes.dtype == np.int64 and nodes.ndim == 2 and nodes.shape[1] == 7 and nodes.shape[0] >= 1, "bad node table")
     _need(shape.dtype == np.int64 and shape.shape == (2,) and (shape >= 0).all(), "bad shape")
     _need(bool(np.isfinite(data).all()), "data contains NaN or Inf")
+    stored_leaves = _storage_leaves(f, dtype) if present else None
     it = iter(range(nodes.shape[0]))
     used = [0]  # leaves occupy consecutive, disjoint data ranges in node order
 
@@ -360,6 +410,13 @@ def _decode(f):
             w = sum(op.shape[1] for op in grid[0])
             _need((h, w) == (m, n), f"node {i}: children give {(h, w)}, expected {(m, n)}")
             return _trusted_node(tuple(tuple(r) for r in grid), dtype, (m, n))
+        if stored_leaves is not None and kind in (LeafKind.DENSE, LeafKind.LOWRANK):
+            leaf = next(stored_leaves["ops"], None)
+            _need(leaf is not None, f"node {i}: more leaves than the storage holds")
+            want = Dense if kind == LeafKind.DENSE else LowRank
+            _need(isinstance(leaf, want) and leaf.shape == (m, n) and (kind == LeafKind.DENSE or leaf.rank == k),
+                  f"node {i}: leaf differs from the storage")
+            return leaf
         if kind == LeafKind.DENSE:
             size = m * n
             take(i, off, size)
@@ -375,7 +432,11 @@ def _decode(f):
 
     op = parse(1)
     _need(next(it, None) is None, "extra nodes after the tree")
-    _need(used[0] == data.size, "data array has unused entries")
+    if stored_leaves is not None:
+        _need(next(stored_leaves["ops"], None) is None, "the storage holds more leaves than the tree")
+        _need(isinstance(op, HBlock), "storage arrays for a leaf operator")
+        _check_geometry(op, stored_leaves)
+    _need(stored_leaves is not None or used[0] == data.size, "data array has unused entries")
     _need(op.shape == tuple(int(s) for s in shape), f"tree shape {op.shape} differs from header {tuple(shape)}")
     if not isinstance(op, HBlock):
         _need("row_perm" not in f and "col_perm" not in f, "permutations stored for a leaf operator")
@@ -397,4 +458,69 @@ def _decode(f):
         _check_meta(meta, _Corrupt)
         info = BuildInfo(tol=None if np.isnan(meta[1]) else float(meta[1]), kernel_evaluations=int(meta[2]),
                          error_estimate=None if np.isnan(meta[0]) else float(meta[0]))
-    return HBlock(op.blocks, perms["row_perm"], perms["col_perm"], info)
+    H = HBlock(op.blocks, perms["row_perm"], perms["col_perm"], info)
+    if stored_leaves is not None:  # apply and store through the storage; leaf objects made again when asked for
+        S = HBlock._from_packed(H.partition, stored_leaves["packed"], dtype, info)
+        S.row_perm, S.col_perm = H.row_perm, H.col_perm  # as saved (the partition drops identities)
+        H = S
+    return H
+
+
+def _storage_leaves(f, dtype):
+    """Validate the storage arrays; ``{"packed": Packed, "ops": iterator of logical leaves,
+    "table": the logical (r0, m, c0, n, rank)}``."""
+    lo, tab, segn, sym = f["data_lo"], f["storage"], f["segments"], f["symmetry"]
+    low = _precision.low_dtype(dtype) or dtype
+    _need(lo.dtype == low and lo.ndim == 1, "data_lo has the wrong dtype or shape")
+    _need(bool(np.isfinite(lo).all()), "data_lo contains NaN or Inf")
+    _need(tab.dtype == np.int64 and tab.ndim == 2 and tab.shape[0] == 9, "bad storage table")
+    _need(segn.dtype == np.int64 and segn.ndim == 1 and (segn >= 0).all() and int(segn.sum()) == tab.shape[1],
+          "bad storage segments")
+    _need(sym.shape == () and str(sym) in ("none", "symmetric", "hermitian"), "bad symmetry")
+    r0, m, c0, n, rank, off, ids, mids, prec = (tab[j] for j in range(9))
+    _need(bool((m >= 0).all() and (n >= 0).all() and (r0 >= 0).all() and (c0 >= 0).all() and (rank >= -1).all()),
+          "storage: negative sizes")
+    _need(bool(np.isin(prec, (0, 1)).all()), "storage: bad precision flags")
+    _need(str(sym) != "none" or bool((mids == -1).all()), "storage: mirrored leaves without symmetry")
+    q = int(max(ids.max(initial=-1), mids.max(initial=-1))) + 1
+    _need(bool((ids >= 0).all() and (mids >= -1).all()), "storage: bad leaf ids")
+    size = np.where(rank < 0, m * n, np.maximum(rank, 0) * (m + n))
+    bufs = (f["data"], lo)
+    used = [0, 0]
+    for t in range(tab.shape[1]):  # each buffer consumed in row order, without gaps
+        b = int(prec[t])
+        _need(int(off[t]) == used[b] and used[b] + int(size[t]) <= bufs[b].size, f"storage row {t}: bad data offset")
+        used[b] += int(size[t])
+    _need(used == [f["data"].size, lo.size], "storage: data arrays have unused entries")
+    segs, start = [], 0
+    for cnt in segn.tolist():
+        sl = slice(start, start + cnt)
+        start += cnt
+        if cnt == 0:
+            continue
+        b = int(prec[sl][0])
+        _need(bool((prec[sl] == b).all()), "storage: a segment mixes precisions")
+        a0, a1 = int(off[sl][0]), int(off[sl][-1] + size[sl][-1])
+        segs.append(Segment(r0[sl].copy(), m[sl].copy(), c0[sl].copy(), n[sl].copy(), rank[sl].copy(),
+                            off[sl] - a0, bufs[b][a0:a1].copy(), ids[sl].copy(), mids[sl].copy()))
+    packed = Packed(segs, dtype=dtype, sym=None if str(sym) == "none" else str(sym))
+    # every logical leaf: stored (rows of one kind), or the mirror of exactly one stored leaf
+    cover = np.zeros(q, np.int64)
+    np.add.at(cover, np.unique(ids), 1)
+    pairs = {(int(i), int(j)) for i, j in zip(ids, mids) if j >= 0}
+    _need(len({i for i, _ in pairs}) == len(pairs), "storage: a leaf has two mirrors")
+    np.add.at(cover, np.array([j for _, j in pairs], np.int64), 1)
+    _need(q > 0 and bool((cover == 1).all()), "storage: leaves missing or stored twice")
+    for i in np.unique(ids[rank < 0]):
+        _need(int((ids == i).sum()) == 1, f"storage: dense leaf {int(i)} split")
+    return {"packed": packed, "ops": iter(packed.leaf_ops()), "table": packed.logical_table()}
+
+
+def _check_geometry(H, stored):
+    """The storage's leaf positions (stored and mirrored) are the tree's."""
+    lr0, lm, lc0, ln, _ = stored["table"]
+    leaves = H.leaves()
+    _need(len(leaves) == lr0.size, "storage and tree differ in their number of leaves")
+    got = np.array([(lf.row_start, lf.col_start, lf.op.shape[0], lf.op.shape[1]) for lf in leaves], np.int64)
+    want = np.stack([lr0, lc0, lm, ln], axis=1) if lr0.size else np.zeros((0, 4), np.int64)
+    _need(bool(np.array_equal(got, want)), "storage leaf positions differ from the tree")

@@ -65,6 +65,15 @@ def _dist2(X, i, Y, j):
 
 
 @njit(cache=True, nogil=True)
+def _r3(X, i, Y, j):
+    """``|X[i] - Y[j]|`` in 3-D, straight-line (inlined: rows vectorise)."""
+    d0 = X[i, 0] - Y[j, 0]
+    d1 = X[i, 1] - Y[j, 1]
+    d2 = X[i, 2] - Y[j, 2]
+    return math.sqrt(d0 * d0 + d1 * d1 + d2 * d2)
+
+
+@njit(cache=True, nogil=True)
 def laplace2_entry(X, i, Y, j, p):
     """``-log(r) / (2 pi)``, 0 at r = 0."""
     d0 = X[i, 0] - Y[j, 0]
@@ -76,20 +85,14 @@ def laplace2_entry(X, i, Y, j, p):
 @njit(cache=True, nogil=True)
 def laplace3_entry(X, i, Y, j, p):
     """``1 / (4 pi r)``, 0 at r = 0 (straight-line IEEE sqrt and division: rows vectorise)."""
-    d0 = X[i, 0] - Y[j, 0]
-    d1 = X[i, 1] - Y[j, 1]
-    d2 = X[i, 2] - Y[j, 2]
-    r = math.sqrt(d0 * d0 + d1 * d1 + d2 * d2)
+    r = _r3(X, i, Y, j)
     return INV4PI / r if r > 0.0 else 0.0
 
 
 @njit(cache=True, nogil=True)
 def helmholtz3_entry(X, i, Y, j, p):
     """``exp(i p r) / (4 pi r)``, 0 at r = 0."""
-    d0 = X[i, 0] - Y[j, 0]
-    d1 = X[i, 1] - Y[j, 1]
-    d2 = X[i, 2] - Y[j, 2]
-    r = math.sqrt(d0 * d0 + d1 * d1 + d2 * d2)
+    r = _r3(X, i, Y, j)
     if r == 0.0:
         return complex(0.0, 0.0)
     s = INV4PI / r

@@ -195,7 +195,8 @@ def geometric_hmatrix_linear(in_points, out_points, *, leaf_size=32, eta=2.0, ra
 
     if W is not None and tol is not None:
         H = hmat.from_dense(W, tol=float(tol), points=(xout, xin), eta=float(eta),
-                            leaf_size=_check_int(leaf_size, "leaf_size", 1), split=split)
+                            leaf_size=_check_int(leaf_size, "leaf_size", 1), split=split,
+                            precision="full", symmetric=False)  # the layer stores its own factors
         layer = HMatrixLinear.from_hblock(H, bias=b, dtype=dtype)
         layer.tol = float(tol)
         return layer

@@ -559,7 +559,9 @@ class HMatrixLinear(nn.Module):
         if not (isinstance(tol, (int, float)) and tol > 0):
             raise ValueError(f"tol must be > 0, got {tol!r}")
         W = linear.weight.detach().cpu().double().numpy()
-        kw = dict(tol=float(tol), eta=eta, leaf_size=int(leaf_size))
+        # the layer stores its own factors in the weight's dtype: hmat's storage options
+        # (float32 parts, symmetric storage) would only spend part of the tolerance
+        kw = dict(tol=float(tol), eta=eta, leaf_size=int(leaf_size), precision="full", symmetric=False)
         if points is not None:
             kw["points"] = points
         if admissibility is not None:

@@ -11,7 +11,7 @@ from ..operator import LinearOperator
 from ._common import blas_single_thread, check_hblock, check_square, perm_or_identity, same_perm, tol_arg
 from ._nodes import DENSE, HIER, LOWRANK, Engine, Node, StructureError, copy_tree, from_op, leaves, to_root
 from ._solve import solve_right, trsm_dense
-from .lu import _check_diagonal, _count_diag_leaves, _diag_values, _leaf_nbytes, _zero_like
+from ._factor_common import check_diagonal, count_diag_leaves, diag_values, leaf_nbytes, zero_like
 
 __all__ = ["cholesky", "CholeskyFactorization"]
 
@@ -61,7 +61,7 @@ def cholesky(H, tol=1e-6, *, progress=False):
     eng = Engine(tol, H.dtype)
     with blas_single_thread():
         root = from_op(H, H.dtype, copy=True)
-        with progress_bar(total=_count_diag_leaves(root), desc="hmat cholesky", unit="block",
+        with progress_bar(total=count_diag_leaves(root), desc="hmat cholesky", unit="block",
                           disable=not progress) as bar:
             try:
                 _chol(eng, root, 0, bar, H.row_perm)
@@ -98,7 +98,7 @@ def _check_hermitian(H, tol):
 
 
 def _chol(eng, A, r0, bar, perm):
-    _check_diagonal(A, r0, "H-Cholesky")
+    check_diagonal(A, r0, "H-Cholesky")
     if A.kind == DENSE:
         try:
             L = sla.cholesky(A.a, lower=True, check_finite=True)
@@ -211,12 +211,12 @@ class CholeskyFactorization(LinearOperator):
 
     def logdet(self):
         """``(sign, log det H)`` with ``sign = 1``; ``log det H = 2 sum log diag(L)``."""
-        d = np.concatenate(_diag_values(self._root, []))
+        d = np.concatenate(diag_values(self._root, []))
         return (1.0, float(2.0 * np.sum(np.log(np.abs(d)))))
 
     @property
     def nbytes(self):
-        return int(sum(_leaf_nbytes(nd) for _, _, nd in leaves(self._lower_only())))
+        return int(sum(leaf_nbytes(nd) for _, _, nd in leaves(self._lower_only())))
 
     def _lower_only(self):
         return _lower(self._root)
@@ -236,6 +236,6 @@ def _lower(node, diag=True):
         return Node.lowrank(node.U, node.V)
     if not diag:
         return copy_tree(node)
-    ch = [[(_lower(c, i == j) if i >= j else _zero_like(c)) for j, c in enumerate(row)]
+    ch = [[(_lower(c, i == j) if i >= j else zero_like(c)) for j, c in enumerate(row)]
           for i, row in enumerate(node.ch)]
     return Node.hier(ch)

@@ -8,8 +8,9 @@ from .._progress import progress_bar
 from ..operator import LinearOperator
 from ._common import blas_single_thread, check_hblock, check_square, perm_or_identity, tol_arg
 from ._dense_kernels import getrf_nopiv
-from ._nodes import (DENSE, HIER, LOWRANK, Engine, Node, StructureError, copy_tree, densify_small, from_op,
+from ._nodes import (DENSE, LOWRANK, Engine, Node, StructureError, copy_tree, densify_small, from_op,
                      leaves, to_root)
+from ._factor_common import check_diagonal, count_diag_leaves, diag_values, leaf_nbytes, zero_like
 from ._solve import solve_left, solve_right, trsm_dense
 
 __all__ = ["lu", "LUFactorization"]
@@ -64,34 +65,16 @@ def lu(H, tol=1e-6, *, progress=False):
     eng = Engine(tol, H.dtype)
     with blas_single_thread():
         root = densify_small(from_op(H, H.dtype, copy=True), DENSE_BELOW)
-        ndiag = _count_diag_leaves(root)
+        ndiag = count_diag_leaves(root)
         with progress_bar(total=ndiag, desc="hmat lu", unit="block", disable=not progress) as bar:
             _lu(eng, root, 0, bar)
         eng.flush_all(root)
     return LUFactorization(root, H.dtype, H.row_perm, H.col_perm, tol, eng)
 
 
-def _count_diag_leaves(node):
-    if node.kind != HIER:
-        return 1
-    p = min(len(node.ch), len(node.ch[0]))
-    return sum(_count_diag_leaves(node.ch[i][i]) for i in range(p))
-
-
-def _check_diagonal(A, r0, what):
-    """A diagonal node must be hierarchical or a square dense leaf (one cluster tree)."""
-    if A.kind == LOWRANK:
-        raise ValueError(
-            f"H: the diagonal block at rows [{r0}, {r0 + A.m}) is low-rank (admissible), so rows and "
-            f"columns are on different cluster trees; {what} needs one cluster tree for both"
-        )
-    if A.kind == DENSE and A.m != A.n:
-        raise ValueError(f"H: the diagonal leaf at rows [{r0}, {r0 + A.m}) is not square ({A.m}x{A.n})")
-
-
 def _lu(eng, A, r0, bar):
     """In-place LU of the diagonal node ``A`` whose first row is ``r0`` (permuted)."""
-    _check_diagonal(A, r0, "H-LU")
+    check_diagonal(A, r0, "H-LU")
     if A.kind == DENSE:
         k = getrf_nopiv(A.a)
         if k >= 0:
@@ -230,7 +213,7 @@ class LUFactorization(LinearOperator):
 
     @property
     def nbytes(self):
-        return int(sum(_leaf_nbytes(nd) for _, _, nd in leaves(self._root)))
+        return int(sum(leaf_nbytes(nd) for _, _, nd in leaves(self._root)))
 
     def astype(self, dtype):
         raise NotImplementedError("refactor H.astype(dtype) instead")
@@ -241,12 +224,6 @@ class LUFactorization(LinearOperator):
 
 
 # ------------------------------------------------------------------ shared helpers
-
-def _leaf_nbytes(nd):
-    if nd.kind == DENSE:
-        return nd.a.nbytes
-    return nd.U.nbytes + nd.V.nbytes
-
 
 def _triangle(node, lower, unit, diag=True):
     """Copy of the lower (or upper) part of a diagonal node; the other part is zero."""
@@ -270,31 +247,13 @@ def _triangle(node, lower, unit, diag=True):
             elif (i > j) == lower:
                 r.append(_triangle(c, lower, unit, False))
             else:
-                r.append(_zero_like(c))
+                r.append(zero_like(c))
         ch.append(r)
     return Node.hier(ch)
 
 
-def _zero_like(node):
-    """A rank-0 low-rank block of the shape (and dtype) of ``node``."""
-    probe = node
-    while probe.kind == HIER:
-        probe = probe.ch[0][0]
-    dt = probe.a.dtype if probe.kind == DENSE else probe.U.dtype
-    return Node.lowrank(np.zeros((node.m, 0), dt), np.zeros((node.n, 0), dt))
-
-
-def _diag_values(node, out):
-    if node.kind == DENSE:
-        out.append(np.diagonal(node.a))
-    else:
-        for i in range(len(node.ch)):
-            _diag_values(node.ch[i][i], out)
-    return out
-
-
 def _diag_slogdet(node):
-    d = np.concatenate(_diag_values(node, []))
+    d = np.concatenate(diag_values(node, []))
     absd = np.abs(d)
     if np.any(absd == 0):
         return (0.0 if d.dtype.kind == "f" else 0j), -np.inf

@@ -59,13 +59,16 @@ def check_close(got, ref, A, x, L, name):
 
 
 def case_equal_to_serial():
+    # the serial builds below use precision="full", symmetric=False: the distributed build
+    # stores every leaf in the operator's dtype (adaptive precision and symmetric storage are
+    # serial features)
     n = 500
     pts = hmat.sphere_points(n)
     kernel = hmat.kernels.Laplace(3)
     rng = np.random.default_rng(1)
     for dt in DTYPES:
         D = hm.from_kernel(kernel, pts, comm=comm, tol=1e-6, leaf_size=32, dtype=dt)
-        H = hmat.from_kernel(kernel, pts, tol=1e-6, leaf_size=32, dtype=dt)
+        H = hmat.from_kernel(kernel, pts, tol=1e-6, leaf_size=32, dtype=dt, precision="full", symmetric=False)
         A = H.to_dense()
         L = rows_per_leaf(H)
         # the leaves themselves are the serial build's, bit for bit
@@ -104,7 +107,7 @@ def case_rectangular():
     tgt = rng.standard_normal((350, 3)) * 0.5
     kernel = hmat.kernels.Exponential(0.5)
     D = hm.from_kernel(kernel, src, targets=tgt, comm=comm, tol=1e-7, leaf_size=24)
-    H = hmat.from_kernel(kernel, src, targets=tgt, tol=1e-7, leaf_size=24)
+    H = hmat.from_kernel(kernel, src, targets=tgt, tol=1e-7, leaf_size=24, precision="full", symmetric=False)
     assert D.shape == (350, 500)
     A = H.to_dense()
     assert np.array_equal(D.gather().to_dense(), A)
@@ -116,7 +119,7 @@ def case_rectangular():
     # repeated points (the serial build groups them for ACA): still the serial leaves
     rep = np.concatenate([src[:250], src[:250]])
     D = hm.from_kernel(kernel, rep, comm=comm, tol=1e-7, leaf_size=24)
-    H = hmat.from_kernel(kernel, rep, tol=1e-7, leaf_size=24)
+    H = hmat.from_kernel(kernel, rep, tol=1e-7, leaf_size=24, precision="full", symmetric=False)
     assert np.array_equal(D.gather().to_dense(), H.to_dense()), "repeated points: leaves differ"
     ok("rectangular")
 
@@ -128,7 +131,7 @@ def case_krylov():
     pts = hmat.sphere_points(n)
     kernel = hmat.kernels.Exponential(0.05)  # SPD, well conditioned
     D = hm.from_kernel(kernel, pts, comm=comm, tol=1e-8, leaf_size=32)
-    H = hmat.from_kernel(kernel, pts, tol=1e-8, leaf_size=32)
+    H = hmat.from_kernel(kernel, pts, tol=1e-8, leaf_size=32, precision="full", symmetric=False)
     b = np.cos(3 * pts[:, 0]) + pts[:, 2]
     Op = D.to_pylops()
     y = D.distributed_array(D.distribute(b, "rows"), "rows")
@@ -215,7 +218,7 @@ def case_tiny():
     """Fewer leaves than ranks: some ranks own no rows."""
     pts = hmat.sphere_points(30)
     D = hm.from_kernel(hmat.kernels.Laplace(3), pts, comm=comm, leaf_size=64)
-    H = hmat.from_kernel(hmat.kernels.Laplace(3), pts, leaf_size=64)
+    H = hmat.from_kernel(hmat.kernels.Laplace(3), pts, leaf_size=64, precision="full", symmetric=False)
     x = np.arange(30.0)
     assert np.array_equal(D.gather().to_dense(), H.to_dense())
     assert np.allclose(D @ x, H @ x, rtol=1e-14, atol=0)

@@ -96,9 +96,14 @@ def test_from_dense_compresses_kernel_matrix():
 def test_from_dense_cheaper_than_dense_only():
     """Full-rank random data stays dense (low rank never pays)."""
     A = np.random.default_rng(2).standard_normal((64, 64))
-    H = hmat.from_dense(A, tol=1e-6, leaf_size=8)
+    H = hmat.from_dense(A, tol=1e-6, leaf_size=8, precision="full")
     assert H.stats()["n_lowrank"] == 0
     assert H.error_estimate == 0.0
+    # adaptive precision: the dense blocks in float32, their measured rounding the error
+    Ha = hmat.from_dense(A, tol=1e-6, leaf_size=8)
+    assert Ha.stats()["n_lowrank"] == 0 and set(Ha.stats()["nbytes_by_dtype"]) == {"float32"}
+    assert 0 < Ha.error_estimate <= 1e-6
+    assert Ha.error_estimate == pytest.approx(np.linalg.norm(A - Ha.to_dense()) / np.linalg.norm(A), rel=1e-6)
 
 
 # ----------------------------------------------------------------- from_kernel
@@ -227,7 +232,9 @@ def test_truncate_and_coarsen_bounds(dtype, tol):
     k = hmat.kernels.Helmholtz(2.0) if np.dtype(dtype).kind == "c" else hmat.kernels.Exponential(0.7)
     if np.dtype(dtype).kind == "c":
         pts = rng.random((500, 3))
-    H = hmat.from_kernel(k, pts, tol=1e-8, leaf_size=16)
+    # full storage: truncate and coarsen return full storage (of a symmetric or mixed-precision
+    # operator too: they work on its logical leaves), so "never more bytes" compares like with like
+    H = hmat.from_kernel(k, pts, tol=1e-8, leaf_size=16, precision="full", symmetric=False)
     Hd = H.to_dense()
     T = H.truncate(tol)
     assert rel_fro(Hd, T) <= tol

@@ -181,15 +181,22 @@ def test_aca_returns_gram_and_meets_tolerance(pts):
     assert np.linalg.norm(U[:k].T @ V[:k].conj() - D) <= 1e-6 * np.linalg.norm(D)
 
 
-def test_sample_entries_match_leaves(pts):
-    H = hmat.from_kernel(hmat.kernels.Laplace(3), pts, tol=1e-6, leaf_size=32)
+@pytest.mark.parametrize("storage", [{"precision": "full", "symmetric": False}, {}])
+def test_sample_entries_match_leaves(pts, storage):
+    """Full storage: the compiled sampler over the segments; symmetric, mixed-precision
+    storage (the default): the packed storage's sampler, mirrored leaves included."""
+    H = hmat.from_kernel(hmat.kernels.Laplace(3), pts, tol=1e-6, leaf_size=32, **storage)
     n = pts.shape[0]
     rng = np.random.default_rng(7)
     pi = rng.integers(0, n, 500).astype(np.int64)
     pj = rng.integers(0, n, 500).astype(np.int64)
     out = np.zeros(500)
-    for s in H._packed.segments:
-        _aca_numba.sample_entries(*s.table(), s.buf, pi, pj, out)
+    if storage:
+        for s in H._packed.segments:
+            _aca_numba.sample_entries(*s.table(), s.buf, pi, pj, out)
+    else:
+        assert H.symmetry == "symmetric"
+        H._packed.sample(pi, pj, out)
     Ap = np.zeros((n, n))
     for lf in H.leaves():
         Ap[lf.row_start:lf.row_start + lf.op.shape[0], lf.col_start:lf.col_start + lf.op.shape[1]] = lf.op.to_dense()

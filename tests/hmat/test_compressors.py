@@ -71,10 +71,14 @@ def test_from_dense_with_compressor_is_certified(laplace, compressor, dtype):
     if np.dtype(dtype).kind == "c":
         A = hmat.kernels.Helmholtz(2.0).block(pts, pts).astype(dtype)
     tol = {np.float32: 1e-3, np.complex128: 1e-5, np.float64: 1e-7}[dtype]
-    H = hmat.from_dense(A, tol=tol, points=pts, leaf_size=32, compressor=compressor)
-    err = np.linalg.norm(H.to_dense().astype(np.complex128) - A) / np.linalg.norm(A.astype(np.complex128))
-    assert err <= tol
-    assert abs(err - H.error_estimate) <= 1e-3 * tol + 1e-6 * err
+    # default storage (symmetric, adaptive precision) and full storage: both certified
+    for storage in ({}, {"precision": "full", "symmetric": False}):
+        H = hmat.from_dense(A, tol=tol, points=pts, leaf_size=32, compressor=compressor, **storage)
+        err = np.linalg.norm(H.to_dense().astype(np.complex128) - A) / np.linalg.norm(A.astype(np.complex128))
+        assert err <= tol, storage
+        assert abs(err - H.error_estimate) <= 1e-3 * tol + 1e-6 * err, storage
+    # the compressor's blocks are used (in full storage: at float64 tol 1e-7 ACA makes few
+    # blocks pay, and under the default storage none of them is on or above the diagonal)
     assert H.stats()["n_lowrank"] > 0
 
 
@@ -130,3 +134,34 @@ def test_readme_strategies_example_runs():
     assert H.provenance.compressor == "MyTruncatedSVD" and H2.partition == H.partition
     x = np.random.default_rng(6).standard_normal(700)
     assert np.allclose(H2 @ x, H @ x, rtol=0, atol=1e-13 * np.linalg.norm(K) * np.linalg.norm(x))
+
+
+@pytest.mark.parametrize("compressor", [hmat.SVD(), MyTruncatedSVD(), hmat.ACA(recompress=False)])
+def test_compressor_with_symmetric_adaptive_storage(laplace, compressor, tmp_path):
+    """A compressor object (Python build) and the storage options together: a built-in
+    symmetric kernel on one point set is stored symmetric with float32 parts by default,
+    meets the tolerance with the rounding counted, and saves/loads bitwise."""
+    pts, K = laplace
+    tol = 1e-6
+    kernel = hmat.kernels.Laplace()
+    H = hmat.from_kernel(kernel, pts, tol=tol, leaf_size=32, compressor=compressor)
+    s = H.stats()
+    assert H.symmetry == "symmetric" and s["n_stored_leaves"] < s["n_leaves"]
+    assert "float32" in s["nbytes_by_dtype"] and H.dtype == np.float64
+    nK = np.linalg.norm(K)
+    assert np.linalg.norm(H.to_dense() - K) <= 2 * tol * nK
+    assert H.provenance.compressor == hmat.compressors.compressor_name(compressor) and H.provenance.kernel_evaluations > 0
+    F = hmat.from_kernel(kernel, pts, tol=tol, leaf_size=32, compressor=compressor, precision="full", symmetric=False)
+    assert F.symmetry is None and set(F.stats()["nbytes_by_dtype"]) == {"float64"}
+    assert np.linalg.norm(F.to_dense() - K) <= 2 * tol * nK
+    assert H.nbytes < 0.75 * F.nbytes
+    x = np.random.default_rng(4).standard_normal(K.shape[0])
+    assert np.linalg.norm(H @ x - K @ x) <= 2 * tol * nK * np.linalg.norm(x)
+    assert np.linalg.norm(H.H @ x - K @ x) <= 2 * tol * nK * np.linalg.norm(x)  # K symmetric
+    hmat.save(tmp_path / "h.npz", H)
+    back = hmat.load(tmp_path / "h.npz")
+    assert back.symmetry == "symmetric"
+    assert back.provenance == H.provenance.replace(compressor=None)  # the file keeps tol, evaluations, error
+    assert (back @ x).tobytes() == (H @ x).tobytes()
+    for f in ("r0", "m", "c0", "n"):  # the same leaf table (kinds: of the loaded operators)
+        assert np.array_equal(getattr(back.partition, f), getattr(H.partition, f))

@@ -84,12 +84,61 @@ def _rewrite(path, **changes):
     ],
 )
 def test_corrupted_files_give_one_clear_error(tmp_path, change, match):
-    op, _ = make_operator("from_kernel", np.float64)
+    op = full_storage_operator()
     path = tmp_path / "h.npz"
     hmat.save(path, op)
     with np.load(path, allow_pickle=False) as z:
         f = {k: z[k] for k in z.files}
     _rewrite(path, **change(f))
+    with pytest.raises(ValueError, match=match):
+        hmat.load(path)
+
+
+def full_storage_operator():
+    """A from_kernel operator with every leaf stored in float64 (the format-1 layout)."""
+    pts = np.random.default_rng(0).random((300, 3))
+    return hmat.from_kernel(hmat.kernels.Matern(0.5, nu=1.5), pts, tol=1e-4, leaf_size=16, precision="full",
+                            symmetric=False)
+
+
+def _bump(a, idx, value):
+    a = a.copy()
+    a[idx] = value
+    return a
+
+
+@pytest.mark.parametrize(
+    "change, match",
+    [
+        (lambda f: {"data_lo": f["data_lo"][:-3]}, "offset|unused"),
+        (lambda f: {"data_lo": np.concatenate([f["data_lo"], f["data_lo"][:2]])}, "unused"),
+        (lambda f: {"data_lo": np.where(np.arange(f["data_lo"].size) == 0, np.inf, f["data_lo"])}, "NaN or Inf"),
+        (lambda f: {"data_lo": f["data_lo"].astype(np.float64)}, "data_lo"),
+        (lambda f: {"storage": _bump(f["storage"], (5, 1), f["storage"][5, 1] + 1)}, "offset"),
+        (lambda f: {"storage": _bump(f["storage"], (6, 0), f["storage"][6, 1])}, "leaves|leaf|dense"),
+        (lambda f: {"storage": _bump(f["storage"], 7, -1)}, "leaves missing|differ"),
+        (lambda f: {"storage": _bump(f["storage"], (0, 0), 7)}, "position|differ"),
+        (lambda f: {"storage": f["storage"][:8]}, "storage table"),
+        (lambda f: {"segments": f["segments"][:-1]}, "segments"),
+        (lambda f: {"segments": None}, "incomplete"),
+        (lambda f: {"symmetry": np.array("skew")}, "symmetry"),
+        (lambda f: {"symmetry": np.array("none")}, "without symmetry"),
+        (lambda f: {"version": np.array(1)}, "version-1"),
+    ],
+)
+def test_corrupted_storage_arrays_give_one_clear_error(tmp_path, change, match):
+    """Files of symmetric, mixed-precision operators: every storage array is validated."""
+    op, _ = make_operator("from_kernel", np.float64)
+    assert op.symmetry == "symmetric" and op.stats()["nbytes_by_dtype"].get("float32")
+    path = tmp_path / "h.npz"
+    hmat.save(path, op)
+    with np.load(path, allow_pickle=False) as z:
+        f = {k: z[k] for k in z.files}
+    changes = change(f)
+    if "segments" in changes and changes["segments"] is None:
+        f.pop("segments")
+        changes = {"segments": None, "manifest": np.array(sorted(k for k in f))}
+    _rewrite(path, **changes)
     with pytest.raises(ValueError, match=match):
         hmat.load(path)
 
@@ -377,3 +426,16 @@ def test_several_flipped_bits_give_value_error_or_identical_operator(tmp_path_fa
     # the flips hit bytes no reader depends on (timestamps, attributes): nothing changed
     assert back.to_dense().tobytes() == H.to_dense().tobytes()
     assert np.array_equal(back.row_perm, H.row_perm)
+
+
+def test_format_1_file_still_loads():
+    """A file written by the format-1 code (before symmetric and mixed-precision storage,
+    commit db4977d): it loads, and its product is the one that code computed."""
+    import os
+
+    here = os.path.join(os.path.dirname(__file__), "data")
+    H = hmat.load(os.path.join(here, "format1_from_dense120.npz"))
+    ref = np.load(os.path.join(here, "format1_from_dense120_Hx.npy"))
+    x = np.random.default_rng(1).standard_normal(120)
+    assert H.shape == (120, 120) and H.tol == 1e-6
+    np.testing.assert_allclose(H @ x, ref, rtol=1e-13, atol=1e-13 * np.linalg.norm(ref))

@@ -266,3 +266,14 @@ def test_nested_tree_argument():
         Partition(*args, tree=[[0, 2], [1, 3]])
     with pytest.raises(ValueError, match="tree"):
         Partition(*args, tree=[[0, 1, 2, 3]])
+
+
+def test_pickle_round_trip():
+    import pickle
+
+    rng = np.random.default_rng(7)
+    p = hmat.BlockTree(hmat.ClusterTree(rng.random((80, 2)), leaf_size=8),
+                       hmat.ClusterTree(rng.random((60, 2)), leaf_size=8)).partition()
+    for q in (p, Partition.hodlr(30, 20, 4)):
+        r = pickle.loads(pickle.dumps(q))
+        assert r == q and r.permuted == q.permuted and r.r0.flags.writeable is False

@@ -56,10 +56,13 @@ def test_from_dense_bound_holds_at_every_scale(e10, tol, seed):
     assert np.isfinite(H.error_estimate)
     err = ref_rel(A, H.to_dense())
     assert err <= tol
-    # the compression does not depend on the scale: same storage as the unscaled matrix
-    H1 = hmat.from_dense(A1, tol=tol, leaf_size=16)
-    assert H.nbytes == H1.nbytes
     assert H.error_estimate == pytest.approx(err, rel=1e-6, abs=1e-14)
+    # the compression does not depend on the scale: same storage as the unscaled matrix
+    # (in full precision; adaptive precision depends on the scale: float32's range)
+    Hf = hmat.from_dense(A, tol=tol, leaf_size=16, precision="full")
+    H1 = hmat.from_dense(A1, tol=tol, leaf_size=16, precision="full")
+    assert Hf.nbytes == H1.nbytes
+    assert ref_rel(A, Hf.to_dense()) <= tol
 
 
 def test_cli_numbers_finite_for_huge_entries():
@@ -121,9 +124,12 @@ def test_user_kernel_scaled(scale):
     def f(x, y):
         return scale * np.exp(-np.linalg.norm(x - y, axis=-1) / 0.5)
 
-    H = hmat.from_kernel(f, X, tol=1e-6, leaf_size=32)
-    ref = hmat.from_kernel(lambda x, y: np.exp(-np.linalg.norm(x - y, axis=-1) / 0.5), X, tol=1e-6, leaf_size=32)
+    # scale invariance in full precision (adaptive precision depends on float32's range)
+    H = hmat.from_kernel(f, X, tol=1e-6, leaf_size=32, precision="full")
+    ref = hmat.from_kernel(lambda x, y: np.exp(-np.linalg.norm(x - y, axis=-1) / 0.5), X, tol=1e-6, leaf_size=32,
+                           precision="full")
     K = np.exp(-np.linalg.norm(X[:, None] - X[None], axis=-1) / 0.5) * scale
+    assert ref_rel(K, hmat.from_kernel(f, X, tol=1e-6, leaf_size=32).to_dense()) <= 1e-6
     assert H.stats()["n_lowrank"] > 0
     assert np.isfinite(H.error_estimate) and H.error_estimate == pytest.approx(ref.error_estimate, rel=1e-6)
     assert ref_rel(K, H.to_dense()) <= 1e-6

@@ -10,13 +10,16 @@ import hmat
 from hmat.kernels import CompiledKernel
 
 
+INV4PI = 1.0 / (4.0 * math.pi)
+
+
 @numba.njit(cache=True, nogil=True)
 def my_laplace(X, i, Y, j, p):
     d0 = X[i, 0] - Y[j, 0]
     d1 = X[i, 1] - Y[j, 1]
     d2 = X[i, 2] - Y[j, 2]
     r = math.sqrt(d0 * d0 + d1 * d1 + d2 * d2)
-    return 1.0 / (4.0 * math.pi) / r if r > 0.0 else 0.0
+    return INV4PI / r if r > 0.0 else 0.0
 
 
 @numba.njit(cache=True, nogil=True)
