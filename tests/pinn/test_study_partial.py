@@ -42,7 +42,8 @@ def test_status_names_complete_and_missing_units():
 
 def test_partial_report_says_what_is_missing(tmp_path):
     (path,) = write_pinn_report(_partial(), str(tmp_path), plots=False)
-    text = open(path, encoding="utf-8").read()
+    with open(path, encoding="utf-8") as f:
+        text = f.read()
     assert "**Partial results**" in text
     assert "| poisson1d | yes | 5/5 (0, 1, 2, 3, 4) | – | – |" in text
     assert "| burgers1d | no | 2/5 (0, 1) | 2, 3, 4 |" in text
@@ -56,7 +57,8 @@ def test_complete_report_has_no_partial_warning(tmp_path):
     res = _partial()
     res["config"]["pdes"] = ["poisson1d"]
     (path,) = write_pinn_report(res, str(tmp_path), plots=False)
-    text = open(path, encoding="utf-8").read()
+    with open(path, encoding="utf-8") as f:
+        text = f.read()
     assert "Partial" not in text and "Complete: every configured" in text
 
 
