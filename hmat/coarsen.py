@@ -7,7 +7,7 @@ import numpy as np
 from ._norms import fro, hypot_all, lowrank_fro
 from ._validate import check_tol
 from .dense import Dense
-from .hblock import HBlock, _trusted_node
+from .hblock import HBlock, trusted_node
 from .lowrank import LowRank
 from .svd import recompress
 from .truncate import check_tol_for_dtype
@@ -70,7 +70,7 @@ def _coarsen(node, tol):
     grid = tuple(grid)
     err = hypot_all(errs)
     norm = hypot_all(norms)
-    rebuilt = _trusted_node(grid, node.dtype, node.shape)
+    rebuilt = trusted_node(grid, node.dtype, node.shape)
     if any(isinstance(op, HBlock) for row in grid for op in row):
         return rebuilt, err, norm
     budget = tol * norm - err

@@ -5,12 +5,12 @@ from __future__ import annotations
 import numpy as np
 
 from ._validate import check_dtype, check_finite_array
-from .operator import LinearOperator, _namespace
+from .operator import LinearOperator, array_namespace
 
 __all__ = ["Dense"]
 
 
-def _own(a, given):
+def own_copy(a, given):
     """``a`` (validated from the caller's ``given``) as an array no one else can write to.
 
     A fresh array made by the validation (a list converted, a dtype cast) is kept; an array
@@ -22,11 +22,11 @@ def _own(a, given):
     return a
 
 
-def _cast_finite(a, dtype, name):
+def cast_finite(a, dtype, name):
     """``a.astype(dtype)``, refusing a cast that overflows to Inf (ValueError naming ``dtype``)."""
     with np.errstate(over="ignore", invalid="ignore"):
         out = a.astype(dtype)
-    xp = _namespace(out)
+    xp = array_namespace(out)
     if not bool(xp.isfinite(out).all()):
         big = float(xp.abs(a).max())
         raise ValueError(
@@ -54,7 +54,7 @@ class Dense(LinearOperator):
     """
 
     def __init__(self, array, dtype=None):
-        a = _own(check_finite_array(array, "array", ndim=2, dtype=dtype, allow_empty=True), array)
+        a = own_copy(check_finite_array(array, "array", ndim=2, dtype=dtype, allow_empty=True), array)
         super().__init__(a.dtype, a.shape)
         self.array = a
 
@@ -68,7 +68,7 @@ class Dense(LinearOperator):
 
     @property
     def xp(self):
-        return _namespace(self.array)
+        return array_namespace(self.array)
 
     def _matmat(self, X):
         return self.array @ X
@@ -98,4 +98,4 @@ class Dense(LinearOperator):
             If an entry overflows to Inf in ``dtype`` (e.g. 1e100 to float32).
         """
         dtype = check_dtype(dtype)
-        return Dense._trusted(_cast_finite(self.array, dtype, "the array"))
+        return Dense._trusted(cast_finite(self.array, dtype, "the array"))

@@ -225,7 +225,7 @@ class HBlock(LinearOperator):
             if op.shape != lf.op.shape:
                 raise ValueError(f"ops[{i}] has shape {op.shape}, expected {lf.op.shape}")
         new = _rebuild(self, iter(ops))
-        out = _trusted_node(new.blocks, new.dtype, self.shape, provenance)
+        out = trusted_node(new.blocks, new.dtype, self.shape, provenance)
         out.row_perm, out.col_perm = self.row_perm, self.col_perm
         return out
 
@@ -283,7 +283,7 @@ class HBlock(LinearOperator):
     def _adjoint(self):
         if self._adjoint_of is not None:
             return self._adjoint_of
-        out = _trusted_node(None, self.dtype, self.shape[::-1], self._provenance)  # children made when asked for
+        out = trusted_node(None, self.dtype, self.shape[::-1], self._provenance)  # children made when asked for
         out.row_perm, out.col_perm = self.col_perm, self.row_perm
         out._adjoint_of = self
         return out
@@ -443,7 +443,9 @@ def _tree_depth(p):
         level += 1
 
 
-def _trusted_node(grid, dtype, shape, provenance=None):
+def trusted_node(grid, dtype, shape, provenance=None):
+    """An HBlock node over ``grid`` (nested tuples of operators, or None for a lazily made
+    view) without validation: for callers inside hmat that built a consistent grid."""
     node = HBlock.__new__(HBlock)
     LinearOperator.__init__(node, dtype, shape)
     node._blocks = grid
@@ -480,7 +482,7 @@ def _blocks_from_tree(root):
         if b in pos:
             return ops[pos[b]]
         grid = tuple(tuple(make(c) for c in row) for row in p.children(b))
-        return _trusted_node(grid, dtype, (int(re[b] - rs[b]), int(ce[b] - cs[b])))
+        return trusted_node(grid, dtype, (int(re[b] - rs[b]), int(ce[b] - cs[b])))
 
     top = make(0)
     if isinstance(top, HBlock):
@@ -495,4 +497,4 @@ def _rebuild(node, it):
     dtypes = {op.dtype for row in grid for op in row}
     if len(dtypes) != 1:
         raise TypeError(f"ops must share one dtype, got {sorted(map(str, dtypes))}")
-    return _trusted_node(grid, dtypes.pop(), node.shape)
+    return trusted_node(grid, dtypes.pop(), node.shape)

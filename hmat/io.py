@@ -13,7 +13,7 @@ from . import _precision
 from ._packed import Packed, Segment
 from ._validate import SUPPORTED_DTYPES
 from .dense import Dense
-from .hblock import HBlock, _trusted_node
+from .hblock import HBlock, trusted_node
 from .lowrank import LowRank
 from .operator import LinearOperator
 from .partition import LeafKind
@@ -409,7 +409,7 @@ def _decode(f):
             h = sum(row[0].shape[0] for row in grid)
             w = sum(op.shape[1] for op in grid[0])
             _need((h, w) == (m, n), f"node {i}: children give {(h, w)}, expected {(m, n)}")
-            return _trusted_node(tuple(tuple(r) for r in grid), dtype, (m, n))
+            return trusted_node(tuple(tuple(r) for r in grid), dtype, (m, n))
         if stored_leaves is not None and kind in (LeafKind.DENSE, LeafKind.LOWRANK):
             leaf = next(stored_leaves["ops"], None)
             _need(leaf is not None, f"node {i}: more leaves than the storage holds")

@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 
 from ._validate import check_dtype, check_finite_array
-from .dense import _cast_finite, _own
-from .operator import LinearOperator, _namespace
+from .dense import cast_finite, own_copy
+from .operator import LinearOperator, array_namespace
 
 __all__ = ["LowRank"]
 
@@ -29,8 +29,8 @@ class LowRank(LinearOperator):
     """
 
     def __init__(self, U, V, dtype=None):
-        U = _own(check_finite_array(U, "U", ndim=2, dtype=dtype, allow_empty=True), U)
-        V = _own(check_finite_array(V, "V", ndim=2, dtype=dtype, allow_empty=True), V)
+        U = own_copy(check_finite_array(U, "U", ndim=2, dtype=dtype, allow_empty=True), U)
+        V = own_copy(check_finite_array(V, "V", ndim=2, dtype=dtype, allow_empty=True), V)
         if U.shape[1] != V.shape[1]:
             raise ValueError(f"U and V must have the same number of columns, got {U.shape} and {V.shape}")
         dt = np.result_type(U.dtype, V.dtype)
@@ -52,7 +52,7 @@ class LowRank(LinearOperator):
 
     @property
     def xp(self):
-        return _namespace(self.U)
+        return array_namespace(self.U)
 
     def _matmat(self, X):
         return self.U @ (self.V.conj().T @ X)
@@ -82,7 +82,7 @@ class LowRank(LinearOperator):
             If a factor entry overflows to Inf in ``dtype``.
         """
         dtype = check_dtype(dtype)
-        return LowRank._trusted(_cast_finite(self.U, dtype, "U"), _cast_finite(self.V, dtype, "V"))
+        return LowRank._trusted(cast_finite(self.U, dtype, "U"), cast_finite(self.V, dtype, "V"))
 
     def __eq__(self, other):
         """Structural equality: same factors (exactly)."""

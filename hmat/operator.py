@@ -77,7 +77,7 @@ class LinearOperator(spla.LinearOperator):
         promote with it (``result_type``), which must be one of the four supported dtypes:
         ``longdouble``/``clongdouble`` raise ``TypeError`` (cast them first).
         """
-        xp = _namespace(X)
+        xp = array_namespace(X)
         X = xp.asarray(X)
         if X.ndim not in (1, 2) or X.shape[0] != n:
             raise ValueError(
@@ -291,7 +291,8 @@ class LinearOperator(spla.LinearOperator):
 
 # -------------------------------------------------------------------- helpers
 
-def _namespace(x):
+def array_namespace(x):
+    """The array module of ``x``: ``cupy`` for a CuPy array, else ``numpy`` (internal helper)."""
     mod = type(x).__module__
     if mod.startswith("cupy"):
         import cupy
@@ -301,7 +302,7 @@ def _namespace(x):
 
 
 def _asarray_like(x):
-    return _namespace(x).asarray(x)
+    return array_namespace(x).asarray(x)
 
 
 def _as_ours(op):

@@ -25,7 +25,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..dense import Dense
-from ..hblock import HBlock, _trusted_node
+from ..hblock import HBlock, trusted_node
 from ..lowrank import LowRank
 from ..partition import LeafKind
 from ._recompress import recompress, truncate_dense
@@ -123,14 +123,14 @@ def to_op(node, dtype):
         flush_exact(node)
         return LowRank._trusted(np.ascontiguousarray(node.U, dtype=dtype), np.ascontiguousarray(node.V, dtype=dtype))
     grid = tuple(tuple(to_op(c, dtype) for c in row) for row in node.ch)
-    return _trusted_node(grid, np.dtype(dtype), (node.m, node.n))
+    return trusted_node(grid, np.dtype(dtype), (node.m, node.n))
 
 
 def to_root(node, dtype, row_perm=None, col_perm=None, provenance=None):
     """An :class:`HBlock` root (a single leaf is wrapped in a 1x1 grid)."""
     op = to_op(node, dtype)
     grid = op.blocks if isinstance(op, HBlock) else ((op,),)
-    op = _trusted_node(grid, np.dtype(dtype), (node.m, node.n), provenance)
+    op = trusted_node(grid, np.dtype(dtype), (node.m, node.n), provenance)
     op.row_perm, op.col_perm = row_perm, col_perm
     return op
 

@@ -6,7 +6,7 @@ import numpy as np
 
 from ..hblock import HBlock
 from ..provenance import BuildInfo
-from ..operator import _namespace
+from ..operator import array_namespace
 from ._common import blas_single_thread, check_hblock, check_square, same_perm, tol_arg
 from ._nodes import Engine, StructureError, from_op, to_root
 from ._solve import solve_left, solve_right, trsm_dense
@@ -65,7 +65,7 @@ def solve_triangular(T, B, *, lower=True, unit_diagonal=False, side="left", tran
         if trans != "N":
             raise ValueError("trans='C' is only supported with a dense right-hand side; pass T.H instead")
         return _solve_h(eng, T, B, lower, unit_diagonal, side)
-    xp = _namespace(B)
+    xp = array_namespace(B)
     b = xp.asarray(B)
     if b.ndim not in (1, 2):
         raise ValueError(f"B must be 1-D or 2-D, got shape {b.shape}")
