@@ -32,7 +32,7 @@ from .backend import to_cupy, to_device, to_numpy
 from .admissibility import StrongAdmissibility, WeakAdmissibility
 from .blocktree import BlockTree
 from .build import from_dense, from_kernel
-from .cluster import ClusterNode, ClusterTree
+from .cluster import BBoxSplit, CardinalitySplit, ClusterNode, ClusterTree, PCASplit
 from .coarsen import coarsen
 from .compressors import Compressor
 from .dense import Dense
@@ -59,6 +59,9 @@ __all__ = [
     "Leaf",
     "ClusterTree",
     "ClusterNode",
+    "BBoxSplit",
+    "PCASplit",
+    "CardinalitySplit",
     "BlockTree",
     "Partition",
     "LeafKind",

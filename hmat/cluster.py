@@ -8,9 +8,115 @@ from ._cluster_numba import SPLIT_BBOX, SPLIT_CARDINALITY, SPLIT_PCA, build_clus
 from ._norms import fro
 from ._validate import check_choice, check_finite_array, check_positive
 
-__all__ = ["ClusterTree", "ClusterNode"]
+__all__ = ["ClusterTree", "ClusterNode", "BBoxSplit", "PCASplit", "CardinalitySplit"]
 
-_SPLITS = {"bbox": SPLIT_BBOX, "pca": SPLIT_PCA, "cardinality": SPLIT_CARDINALITY}
+
+class _BuiltinSplit:
+    """A built-in splitter: the compiled tree builder runs it (``code``); ``split`` is the
+    same rule in numpy, for reading and for tests."""
+
+    __slots__ = ()
+    name = code = None
+
+    def __repr__(self):
+        return f"{type(self).__name__}()"
+
+    def __eq__(self, other):
+        return type(other) is type(self)
+
+    def __hash__(self):
+        return hash(type(self))
+
+
+class BBoxSplit(_BuiltinSplit):
+    """Halve the longest side of the node's bounding box (geometric; ``split="bbox"``)."""
+
+    name, code = "bbox", SPLIT_BBOX
+
+    def split(self, points):
+        """``points``: (k, d) float64 of one node -> bool mask (k,), True = left child."""
+        lo, hi = points.min(axis=0), points.max(axis=0)
+        a = int(np.argmax(0.5 * hi - 0.5 * lo))
+        return points[:, a] < 0.5 * lo[a] + 0.5 * hi[a]
+
+
+class CardinalitySplit(_BuiltinSplit):
+    """Split at the median along the longest side (balanced tree; ``split="cardinality"``)."""
+
+    name, code = "cardinality", SPLIT_CARDINALITY
+
+    def split(self, points):
+        """``points``: (k, d) float64 of one node -> bool mask (k,), True = left child."""
+        lo, hi = points.min(axis=0), points.max(axis=0)
+        a = int(np.argmax(0.5 * hi - 0.5 * lo))
+        mask = np.zeros(points.shape[0], bool)
+        mask[np.argsort(points[:, a], kind="stable")[: points.shape[0] // 2]] = True
+        return mask
+
+
+class PCASplit(_BuiltinSplit):
+    """Split at the mean along the principal axis (``split="pca"``)."""
+
+    name, code = "pca", SPLIT_PCA
+
+    def split(self, points):
+        """``points``: (k, d) float64 of one node -> bool mask (k,), True = left child."""
+        lo, hi = points.min(axis=0), points.max(axis=0)
+        c, sc = 0.5 * lo + 0.5 * hi, float(np.max(0.5 * hi - 0.5 * lo)) or 1.0
+        z = (points - c) / sc
+        z -= z.mean(axis=0)
+        axis = np.linalg.eigh(z.T @ z)[1][:, -1]
+        return z @ axis < 0.0
+
+
+_SPLITS = {"bbox": BBoxSplit(), "pca": PCASplit(), "cardinality": CardinalitySplit()}
+
+
+def _splitter(split):
+    """A string or a splitter object -> the splitter (TypeError/ValueError naming ``split``)."""
+    if isinstance(split, str):
+        check_choice(split, "split", _SPLITS)
+        return _SPLITS[split]
+    if not callable(getattr(split, "split", None)):
+        raise TypeError(f"split must be 'bbox', 'pca', 'cardinality' or an object with a method "
+                        f"split(points) -> bool mask, got {type(split).__name__}")
+    return split
+
+
+def _build_python(points, leaf_size, splitter):
+    """The cluster tree of a user splitter, in the compiled builder's node order (breadth-first)."""
+    n, d = points.shape
+    perm = np.arange(n, dtype=np.int64)
+    start, stop, left, right, parent, level, lo, hi = [0], [n], [-1], [-1], [-1], [0], [], []
+    head = 0
+    while head < len(start):
+        node, head = head, head + 1
+        s, e = start[node], stop[node]
+        idx = perm[s:e]
+        lo.append(points[idx].min(axis=0) if e > s else np.zeros(d))
+        hi.append(points[idx].max(axis=0) if e > s else np.zeros(d))
+        if e - s <= leaf_size:
+            continue
+        mask = np.asarray(splitter.split(points[idx].copy()))
+        if mask.shape != (e - s,) or mask.dtype != bool:
+            raise ValueError(f"split.split(points) must return a bool mask of shape ({e - s},), "
+                             f"got {mask.dtype} {mask.shape}")
+        k = int(mask.sum())
+        if k == 0 or k == e - s:  # degenerate split: halve the range, as the compiled builder does
+            mask = np.arange(e - s) < (e - s) // 2
+            k = int(mask.sum())
+        perm[s:e] = np.concatenate([idx[mask], idx[~mask]])
+        for a, b in ((s, s + k), (s + k, e)):
+            start.append(a)
+            stop.append(b)
+            left.append(-1)
+            right.append(-1)
+            parent.append(node)
+            level.append(level[node] + 1)
+        left[node], right[node] = len(start) - 2, len(start) - 1
+    i64 = lambda v: np.asarray(v, np.int64)  # noqa: E731
+    return (perm, i64(start), i64(stop), i64(left), i64(right), i64(parent), i64(level),
+            np.asarray(lo, np.float64).reshape(-1, d), np.asarray(hi, np.float64).reshape(-1, d))
 
 
 class ClusterNode:
@@ -101,10 +207,14 @@ class ClusterTree:
         Point coordinates (float64 after conversion; a 1-D array is read as d = 1).
     leaf_size : int, default 64
         Nodes with at most this many points are leaves.
-    split : {"bbox", "pca", "cardinality"}
-        ``"bbox"`` halves the longest side of the bounding box (geometric);
-        ``"pca"`` splits at the mean along the principal axis; ``"cardinality"`` splits at the
-        median along the longest side (balanced tree).
+    split : {"bbox", "pca", "cardinality"} or splitter object
+        ``"bbox"`` (:class:`BBoxSplit`) halves the longest side of the bounding box (geometric);
+        ``"pca"`` (:class:`PCASplit`) splits at the mean along the principal axis;
+        ``"cardinality"`` (:class:`CardinalitySplit`) splits at the median along the longest
+        side (balanced tree). The built-ins run in compiled code. Any object with a method
+        ``split(points) -> mask`` (``points``: the node's coordinates, shape (k, d) float64;
+        ``mask``: bool, shape (k,), True for the first child) is called once per node
+        that is split; a mask that puts every point on one side halves the node instead.
 
     Attributes
     ----------
@@ -129,9 +239,13 @@ class ClusterTree:
         if pts.shape[1] == 0:
             raise ValueError("points must have at least one coordinate (d >= 1)")
         leaf_size = check_positive(leaf_size, "leaf_size", integer=True)
-        check_choice(split, "split", _SPLITS)
+        splitter = _splitter(split)
         pts = np.ascontiguousarray(pts)
-        out = build_cluster_tree(pts, leaf_size, _SPLITS[split])
+        if isinstance(splitter, _BuiltinSplit):
+            out = build_cluster_tree(pts, leaf_size, splitter.code)
+            split = splitter.name
+        else:
+            out = _build_python(pts, leaf_size, splitter)
         self._set(pts, leaf_size, split, *out)
 
     def _set(self, pts, leaf_size, split, perm, start, stop, left, right, parent, level, lo, hi):

@@ -260,6 +260,8 @@ def from_kernel(
         for name, a in (("points", points), ("targets", targets)):
             if a is not None and np.iscomplexobj(a):
                 raise TypeError(f"{name} must be real coordinates, got a complex array")
+        if not isinstance(split, str):  # saved per rank by name and compared across ranks
+            raise TypeError(f"split must be 'bbox', 'pca' or 'cardinality' in hmat.mpi, got {type(split).__name__}")
         col_tree = ClusterTree(points, leaf_size=ls, split=split)
         row_tree = col_tree if targets is None else ClusterTree(targets, leaf_size=ls, split=split)
         for name, tr in (("points", col_tree), ("targets", row_tree)):
