@@ -28,6 +28,12 @@ class _BuiltinSplit:
         return hash(type(self))
 
 
+def _longest_axis(points):
+    """``(axis, lo, hi)``: the longest side of the bounding box of ``points`` (k, d)."""
+    lo, hi = points.min(axis=0), points.max(axis=0)
+    return int(np.argmax(0.5 * hi - 0.5 * lo)), lo, hi  # half widths: no overflow
+
+
 class BBoxSplit(_BuiltinSplit):
     """Halve the longest side of the node's bounding box (geometric; ``split="bbox"``)."""
 
@@ -35,8 +41,7 @@ class BBoxSplit(_BuiltinSplit):
 
     def split(self, points):
         """``points``: (k, d) float64 of one node -> bool mask (k,), True = left child."""
-        lo, hi = points.min(axis=0), points.max(axis=0)
-        a = int(np.argmax(0.5 * hi - 0.5 * lo))
+        a, lo, hi = _longest_axis(points)
         return points[:, a] < 0.5 * lo[a] + 0.5 * hi[a]
 
 
@@ -47,8 +52,7 @@ class CardinalitySplit(_BuiltinSplit):
 
     def split(self, points):
         """``points``: (k, d) float64 of one node -> bool mask (k,), True = left child."""
-        lo, hi = points.min(axis=0), points.max(axis=0)
-        a = int(np.argmax(0.5 * hi - 0.5 * lo))
+        a = _longest_axis(points)[0]
         mask = np.zeros(points.shape[0], bool)
         mask[np.argsort(points[:, a], kind="stable")[: points.shape[0] // 2]] = True
         return mask
