@@ -56,7 +56,11 @@ def _compare_parser(sub):
                    help="boundary and residual points of the NTK")
     c.add_argument("--device", default=None, help="torch device for training: cpu or cuda")
     c.add_argument("--resume", action="store_true",
-                   help="keep the units already in OUT/results.json (same config and code)")
+                   help="keep the units already in OUT/results.json (PDE by PDE: same settings; "
+                        "same code unless the PDE is complete)")
+    c.add_argument("--restart-pde", default=None,
+                   help="with --resume: comma-separated PDEs whose records are dropped and "
+                        "run again (after a change of their settings or of the code)")
     c.add_argument("--workers", type=int, default=1, help="worker processes (1 or 2)")
     c.add_argument("--threads", type=int, default=1,
                    help="torch threads per worker (default 1: a second thread does not pay for "
@@ -164,7 +168,9 @@ def _run_compare(a, ap, argv):
           f"{os.cpu_count()} CPUs", flush=True)
     t0 = time.perf_counter()
     try:
-        res = run_study(cfg, out=a.out, resume=a.resume, workers=a.workers, threads=a.threads,
+        restart = _strs(a.restart_pde) if a.restart_pde is not None else ()
+        res = run_study(cfg, out=a.out, resume=a.resume, restart=restart, workers=a.workers,
+                        threads=a.threads,
                         progress=not a.no_progress, plots=not a.no_plots,
                         command="python -m pinn compare " + " ".join(argv[1:]))
     except ValueError as e:

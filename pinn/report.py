@@ -168,6 +168,19 @@ def _status_lines(res):
     return lines
 
 
+def _provenance_lines(res):
+    """Which code produced each PDE's records (``res["pde_runs"]``), when not all the same."""
+    runs = res.get("pde_runs") or {}
+    codes = {r["code"].get("hash") for r in runs.values()}
+    if len(codes) <= 1:
+        return []
+    lines = ["Code per PDE (every record of a PDE comes from one version of the code):", ""]
+    for name, r in runs.items():
+        lines.append(f"- {name}: code hash `{r['code'].get('hash')}`, git "
+                     f"`{r['code'].get('git')}`")
+    return lines + [""]
+
+
 def write_pinn_report(res, out, plots=True):
     """Write ``report.md`` (and plots) of a PINN study results dict to ``out``; returns the
     paths written."""
@@ -178,8 +191,9 @@ def write_pinn_report(res, out, plots=True):
     m = res.get("machine", {})
     lines = ["# PINN compression study", "",
              f"Config: `{json.dumps({k: v for k, v in cfg.items()})}`", "",
-             f"Code hash (pinn/ + hmat/ sources): `{res.get('code', {}).get('hash')}`; "
-             f"command: `{res.get('command')}`", "",
+             f"Code hash (pinn/ + hmat/ sources) of the last run: "
+             f"`{res.get('code', {}).get('hash')}`; command: `{res.get('command')}`", ""] + \
+        _provenance_lines(res) + [
              f"Machine: {m.get('platform')}, {m.get('cpu_count')} CPUs, torch {m.get('torch')}, "
              f"{m.get('workers', 1)} worker process(es) x {m.get('worker_torch_threads')} torch "
              f"thread(s); load average at start {m.get('load_average')}, at end "
@@ -196,7 +210,8 @@ def write_pinn_report(res, out, plots=True):
              "(dense, dynamic, scratch: full schedule; +finetune: fine-tuning only; post-hoc: "
              "0).", ""]
     if res.get("lr"):
-        lines += ["## Learning rates (Adam; chosen by the sweep's final training loss)", "",
+        lines += ["## Learning rates (Adam; chosen by the sweep's final training loss; dense: "
+                  "the configured reference lr, not swept)", "",
                   "| PDE | " + " | ".join(m_ for m_ in ORDER if any(
                       m_ in v for v in res["lr"].values())) + " |"]
         cols = [m_ for m_ in ORDER if any(m_ in v for v in res["lr"].values())]
@@ -210,7 +225,9 @@ def write_pinn_report(res, out, plots=True):
                   f"{cfg.get('sweep_seed')}, budget {cfg.get('sweep_budget')})", "",
                   "| PDE | method | lr | final loss | L2 | train s |", "|---|---|---|---|---|---|"]
         for r in res["sweep"]:
-            lines.append(f"| {r['pde']} | {r['method']} | {r['lr']:g} | {r['final_loss']:.3e} | "
+            used = "" if r["method"] != "dense" else " (not used)"
+            lines.append(f"| {r['pde']} | {r['method']}{used} | {r['lr']:g} | "
+                         f"{r['final_loss']:.3e} | "
                          f"{r['l2']:.3e} | {r['train_time']:.0f} |")
         lines.append("")
     hdr = ("| method | budget | seeds | fraction | L2 | final loss | NTK (function space) | "

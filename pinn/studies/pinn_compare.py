@@ -10,9 +10,12 @@ the one byte rule), the training curve, and the NTK w.r.t. the *effective dense 
 (function space; the ``svd-lossless`` control row shows that a lossless
 re-parametrization leaves it unchanged while the parameter-space NTK does not).
 
-The Adam learning rate of every trained method comes from a small sweep on a separate seed
+The dense reference is trained with the configured schedule (``lr``, the DeepXDE-equivalent
+reference; it is not swept, so that every compressed method is compared with one fixed
+reference and the fine-tuning sweep starts from that same network). The Adam
+learning rate of every other trained method comes from a small sweep on a separate seed
 (``sweep_seed``, not among the reported seeds) at ``sweep_budget``: each lr of ``lr_sweep``
-(``lr_sweep_finetune`` for fine-tuning, starting from the dense network trained with the
+(``lr_sweep_finetune`` for fine-tuning, starting from the dense reference trained with the
 configured ``lr``) is run for the method's Adam phase, and the lr with the smallest final
 training loss is used for all seeds (L-BFGS has no learning rate).
 
@@ -23,9 +26,15 @@ dense matmul -- the same function, derivatives and parameters, 3-5x faster for t
 torch's fused implementation (``adam_fused=True``; see :func:`adam_optimizer`).
 
 Resumable: ``results.json`` is rewritten (atomically) after every finished unit -- the
-sweep of one PDE's method group or one configuration (PDE, seed) -- and ``resume=True`` skips the units
-already in it, refusing a file written with another config or another version of the code
-(a content hash of ``pinn/`` and ``hmat/``). A killed run loses at most the units in
+sweep of one PDE's method group or one configuration (PDE, seed) -- and ``resume=True`` skips
+the units already in it. The unit of consistency is the PDE (every comparison is within
+one PDE): ``results.json`` records per PDE the settings that determine its records
+(:func:`pde_settings`) and the code that produced them (a content hash of ``pinn/`` and
+``hmat/``). Resuming refuses a PDE whose settings changed, or a PDE that is not complete
+and was run by another version of the code (records of different code are never mixed
+within a PDE); ``restart=[pde, ...]`` drops such a PDE's records and runs it again. A
+complete PDE keeps its records and its code provenance, which the report prints; seeds may
+be appended to a PDE run by the same code. A killed run loses at most the units in
 flight. Units run in up to ``workers`` (<= 2) processes with ``threads`` torch threads
 each.
 """
@@ -55,7 +64,7 @@ from ..train import make_model, resolve_device, train
 
 __all__ = ["STUDY_METHODS", "TRAINED", "NOT_IN_STUDY", "DEFAULT_CONFIG", "FULL_CONFIG", "CONFIGS",
            "run_study", "resolve_config", "adam_optimizer", "lowrank_scratch_model", "check_config", "check_out",
-           "load_results", "machine_info"]
+           "load_results", "machine_info", "pde_settings", "SWEEP_PARTS", "code_hash"]
 
 #: methods of the PINN study, in table order
 STUDY_METHODS = ("dense", "svd-lossless", "hmatrix", "hmatrix+finetune", "hmatrix-dynamic",
@@ -372,12 +381,12 @@ def _measure(ctx, model, dense, K_dense, dense_bytes, hist=None, info=None, ntk_
 
 
 # ----------------------------------------------------------------------------- units
-SWEEP_PARTS = ("dense", "hmatrix-dynamic", "lowrank-scratch", "finetune")
+SWEEP_PARTS = ("hmatrix-dynamic", "lowrank-scratch", "finetune")
 
 
 def run_sweep(cfg, pde, part):
     """One part of the learning-rate sweep of one PDE: the Adam phase of the trained methods
-    of ``part`` (``"dense"``, ``"hmatrix-dynamic"``, ``"lowrank-scratch"`` or
+    of ``part`` (``"hmatrix-dynamic"``, ``"lowrank-scratch"`` or
     ``"finetune"``: every ``+finetune`` method, starting from the dense network trained
     with the configured ``lr`` and the full schedule) at ``sweep_seed`` and
     ``sweep_budget``, for each lr of ``lr_sweep`` (``lr_sweep_finetune``). Returns a list
@@ -394,11 +403,7 @@ def run_sweep(cfg, pde, part):
                     "load_average": _load()})
 
     dense_b = dense_hidden_bytes(make_model(prob, cfg["width"], cfg["depth"], seed=seed))
-    if part == "dense" and "dense" in methods:
-        for lr in cfg["lr_sweep"]:
-            m = make_model(prob, cfg["width"], cfg["depth"], seed=seed)
-            rec("dense", lr, ctx.train(m, seed, lr, adam_only=True))
-    elif part == "finetune":
+    if part == "finetune":
         tuned = [m for m in methods if REGISTRY["pinn"][m].kind == "finetune"]
         if tuned:
             dense = make_model(prob, cfg["width"], cfg["depth"], seed=seed)
@@ -429,7 +434,9 @@ def run_sweep(cfg, pde, part):
 
 def choose_lrs(cfg, sweep, pde):
     """Per trained method: the swept lr with the smallest final training loss (the
-    configured ``lr`` / ``lr_finetune`` where there is no sweep record)."""
+    configured ``lr`` / ``lr_finetune`` where there is no sweep record). The dense
+    reference always uses the configured ``lr`` (sweep records of ``dense`` in files of
+    older versions are ignored)."""
     name = get_problem(pde).name
     pc = resolve_config(cfg, pde)
     out = {}
@@ -437,7 +444,7 @@ def choose_lrs(cfg, sweep, pde):
         rs = [r for r in sweep if r["pde"] == name and r["method"] == m
               and math.isfinite(r["final_loss"])]
         default = pc["lr_finetune"] if REGISTRY["pinn"][m].kind == "finetune" else pc["lr"]
-        out[m] = min(rs, key=lambda r: r["final_loss"])["lr"] if rs else default
+        out[m] = min(rs, key=lambda r: r["final_loss"])["lr"] if rs and m != "dense" else default
     return out
 
 
@@ -571,12 +578,74 @@ def load_results(path):
     return res
 
 
-def _comparable(cfg):
-    return json.loads(json.dumps({k: v for k, v in cfg.items() if k != "device"}))
+def pde_settings(cfg, pde):
+    """The settings that determine the records of one PDE: every config key except
+    ``pdes``, ``per_pde``, ``seeds`` and ``device``, with the PDE's resolved per-PDE
+    settings (:func:`resolve_config`) applied; a JSON-normalised dict."""
+    c = {k: v for k, v in cfg.items() if k not in ("pdes", "per_pde", "seeds", "device")}
+    c.update({k: v for k, v in resolve_config(cfg, pde).items() if k != "seeds"})
+    return json.loads(json.dumps(c))
 
 
-def run_study(config=None, out=None, *, resume=False, workers=1, threads=1, progress=True,
-              plots=True, command=None):
+def _pde_units(cfg, pde):
+    """Unit keys of one PDE under ``cfg`` (its sweep parts, then its seeds)."""
+    sweep = [] if cfg["lr_sweep"] is None else [_unit_key("sweep", pde, p) for p in SWEEP_PARTS]
+    return sweep + [_unit_key("config", pde, s) for s in resolve_config(cfg, pde)["seeds"]]
+
+
+def _drop_pde(res, name):
+    """Remove every record, sweep record, unit and provenance entry of PDE ``name``."""
+    res["records"] = [r for r in res["records"] if r.get("pde") != name]
+    res["sweep"] = [r for r in res.get("sweep", []) if r.get("pde") != name]
+    res["units"] = [u for u in res.get("units", []) if u.split(":")[1] != name]
+    res["unit_log"] = [u for u in res.get("unit_log", []) if u.get("pde") != name]
+    res.get("lr", {}).pop(name, None)
+    res.get("pde_runs", {}).pop(name, None)
+
+
+def _resume_check(res, cfg, chash, path, restart):
+    """Reconcile a loaded results dict with ``cfg`` PDE by PDE (see the module docstring);
+    raises ValueError naming the PDE and what differs."""
+    if "pde_runs" not in res:  # a file of an older version: one config and one code
+        old = res["config"]
+        res["pde_runs"] = {}
+        for p in old["pdes"]:
+            name = get_problem(p).name
+            if any(u.split(":")[1] == name for u in res.get("units", [])):
+                res["pde_runs"][name] = {"settings": pde_settings(old, p),
+                                         "code": dict(res.get("code", {}))}
+    names = [get_problem(p).name for p in cfg["pdes"]]
+    for name in restart:
+        if name not in names:
+            raise ValueError(f"--restart-pde {name!r} is not a PDE of this config ({names})")
+        _drop_pde(res, name)
+    gone = sorted(set(res["pde_runs"]) - set(names))
+    if gone:
+        raise ValueError(f"--resume: {path} holds PDE(s) {gone} that this config does not "
+                         "include; add them to the config or use another --out")
+    done = set(res.get("units", []))
+    for p in cfg["pdes"]:
+        name = get_problem(p).name
+        run = res["pde_runs"].get(name)
+        if run is None:
+            continue
+        now = pde_settings(cfg, p)
+        if run["settings"] != now:
+            keys = sorted(k for k in set(now) | set(run["settings"])
+                          if now.get(k) != run["settings"].get(k))
+            raise ValueError(f"--resume: {path} ran PDE {name} with other settings (differ "
+                             f"in {keys}); --restart-pde {name} runs it again (its records "
+                             "are dropped) or use another --out")
+        complete = set(_pde_units(cfg, p)) <= done
+        if run["code"].get("hash") != chash and not complete:
+            raise ValueError(f"--resume: PDE {name} in {path} is not complete and was run by "
+                             f"another version of the code ({run['code'].get('hash')} != "
+                             f"{chash}); records of different code are not mixed within a "
+                             f"PDE: --restart-pde {name} runs it again, or use another --out")
+
+
+def run_study(config=None, out=None, *, resume=False, restart=(), workers=1, threads=1,
+              progress=True, plots=True, command=None):
     """Run the study (see the module docstring).
 
     Parameters
@@ -589,7 +658,10 @@ def run_study(config=None, out=None, *, resume=False, workers=1, threads=1, prog
         Directory of ``results.json``, ``report.md`` and the plots (rewritten after every
         unit).
     resume : bool
-        Keep the units already in ``out/results.json`` (same config and code required).
+        Keep the units already in ``out/results.json``, PDE by PDE (same settings of the
+        PDE required; same code unless the PDE is complete; see the module docstring).
+    restart : sequence of str
+        With ``resume``: PDEs whose records are dropped and run again.
     workers : int in {1, 2}
         Processes running units (1: in this process).
     threads : int >= 1
@@ -603,7 +675,9 @@ def run_study(config=None, out=None, *, resume=False, workers=1, threads=1, prog
     Returns
     -------
     dict
-        ``config, code, machine, command, lr, sweep, records, units, wall_time``.
+        ``config, code, pde_runs, machine, command, lr, sweep, records, units,
+        wall_time`` (``pde_runs[name] = {"settings", "code"}``: the provenance of each
+        PDE's records).
     """
     cfg = dict(DEFAULT_CONFIG)
     cfg.update(config or {})
@@ -617,19 +691,21 @@ def run_study(config=None, out=None, *, resume=False, workers=1, threads=1, prog
     res = None
     path = None if out is None else os.path.join(out, "results.json")
     chash = code_hash()
+    restart = [get_problem(p).name for p in (restart or ())]
+    if restart and not resume:
+        raise ValueError("restart names PDEs of a results file to run again: use it with resume")
     if resume and path is not None and os.path.exists(path):
         res = load_results(path)
-        if _comparable(res["config"]) != _comparable(cfg):
-            raise ValueError(f"--resume: {path} was written with another config; use another "
-                             "--out (or the same options)")
-        if res.get("code", {}).get("hash") != chash:
-            raise ValueError(f"--resume: {path} was written by another version of the code "
-                             f"({res.get('code', {}).get('hash')} != {chash}); records of "
-                             "different code are not mixed: use another --out")
+        _resume_check(res, cfg, chash, path, restart)
+        res["config"] = cfg
+        res["code"] = {"hash": chash, "git": _git_commit()}
     if res is None:
         res = {"config": cfg, "code": {"hash": chash, "git": _git_commit()}, "command": command,
-               "lr": {},
+               "lr": {}, "pde_runs": {},
                "sweep": [], "records": [], "units": [], "wall_time": 0.0}
+    for p in cfg["pdes"]:
+        res["pde_runs"].setdefault(get_problem(p).name, {"settings": pde_settings(cfg, p),
+                                                         "code": dict(res["code"])})
     res["machine"] = machine_info(cfg["device"])
     res["machine"]["workers"] = workers
     res["machine"]["worker_torch_threads"] = threads

@@ -18,11 +18,11 @@ def _rec(pde, method, seed, l2, budget=None):
 
 
 def _partial():
-    """Poisson1D: every sweep part and all 5 seeds; Burgers1D: the dense sweep and seeds
-    0, 1; Poisson2D: nothing."""
+    """Poisson1D: every sweep part and all 5 seeds; Burgers1D: the fine-tuning sweep and
+    seeds 0, 1; Poisson2D: nothing."""
     units = [f"sweep:poisson1d:{p}" for p in SWEEP_PARTS]
     units += [f"config:poisson1d:{s}" for s in range(5)]
-    units += ["sweep:burgers1d:dense", "config:burgers1d:0", "config:burgers1d:1"]
+    units += ["sweep:burgers1d:finetune", "config:burgers1d:0", "config:burgers1d:1"]
     recs = [_rec("poisson1d", "dense", s, 1e-4 * (s + 1)) for s in range(5)]
     recs += [_rec("burgers1d", "dense", s, 1e-2 * (s + 1)) for s in range(2)]
     return {"config": copy.deepcopy(FULL_CONFIG), "units": units, "records": recs,
@@ -35,7 +35,7 @@ def test_status_names_complete_and_missing_units():
     assert st["poisson1d"]["complete"] and st["poisson1d"]["missing"] == []
     b = st["burgers1d"]
     assert not b["complete"] and b["done"] == [0, 1] and b["missing"] == [2, 3, 4]
-    assert b["sweep_missing"] == [p for p in SWEEP_PARTS if p != "dense"]
+    assert b["sweep_missing"] == ["hmatrix-dynamic", "lowrank-scratch"]
     p2 = st["poisson2d"]
     assert not p2["complete"] and p2["done"] == [] and p2["missing"] == [0, 1, 2]
 
