@@ -100,7 +100,7 @@ FULL_CONFIG = dict(
         "poisson1d": dict(seeds=[0, 1, 2, 3, 4], n_collocation=256, n_boundary=2,
                           adam_steps=1000, lbfgs_steps=1000),
         # 6000 points: on the DeepXDE-default 2540 the width-64 network fits the points and
-        # misses the shock on some seeds (benchmarks/pinn_study/burgers_dense_checks)
+        # misses the shock on some seeds (benchmarks/pinn_study/dense_checks)
         "burgers1d": dict(seeds=[0, 1, 2, 3, 4], n_collocation=6000, n_boundary=160,
                           adam_steps=2000, lbfgs_steps=3000),
         "poisson2d": dict(n_collocation=1024, n_boundary=256, lbfgs_steps=5000),
