@@ -12,19 +12,20 @@ import numpy as np
 from . import _precision
 from ._packed import Packed, Segment
 from ._validate import SUPPORTED_DTYPES
-from .dense import Dense
-from .hblock import HBlock, trusted_node
-from .lowrank import LowRank
+from .dense import Dense, trusted_dense
+from .hblock import HBlock, adjoint_source, packed_root, stored_packed, trusted_node
+from .lowrank import LowRank, trusted_lowrank
 from .operator import LinearOperator
-from .partition import LeafKind
+from .partition import LeafKind, permutation_or_none
 from .provenance import BuildInfo
 
 __all__ = ["save", "load", "write_atomic", "FORMAT_VERSION", "MAX_DEPTH"]
 
-#: Version of the file layout written by :func:`save` (:func:`load` reads 1 and 2; version 2
-#: adds the optional storage arrays of symmetric and mixed-precision H-matrices).
-FORMAT_VERSION = 2
-_READABLE = (1, 2)
+#: Version of the file layout written by :func:`save` (:func:`load` reads 1, 2 and 3; version 2
+#: adds the optional storage arrays of symmetric and mixed-precision H-matrices, version 3 the
+#: optional ``compressor`` name of the build provenance).
+FORMAT_VERSION = 3
+_READABLE = (1, 2, 3)
 _MAGIC = "hmat-pinn/hblock"
 #: node codes of the file layout (fixed by FORMAT_VERSION 1, not by LeafKind's values)
 _FILE_CODE = {LeafKind.INTERNAL: 0, LeafKind.DENSE: 1, LeafKind.LOWRANK: 2}
@@ -67,12 +68,9 @@ def save(path, H):
     """
     if not isinstance(H, (HBlock, Dense, LowRank)):
         raise TypeError(f"H must be an HBlock, Dense or LowRank, got {type(H).__name__}")
-    if isinstance(H, HBlock) and H._adjoint_of is not None:
+    if isinstance(H, HBlock) and adjoint_source(H) is not None:
         H = H.astype(H.dtype)  # materialise an adjoint view's own structure
-    lazy = isinstance(H, HBlock) and H._blocks is None
     arrays = _encode(H)
-    if lazy:  # leaf objects made for the walk (copies of float32 parts) are not kept
-        H._blocks = None
     write_atomic(path, lambda f: np.savez(f, **arrays))
 
 
@@ -81,9 +79,9 @@ def _storage(H):
     (symmetric storage, single-precision parts), or None: ``{"data": ..., "data_lo": ...,
     "storage": (9, rows) int64 (r0, m, c0, n, rank, off, id, mirror id, in data_lo),
     "segments": rows per segment, "symmetry": str}``."""
-    if not isinstance(H, HBlock) or (H._pack is None and H._adjoint_of is None):
+    pk = stored_packed(H) if isinstance(H, HBlock) else None
+    if pk is None:
         return None
-    pk = H._packed
     lowp = [s.buf.dtype != pk.dtype for s in pk.segments]
     if pk.sym is None and not any(lowp):
         return None
@@ -226,14 +224,11 @@ def _encode(H):
     nodes, bufs = [], []
     pos = 0
     storage = _storage(H)  # leaves' data from the storage arrays: nodes hold no offsets
-    stack = [(H, 1)]
-    while stack:  # depth-first, children in row-major order (the order load reads)
-        op, depth = stack.pop()
-        if isinstance(op, HBlock):
-            if depth > MAX_DEPTH:
+    for op, at in _preorder(H):  # depth-first, children in row-major order (the order load reads)
+        if op is None:  # an internal node: at = (depth, rows, cols, grid rows, grid cols)
+            if at[0] > MAX_DEPTH:
                 raise ValueError(f"H is nested deeper than {MAX_DEPTH} levels; it cannot be saved")
-            nodes.append((_FILE_CODE[LeafKind.INTERNAL], len(op.blocks), len(op.blocks[0]), op.shape[0], op.shape[1], 0, 0))
-            stack.extend((child, depth + 1) for row in reversed(op.blocks) for child in reversed(row))
+            nodes.append((_FILE_CODE[LeafKind.INTERNAL], at[3], at[4], at[1], at[2], 0, 0))
         elif storage is not None:
             nodes.append((_FILE_CODE[LeafKind.DENSE if isinstance(op, Dense) else LeafKind.LOWRANK], 0, 0, op.shape[0], op.shape[1],
                           -1 if isinstance(op, Dense) else op.rank, -1))
@@ -273,10 +268,40 @@ def _encode(H):
                          H.provenance.kernel_evaluations], np.float64)
         _check_meta(meta, ValueError)
         arrays["meta"] = meta
+        if H.provenance.compressor is not None:
+            arrays["compressor"] = np.array(H.provenance.compressor)
     # the list of arrays: a damaged zip directory that hides an optional array (row_perm,
     # meta) would otherwise load as a different operator
     arrays["manifest"] = np.array(sorted([*arrays, "manifest"]))
     return arrays
+
+
+def _preorder(H):
+    """``(op, None)`` for a leaf operator ``H``; for an HBlock, its :class:`~hmat.Partition`
+    nodes depth-first (children in row-major order): ``(leaf_op, depth)`` for a leaf and
+    ``(None, (depth, rows, cols, grid_rows, grid_cols))`` for an internal node (a root that
+    is one leaf is a 1 x 1 grid, as :attr:`HBlock.blocks` has it)."""
+    if not isinstance(H, HBlock):
+        yield H, None
+        return
+    p = H.partition
+    ops = [lf.op for lf in H.leaves()]
+    leaf_of = dict(zip(p.leaf_nodes.tolist(), range(p.n_leaves)))
+    if 0 in leaf_of:
+        yield None, (1, H.shape[0], H.shape[1], 1, 1)
+        yield ops[0], 2
+        return
+    rs, re, cs, ce = p.node_row_start, p.node_row_stop, p.node_col_start, p.node_col_stop
+    stack = [(0, 1)]
+    while stack:
+        b, depth = stack.pop()
+        q = leaf_of.get(b)
+        if q is not None:
+            yield ops[q], depth
+            continue
+        f, a, w = int(p.node_first[b]), int(p.node_nr[b]), int(p.node_nc[b])
+        yield None, (depth, int(re[b] - rs[b]), int(ce[b] - cs[b]), a, w)
+        stack.extend((c, depth + 1) for c in range(f + a * w - 1, f - 1, -1))
 
 
 def _meta_value(v, name):
@@ -347,7 +372,8 @@ def _need(cond, msg):
 
 
 _STORAGE = {"data_lo", "storage", "segments", "symmetry"}
-_KNOWN = {"magic", "version", "dtype", "shape", "nodes", "data", "row_perm", "col_perm", "meta", "manifest"} | _STORAGE
+_KNOWN = {"magic", "version", "dtype", "shape", "nodes", "data", "row_perm", "col_perm", "meta", "manifest",
+          "compressor"} | _STORAGE
 
 
 def _decode(f):
@@ -364,6 +390,7 @@ def _decode(f):
     v = f["version"]
     _need(v.shape == () and v.dtype.kind in "iu", f"format version must be an integer, got {v.dtype} {v!r}")
     _need(int(v) in _READABLE, f"unsupported format version {int(v)} (this library reads {_READABLE})")
+    _need("compressor" not in f or int(v) >= 3, "a compressor name in a version-1 or -2 file")
     present = _STORAGE & set(f)
     _need(not present or (int(v) >= 2 and present == _STORAGE), f"storage arrays {sorted(present)} incomplete or in a version-1 file")
     try:
@@ -420,14 +447,14 @@ def _decode(f):
         if kind == LeafKind.DENSE:
             size = m * n
             take(i, off, size)
-            return Dense._trusted(data[off:off + size].reshape(m, n).copy())
+            return trusted_dense(data[off:off + size].reshape(m, n).copy())
         if kind == LeafKind.LOWRANK:
             _need(k >= 0, f"node {i}: negative rank")
             size = k * (m + n)
             take(i, off, size)
             U = data[off:off + m * k].reshape(m, k).copy()
             V = data[off + m * k:off + size].reshape(n, k).copy()
-            return LowRank._trusted(U, V)
+            return trusted_lowrank(U, V)
         raise _Corrupt(f"node {i}: unknown kind {code}")
 
     op = parse(1)
@@ -446,23 +473,28 @@ def _decode(f):
         p = f.get(name)
         if p is not None:
             _need(p.dtype == np.int64 and p.shape == (n,), f"{name} has the wrong dtype or length")
-            seen = np.zeros(n, bool)
-            _need(n == 0 or (p.min() >= 0 and p.max() < n), f"{name} is not a permutation")
-            seen[p] = True
-            _need(bool(seen.all()), f"{name} is not a permutation")
+            try:
+                p = permutation_or_none(p, n, name)
+            except ValueError as exc:
+                raise _Corrupt(str(exc)) from None
         perms[name] = p
     info = None
     if "meta" in f:
         meta = f["meta"]
         _need(meta.dtype == np.float64 and meta.shape == (3,), "bad metadata")
         _check_meta(meta, _Corrupt)
+        name = None
+        if "compressor" in f:
+            c = f["compressor"]
+            _need(c.shape == () and c.dtype.kind == "U", "compressor name must be one string")
+            name = str(c)
         info = BuildInfo(tol=None if np.isnan(meta[1]) else float(meta[1]), kernel_evaluations=int(meta[2]),
-                         error_estimate=None if np.isnan(meta[0]) else float(meta[0]))
+                         error_estimate=None if np.isnan(meta[0]) else float(meta[0]), compressor=name)
+    else:
+        _need("compressor" not in f, "a compressor name without metadata")
     H = HBlock(op.blocks, perms["row_perm"], perms["col_perm"], info)
     if stored_leaves is not None:  # apply and store through the storage; leaf objects made again when asked for
-        S = HBlock._from_packed(H.partition, stored_leaves["packed"], dtype, info)
-        S.row_perm, S.col_perm = H.row_perm, H.col_perm  # as saved (the partition drops identities)
-        H = S
+        H = packed_root(H.partition, stored_leaves["packed"], dtype, info)
     return H
 
 

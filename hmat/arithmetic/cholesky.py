@@ -9,7 +9,8 @@ from .._norms import fro
 from .._progress import progress_bar
 from ..operator import LinearOperator
 from ._common import blas_single_thread, check_hblock, check_square, perm_or_identity, same_perm, tol_arg
-from ._nodes import DENSE, HIER, LOWRANK, Engine, Node, StructureError, copy_tree, from_op, leaves, to_root
+from ..partition import LeafKind
+from ._nodes import Engine, Node, StructureError, copy_tree, from_op, leaves, to_root
 from ._solve import solve_right, trsm_dense
 from ._factor_common import check_diagonal, count_diag_leaves, diag_values, leaf_nbytes, zero_like
 
@@ -99,7 +100,7 @@ def _check_hermitian(H, tol):
 
 def _chol(eng, A, r0, bar, perm):
     check_diagonal(A, r0, "H-Cholesky")
-    if A.kind == DENSE:
+    if A.kind == LeafKind.DENSE:
         try:
             L = sla.cholesky(A.a, lower=True, check_finite=True)
         except (np.linalg.LinAlgError, ValueError) as exc:
@@ -133,7 +134,7 @@ def _chol(eng, A, r0, bar, perm):
 
 def _herk(eng, C, A):
     """Lower part of ``C -= A A^H`` for a diagonal node ``C``."""
-    if C.kind != HIER:
+    if C.kind != LeafKind.INTERNAL:
         eng.muladd(C, A, A, -1.0, adjB=True)
         return
     p = len(C.ch)
@@ -230,9 +231,9 @@ class CholeskyFactorization(LinearOperator):
 
 
 def _lower(node, diag=True):
-    if node.kind == DENSE:
+    if node.kind == LeafKind.DENSE:
         return Node.dense(np.tril(node.a) if diag else node.a.copy())
-    if node.kind == LOWRANK:
+    if node.kind == LeafKind.LOWRANK:
         return Node.lowrank(node.U, node.V)
     if not diag:
         return copy_tree(node)

@@ -8,8 +8,8 @@ from .._progress import progress_bar
 from ..operator import LinearOperator
 from ._common import blas_single_thread, check_hblock, check_square, perm_or_identity, tol_arg
 from ._dense_kernels import getrf_nopiv
-from ._nodes import (DENSE, LOWRANK, Engine, Node, StructureError, copy_tree, densify_small, from_op,
-                     leaves, to_root)
+from ..partition import LeafKind
+from ._nodes import Engine, Node, StructureError, copy_tree, densify_small, from_op, leaves, to_root
 from ._factor_common import check_diagonal, count_diag_leaves, diag_values, leaf_nbytes, zero_like
 from ._solve import solve_left, solve_right, trsm_dense
 
@@ -75,7 +75,7 @@ def lu(H, tol=1e-6, *, progress=False):
 def _lu(eng, A, r0, bar):
     """In-place LU of the diagonal node ``A`` whose first row is ``r0`` (permuted)."""
     check_diagonal(A, r0, "H-LU")
-    if A.kind == DENSE:
+    if A.kind == LeafKind.DENSE:
         k = getrf_nopiv(A.a)
         if k >= 0:
             raise ValueError(
@@ -227,14 +227,14 @@ class LUFactorization(LinearOperator):
 
 def _triangle(node, lower, unit, diag=True):
     """Copy of the lower (or upper) part of a diagonal node; the other part is zero."""
-    if node.kind == DENSE:
+    if node.kind == LeafKind.DENSE:
         if not diag:
             return Node.dense(node.a.copy())
         a = np.tril(node.a, -1) if lower else np.triu(node.a)
         if unit:
             a[np.diag_indices_from(a)] = 1
         return Node.dense(a)
-    if node.kind == LOWRANK:
+    if node.kind == LeafKind.LOWRANK:
         return Node.lowrank(node.U, node.V)
     if not diag:
         return copy_tree(node)
