@@ -100,8 +100,8 @@ def trusted_lowrank(U, V):
 
     Parameters
     ----------
-    U : ndarray, shape (m, k)
-    V : ndarray, shape (n, k)
+    U, V : ndarray
+        The factors, of shapes (m, k) and (n, k).
 
     Returns
     -------

@@ -7,6 +7,7 @@ import scipy.linalg as sla
 
 from .._norms import fro
 from .._progress import progress_bar
+from ..linalg import permuted_apply
 from ..operator import LinearOperator
 from ._common import blas_single_thread, check_hblock, check_square, perm_or_identity, same_perm, tol_arg
 from ..partition import LeafKind
@@ -184,17 +185,16 @@ class CholeskyFactorization(LinearOperator):
         return self._matmat(b.reshape(b.shape[0], -1)).reshape(b.shape)
 
     def _matmat(self, B):
-        p = self._perm
-        dt = np.result_type(self.dtype, B.dtype)
-        Y = np.array(B if p is None else B[p], dtype=dt, order="C", copy=True)
+        # H^-1 = P^T L^-H L^-1 P
+        return permuted_apply(self._solve_permuted, B, self._perm, self._perm)
+
+    def _solve_permuted(self, Bp):
+        """``(L L^H)^-1 Bp`` in permuted coordinates, a new array."""
+        Y = np.array(Bp, dtype=np.result_type(self.dtype, Bp.dtype), order="C", copy=True)
         with blas_single_thread():
             trsm_dense(self._eng, self._root, Y, lower=True, unit=False)
             trsm_dense(self._eng, self._root, Y, lower=True, unit=False, adj=True)
-        if p is None:
-            return Y
-        X = np.empty_like(Y)
-        X[p] = Y
-        return X
+        return Y
 
     def _rmatmat(self, B):
         return self._matmat(B)  # H^{-1} is Hermitian

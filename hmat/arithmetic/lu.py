@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from .._progress import progress_bar
+from ..linalg import permuted_apply
 from ..operator import LinearOperator
 from ._common import blas_single_thread, check_hblock, check_square, perm_or_identity, tol_arg
 from ._dense_kernels import getrf_nopiv
@@ -153,31 +154,24 @@ class LUFactorization(LinearOperator):
         return X.reshape(b.shape)
 
     def _matmat(self, B):
-        rp, cp = self._row_perm, self._col_perm
-        dt = np.result_type(self.dtype, B.dtype)
-        Y = np.array(B if rp is None else B[rp], dtype=dt, order="C", copy=True)
-        with blas_single_thread():
-            trsm_dense(self._eng, self._root, Y, lower=True, unit=True)
-            trsm_dense(self._eng, self._root, Y, lower=False, unit=False)
-        if cp is None:
-            return Y
-        X = np.empty_like(Y)
-        X[cp] = Y
-        return X
+        # H^-1 = P_c^T U^-1 L^-1 P_r
+        return permuted_apply(lambda Bp: self._solve_permuted(Bp, False), B, self._row_perm, self._col_perm)
 
     def _rmatmat(self, B):
-        # H^H = P_c^T U^H L^H P_r
-        rp, cp = self._row_perm, self._col_perm
-        dt = np.result_type(self.dtype, B.dtype)
-        Y = np.array(B if cp is None else B[cp], dtype=dt, order="C", copy=True)
+        # H^-H = P_r^T L^-H U^-H P_c
+        return permuted_apply(lambda Bp: self._solve_permuted(Bp, True), B, self._col_perm, self._row_perm)
+
+    def _solve_permuted(self, Bp, adj):
+        """``(L U)^-1 Bp`` (``(L U)^-H Bp`` when ``adj``) in permuted coordinates, a new array."""
+        Y = np.array(Bp, dtype=np.result_type(self.dtype, Bp.dtype), order="C", copy=True)
         with blas_single_thread():
-            trsm_dense(self._eng, self._root, Y, lower=False, unit=False, adj=True)
-            trsm_dense(self._eng, self._root, Y, lower=True, unit=True, adj=True)
-        if rp is None:
-            return Y
-        X = np.empty_like(Y)
-        X[rp] = Y
-        return X
+            if adj:
+                trsm_dense(self._eng, self._root, Y, lower=False, unit=False, adj=True)
+                trsm_dense(self._eng, self._root, Y, lower=True, unit=True, adj=True)
+            else:
+                trsm_dense(self._eng, self._root, Y, lower=True, unit=True)
+                trsm_dense(self._eng, self._root, Y, lower=False, unit=False)
+        return Y
 
     # ----------------------------------------------------------------- factors
     @property
