@@ -13,10 +13,10 @@ from . import _precision
 from ._packed import Packed, Segment
 from ._validate import SUPPORTED_DTYPES
 from .dense import Dense, trusted_dense
-from .hblock import HBlock, adjoint_source, packed_root, stored_packed, trusted_node
+from .hblock import HBlock, adjoint_source, packed_root, stored_packed
 from .lowrank import LowRank, trusted_lowrank
 from .operator import LinearOperator
-from .partition import LeafKind, permutation_or_none
+from .partition import LeafKind, Partition, permutation_or_none
 from .provenance import BuildInfo
 
 __all__ = ["save", "load", "write_atomic", "FORMAT_VERSION", "MAX_DEPTH"]
@@ -432,11 +432,12 @@ def _decode(f):
                 grid.append(row)
             for r, row in enumerate(grid):
                 for c, op in enumerate(row):
-                    _need(op.shape[0] == grid[r][0].shape[0] and op.shape[1] == grid[0][c].shape[1], f"node {i}: children do not tile")
-            h = sum(row[0].shape[0] for row in grid)
-            w = sum(op.shape[1] for op in grid[0])
+                    _need(_shape(op)[0] == _shape(grid[r][0])[0] and _shape(op)[1] == _shape(grid[0][c])[1],
+                          f"node {i}: children do not tile")
+            h = sum(_shape(row[0])[0] for row in grid)
+            w = sum(_shape(op)[1] for op in grid[0])
             _need((h, w) == (m, n), f"node {i}: children give {(h, w)}, expected {(m, n)}")
-            return trusted_node(tuple(tuple(r) for r in grid), dtype, (m, n))
+            return (m, n, grid)  # an internal node: its shape and children grid
         if stored_leaves is not None and kind in (LeafKind.DENSE, LeafKind.LOWRANK):
             leaf = next(stored_leaves["ops"], None)
             _need(leaf is not None, f"node {i}: more leaves than the storage holds")
@@ -447,29 +448,26 @@ def _decode(f):
         if kind == LeafKind.DENSE:
             size = m * n
             take(i, off, size)
-            return trusted_dense(data[off:off + size].reshape(m, n).copy())
+            return trusted_dense(data[off:off + size].reshape(m, n))  # packed (copied) below
         if kind == LeafKind.LOWRANK:
             _need(k >= 0, f"node {i}: negative rank")
             size = k * (m + n)
             take(i, off, size)
-            U = data[off:off + m * k].reshape(m, k).copy()
-            V = data[off + m * k:off + size].reshape(n, k).copy()
-            return trusted_lowrank(U, V)
+            return trusted_lowrank(data[off:off + m * k].reshape(m, k), data[off + m * k:off + size].reshape(n, k))
         raise _Corrupt(f"node {i}: unknown kind {code}")
 
     op = parse(1)
     _need(next(it, None) is None, "extra nodes after the tree")
     if stored_leaves is not None:
         _need(next(stored_leaves["ops"], None) is None, "the storage holds more leaves than the tree")
-        _need(isinstance(op, HBlock), "storage arrays for a leaf operator")
-        _check_geometry(op, stored_leaves)
+        _need(isinstance(op, tuple), "storage arrays for a leaf operator")
     _need(stored_leaves is not None or used[0] == data.size, "data array has unused entries")
-    _need(op.shape == tuple(int(s) for s in shape), f"tree shape {op.shape} differs from header {tuple(shape)}")
-    if not isinstance(op, HBlock):
+    _need(_shape(op) == tuple(int(s) for s in shape), f"tree shape {_shape(op)} differs from header {tuple(shape)}")
+    if not isinstance(op, tuple):
         _need("row_perm" not in f and "col_perm" not in f, "permutations stored for a leaf operator")
-        return op
+        return _own(op)
     perms = {}
-    for name, n in (("row_perm", op.shape[0]), ("col_perm", op.shape[1])):
+    for name, n in (("row_perm", _shape(op)[0]), ("col_perm", _shape(op)[1])):
         p = f.get(name)
         if p is not None:
             _need(p.dtype == np.int64 and p.shape == (n,), f"{name} has the wrong dtype or length")
@@ -492,10 +490,53 @@ def _decode(f):
                          error_estimate=None if np.isnan(meta[0]) else float(meta[0]), compressor=name)
     else:
         _need("compressor" not in f, "a compressor name without metadata")
-    H = HBlock(op.blocks, perms["row_perm"], perms["col_perm"], info)
-    if stored_leaves is not None:  # apply and store through the storage; leaf objects made again when asked for
-        H = packed_root(H.partition, stored_leaves["packed"], dtype, info)
-    return H
+    part, ops = _partition_of_tree(op, perms["row_perm"], perms["col_perm"])
+    if stored_leaves is None:
+        return HBlock.from_partition(part, ops, info)
+    _check_geometry(part, stored_leaves)
+    # apply and store through the storage; leaf objects made again when asked for
+    return packed_root(part, stored_leaves["packed"], dtype, info)
+
+
+def _shape(x):
+    """Shape of a parsed node: a leaf operator, or ``(m, n, grid)`` for an internal node."""
+    return (x[0], x[1]) if isinstance(x, tuple) else x.shape
+
+
+def _own(op):
+    """A leaf operator read from the file as one that owns its arrays (not views of ``data``)."""
+    if isinstance(op, Dense):
+        return trusted_dense(op.array.copy())
+    return trusted_lowrank(op.U.copy(), op.V.copy())
+
+
+def _partition_of_tree(root, row_perm, col_perm):
+    """The :class:`~hmat.Partition` of a parsed node tree and its leaf operators (leaf order)."""
+    table, ops = [], []
+
+    def walk(x, r, c):
+        if not isinstance(x, tuple):
+            kind = LeafKind.DENSE if isinstance(x, Dense) else LeafKind.LOWRANK
+            table.append((r, x.shape[0], c, x.shape[1], kind))
+            ops.append(x)
+            return len(ops) - 1
+        out = []
+        for row in x[2]:
+            cc, out_row = c, []
+            for child in row:
+                out_row.append(walk(child, r, cc))
+                cc += _shape(child)[1]
+            r += _shape(row[0])[0]
+            out.append(out_row)
+        return out
+
+    tree = walk(root, 0, 0)
+    r0, m, c0, n, kind = (np.array(col, np.int64) for col in zip(*table))
+    try:
+        part = Partition(_shape(root), r0, m, c0, n, kind, row_perm, col_perm, tree=tree)
+    except ValueError as exc:
+        raise _Corrupt(f"bad block structure: {exc}") from None
+    return part, ops
 
 
 def _storage_leaves(f, dtype):
@@ -548,11 +589,10 @@ def _storage_leaves(f, dtype):
     return {"packed": packed, "ops": iter(packed.leaf_ops()), "table": packed.logical_table()}
 
 
-def _check_geometry(H, stored):
+def _check_geometry(part, stored):
     """The storage's leaf positions (stored and mirrored) are the tree's."""
     lr0, lm, lc0, ln, _ = stored["table"]
-    leaves = H.leaves()
-    _need(len(leaves) == lr0.size, "storage and tree differ in their number of leaves")
-    got = np.array([(lf.row_start, lf.col_start, lf.op.shape[0], lf.op.shape[1]) for lf in leaves], np.int64)
-    want = np.stack([lr0, lc0, lm, ln], axis=1) if lr0.size else np.zeros((0, 4), np.int64)
+    _need(part.n_leaves == lr0.size, "storage and tree differ in their number of leaves")
+    got = np.stack([part.r0, part.c0, part.m, part.n], axis=1)
+    want = np.stack([lr0, lc0, lm, ln], axis=1)
     _need(bool(np.array_equal(got, want)), "storage leaf positions differ from the tree")

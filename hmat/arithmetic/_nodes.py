@@ -382,7 +382,7 @@ class Engine:
                 for i in range(len(ro) - 1)]
 
     @staticmethod
-    def _offsets(node, adj, rows):
+    def offsets(node, adj, rows):
         """Row (``rows``) or column offsets of ``op(node)`` if it is a grid, else None."""
         if node.kind != LeafKind.INTERNAL:
             return None
@@ -410,7 +410,7 @@ class Engine:
             return P, np.eye(n, dtype=self.dtype)
         # both grids: exact pieces per block of the result, stacked
         ro = A.ro
-        co = self._offsets(B, adjB, rows=False)
+        co = self.offsets(B, adjB, rows=False)
         inner = A.co
         Ag = self.grid(A, ro, inner, False)
         Bg = self.grid(B, inner, co, adjB)
@@ -474,9 +474,9 @@ class Engine:
             return
         # C is a grid; A and op(B) are grids or dense blocks
         ro, co = C.ro, C.co
-        inner = self._offsets(A, False, rows=False)
+        inner = self.offsets(A, False, rows=False)
         if inner is None:
-            inner = self._offsets(B, adjB, rows=True)
+            inner = self.offsets(B, adjB, rows=True)
         Ag = self.grid(A, ro, inner, False)
         Bg = self.grid(B, inner, co, adjB)
         for i, row in enumerate(C.ch):

@@ -139,7 +139,7 @@ def _herk(eng, C, A):
         eng.muladd(C, A, A, -1.0, adjB=True)
         return
     p = len(C.ch)
-    inner = eng._offsets(A, False, rows=False)
+    inner = eng.offsets(A, False, rows=False)
     if inner is None:
         inner = np.array([0, A.n], np.int64)
     Ag = eng.grid(A, C.ro, inner, False)
