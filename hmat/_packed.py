@@ -230,8 +230,8 @@ class Packed:
         depth-first order: full-precision data are views of the buffers, lower-precision
         data are converted (copies); the rows of a split leaf are joined; a mirrored leaf
         is its partner's transpose (``sym="symmetric"``) or conjugate transpose."""
-        from .dense import Dense
-        from .lowrank import LowRank
+        from .dense import Dense, trusted_dense
+        from .lowrank import trusted_lowrank
 
         ids, mids, q = self.leaf_ids()
         parts = [[] for _ in range(q)]
@@ -250,7 +250,7 @@ class Packed:
                 m, n, k, o = int(seg.m[r]), int(seg.n[r]), int(seg.rank[r]), int(seg.off[r])
                 if k < 0:
                     a = seg.buf[o:o + m * n].reshape(m, n)
-                    ops[i] = Dense._trusted(a if a.dtype == self.dtype else a.astype(self.dtype))
+                    ops[i] = trusted_dense(a if a.dtype == self.dtype else a.astype(self.dtype))
                     break
                 us.append(seg.buf[o:o + m * k].reshape(m, k))
                 vs.append(seg.buf[o + m * k:o + (m + n) * k].reshape(n, k))
@@ -258,17 +258,17 @@ class Packed:
                 if not rows:
                     continue  # a mirrored leaf: made below
                 if len(us) == 1 and us[0].dtype == self.dtype:
-                    ops[i] = LowRank._trusted(us[0], vs[0])
+                    ops[i] = trusted_lowrank(us[0], vs[0])
                 else:
-                    ops[i] = LowRank._trusted(np.hstack([u.astype(self.dtype) for u in us]),
-                                              np.hstack([v.astype(self.dtype) for v in vs]))
+                    ops[i] = trusted_lowrank(np.hstack([u.astype(self.dtype) for u in us]),
+                                             np.hstack([v.astype(self.dtype) for v in vs]))
         conj = self.sym == "symmetric" and self.dtype.kind == "c"  # transpose = conj of the adjoint
         for i, j in mirror.items():
             op = ops[i]
             if isinstance(op, Dense):
-                ops[j] = Dense._trusted(op.array.T if self.sym == "symmetric" else op.array.conj().T)
+                ops[j] = trusted_dense(op.array.T if self.sym == "symmetric" else op.array.conj().T)
             else:
-                ops[j] = LowRank._trusted(op.V.conj(), op.U.conj()) if conj else LowRank._trusted(op.V, op.U)
+                ops[j] = trusted_lowrank(op.V.conj(), op.U.conj()) if conj else trusted_lowrank(op.V, op.U)
         return ops
 
     def expanded(self):

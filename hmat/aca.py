@@ -13,7 +13,7 @@ import numpy as np
 
 from ._aca_numba import twin_ids
 from ._validate import check_positive, check_tol
-from .lowrank import LowRank
+from .lowrank import LowRank, trusted_lowrank
 from .svd import recompress
 
 __all__ = ["ACA"]
@@ -213,7 +213,7 @@ class ACA:
         V = V * math.ldexp(1.0, e // 2)
         if not (np.isfinite(U).all() and np.isfinite(V).all()):
             return None, evals
-        return LowRank._trusted(U.astype(dtype), V.astype(dtype)), evals
+        return trusted_lowrank(U.astype(dtype), V.astype(dtype)), evals
 
     @staticmethod
     def _scaled(vals, st):

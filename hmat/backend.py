@@ -5,8 +5,8 @@
 
 - :class:`~hmat.Dense` and :class:`~hmat.LowRank` keep their type and hold cupy arrays (their
   matvec is an array expression, so it runs wherever the arrays live);
-- an :class:`~hmat.HBlock` becomes a :class:`SparseHMatrix`: its packed leaves as three
-  compressed-sparse-row matrices in permuted coordinates, ``Hp x = D x + U (W x)``, where
+- an :class:`~hmat.HBlock` becomes a :class:`SparseHMatrix`: its leaves, placed by its
+  :class:`~hmat.Partition`, as three compressed-sparse-row matrices in permuted coordinates, ``Hp x = D x + U (W x)``, where
   ``D`` holds every dense leaf, ``W`` (one row per rank-1 term, ``sum k`` rows) holds the
   conjugated ``V`` factors and ``U`` the ``U`` factors. A matvec is three SpMVs (cuSPARSE on
   a GPU) plus the two permutations: batched, load-balanced by the sparse library, no
@@ -23,6 +23,7 @@ from numba import njit
 
 from .linalg import permuted_apply
 from .operator import LinearOperator
+from .partition import LeafKind
 
 __all__ = ["get_array_module", "has_cupy", "to_cupy", "to_numpy", "to_device", "SparseHMatrix"]
 
@@ -73,17 +74,17 @@ def to_numpy(op):
     A :class:`SparseHMatrix` made from an :class:`~hmat.HBlock` returns that HBlock (the
     device copy is never modified, so it is exact); other operators get numpy arrays.
     """
-    from .dense import Dense
-    from .lowrank import LowRank
+    from .dense import Dense, trusted_dense
+    from .lowrank import LowRank, trusted_lowrank
 
     if isinstance(op, SparseHMatrix):
         if op.host is not None:
             return op.host
         return op._converted("numpy")
     if isinstance(op, Dense):
-        return Dense._trusted(_host(op.array))
+        return trusted_dense(_host(op.array))
     if isinstance(op, LowRank):
-        return LowRank._trusted(_host(op.U), _host(op.V))
+        return trusted_lowrank(_host(op.U), _host(op.V))
     return op
 
 
@@ -93,35 +94,39 @@ def _host(a):
 
 def to_device(op, backend="cupy"):
     """``op`` (Dense, LowRank, HBlock or SparseHMatrix) with arrays of ``backend``."""
-    from .dense import Dense
-    from .hblock import HBlock
-    from .lowrank import LowRank
+    from .dense import Dense, trusted_dense
+    from .hblock import HBlock, adjoint_source
+    from .lowrank import LowRank, trusted_lowrank
 
     xp, _ = _modules(backend)
     if isinstance(op, SparseHMatrix):
         return op._converted(backend)
     if isinstance(op, Dense):
-        return Dense._trusted(xp.asarray(_host(op.array)))
+        return trusted_dense(xp.asarray(_host(op.array)))
     if isinstance(op, LowRank):
-        return LowRank._trusted(xp.asarray(_host(op.U)), xp.asarray(_host(op.V)))
+        return trusted_lowrank(xp.asarray(_host(op.U)), xp.asarray(_host(op.V)))
     if isinstance(op, HBlock):
-        if op._adjoint_of is not None:
-            return to_device(op._adjoint_of, backend).H
+        src = adjoint_source(op)
+        if src is not None:
+            return to_device(src, backend).H
         return SparseHMatrix.from_hblock(op, backend)
     raise TypeError(f"cannot move {type(op).__name__} to {backend}; expected Dense, LowRank or HBlock")
 
 
-# ------------------------------------------------------------------ packed -> CSR
+# ------------------------------------------------------------------ Partition -> CSR
+_DENSE = int(LeafKind.DENSE)  # the LeafKind code, as a compile-time constant of the kernels
+
+
 @njit(cache=True)
-def _count(r0, m, n, rank, dcnt, ucnt):
-    """Entries per row of D and U for one segment; returns its number of rank-1 terms."""
+def _count(r0, m, n, kind, rank, dcnt, ucnt):
+    """Entries per row of D and U; returns the number of rank-1 terms."""
     nk = 0
     for q in range(r0.size):
-        k = rank[q]
-        if k < 0:
+        if kind[q] == _DENSE:
             for i in range(m[q]):
                 dcnt[r0[q] + i] += n[q]
         else:
+            k = rank[q]
             nk += k
             for i in range(m[q]):
                 ucnt[r0[q] + i] += k
@@ -129,15 +134,19 @@ def _count(r0, m, n, rank, dcnt, ucnt):
 
 
 @njit(cache=True)
-def _fill(r0, m, c0, n, rank, off, buf, kbase, dptr, dind, ddat, uptr, uind, udat, wptr, wind, wdat, dcur, ucur):
-    """Scatter one segment's leaves into the three CSR matrices (cursors advance per row)."""
-    kb = kbase
+def _fill(r0, m, c0, n, kind, rank, off, buf, dptr, dind, ddat, uptr, uind, udat, wptr, wind, wdat, dcur, ucur):
+    """Scatter the leaves into the three CSR matrices (cursors advance per row).
+
+    ``buf[off[q]:]`` holds leaf ``q``: a dense leaf row-major (m x n), a low-rank leaf
+    ``U`` (m x k) then ``V`` (n x k), both row-major.
+    """
+    kb = 0
     for q in range(r0.size):
         mq = m[q]
         nq = n[q]
         k = rank[q]
         o = off[q]
-        if k < 0:
+        if kind[q] == _DENSE:
             for i in range(mq):
                 r = r0[q] + i
                 p = dptr[r] + dcur[r]
@@ -160,24 +169,46 @@ def _fill(r0, m, c0, n, rank, off, buf, kbase, dptr, dind, ddat, uptr, uind, uda
                 wind[p + j] = c0[q] + j
                 wdat[p + j] = np.conj(buf[ov + j * k + l])
         kb += k
-    return kb
 
 
-def packed_to_csr(packed, shape, dtype):
-    """``(D, U, W)`` as scipy CSR matrices with ``Hp = D + U @ W`` (permuted coordinates)."""
+def partition_to_csr(partition, leaf_ops, dtype):
+    """``(D, U, W)`` as scipy CSR matrices with ``Hp = D + U @ W`` (permuted coordinates).
+
+    Parameters
+    ----------
+    partition : Partition
+        The block structure: leaf ``q`` covers rows ``r0[q]:r0[q]+m[q]`` and columns
+        ``c0[q]:c0[q]+n[q]``.
+    leaf_ops : sequence of Dense or LowRank
+        Leaf ``q``'s operator, in the partition's leaf order. A Dense one goes to ``D``;
+        a LowRank one ``U_q V_q^H`` adds ``k_q`` columns to ``U`` and rows to ``W``.
+    dtype : numpy dtype
+
+    Returns
+    -------
+    D : scipy.sparse.csr_matrix, shape (m, n)
+    U : scipy.sparse.csr_matrix, shape (m, sum k)
+    W : scipy.sparse.csr_matrix, shape (sum k, n)
+    """
     import scipy.sparse as sp
 
-    M, N = shape
-    segs = packed.segments
+    from .dense import Dense
+
+    dtype = np.dtype(dtype)
+    M, N = partition.shape
+    r0, m, c0, n = partition.r0, partition.m, partition.c0, partition.n
+    dense = np.array([isinstance(op, Dense) for op in leaf_ops], bool)
+    kind = np.where(dense, _DENSE, int(LeafKind.LOWRANK)).astype(np.int8)
+    rank = np.array([0 if d else op.rank for d, op in zip(dense, leaf_ops)], np.int64)
+    size = np.where(dense, m * n, rank * (m + n))
+    off = np.zeros(size.size, np.int64)
+    np.cumsum(size[:-1], out=off[1:])
+    parts = [a.ravel() for op in leaf_ops for a in ((op.array,) if isinstance(op, Dense) else (op.U, op.V))]
+    buf = np.concatenate(parts).astype(dtype, copy=False) if parts else np.zeros(0, dtype)
     dcnt = np.zeros(M, np.int64)
     ucnt = np.zeros(M, np.int64)
-    nk = 0
-    wlen = []
-    for s in segs:
-        nk += _count(s.r0, s.m, s.n, s.rank, dcnt, ucnt)
-        lr = s.rank >= 0
-        wlen.append(np.repeat(s.n[lr], s.rank[lr]))
-    wcnt = np.concatenate(wlen) if wlen else np.zeros(0, np.int64)
+    nk = _count(r0, m, n, kind, rank, dcnt, ucnt)
+    wcnt = np.repeat(n[~dense], rank[~dense])
     itype = np.int32
     dptr = np.zeros(M + 1, np.int64)
     np.cumsum(dcnt, out=dptr[1:])
@@ -190,12 +221,8 @@ def packed_to_csr(packed, shape, dtype):
     dind, ddat = np.empty(dptr[-1], itype), np.empty(dptr[-1], dtype)
     uind, udat = np.empty(uptr[-1], itype), np.empty(uptr[-1], dtype)
     wind, wdat = np.empty(wptr[-1], itype), np.empty(wptr[-1], dtype)
-    dcur = np.zeros(M, np.int64)
-    ucur = np.zeros(M, np.int64)
-    kb = 0
-    for s in segs:
-        kb = _fill(s.r0, s.m, s.c0, s.n, s.rank, s.off, s.buf.astype(dtype, copy=False), kb,
-                   dptr, dind, ddat, uptr, uind, udat, wptr, wind, wdat, dcur, ucur)
+    _fill(r0, m, c0, n, kind, rank, off, buf, dptr, dind, ddat, uptr, uind, udat, wptr, wind, wdat,
+          np.zeros(M, np.int64), np.zeros(M, np.int64))
     D = sp.csr_matrix((ddat, dind, dptr.astype(itype)), shape=(M, N))
     D.sort_indices()
     U = sp.csr_matrix((udat, uind, uptr.astype(itype)), shape=(M, nk))
@@ -231,7 +258,7 @@ class SparseHMatrix(LinearOperator):
     @classmethod
     def from_hblock(cls, H, backend="cupy"):
         xp, sparse = _modules(backend)
-        D, U, W = packed_to_csr(H._packed.expanded(), H.shape, H.dtype)  # symmetric storage: every leaf
+        D, U, W = partition_to_csr(H.partition, [lf.op for lf in H.leaves()], H.dtype)  # every leaf (mirrored ones too)
         conv = (lambda A: A) if backend == "numpy" else (lambda A: sparse.csr_matrix(A))
         rp = None if H.row_perm is None else xp.asarray(H.row_perm)
         cp = None if H.col_perm is None else xp.asarray(H.col_perm)

@@ -17,10 +17,10 @@ from .admissibility import StrongAdmissibility, WeakAdmissibility
 from .blocktree import BlockTree
 from .cluster import ClusterTree
 from .compressors import DenseSource, KernelSource, check_compressor, compress_block, compressor_name
-from .dense import Dense
-from .hblock import HBlock
+from .dense import Dense, trusted_dense
+from .hblock import HBlock, packed_root, packed_store
 from .kernels import FunctionKernel, Kernel, as_kernel
-from .lowrank import LowRank
+from .lowrank import LowRank, trusted_lowrank
 from .provenance import BuildInfo
 
 __all__ = ["from_kernel", "from_dense"]
@@ -195,10 +195,10 @@ def from_kernel(
     if adaptive:
         packed = _precision.lower_precision(packed, _precision.ROUNDING_SHARE * tol, 0.5 * tol)
     info = BuildInfo(tol=tol, kernel_evaluations=evals, compressor=compressor_name(compressor))
-    H = HBlock._from_packed(bt.partition(), packed, dtype, info)
+    H = packed_root(bt.partition(), packed, dtype, info)
     if n_samples:
         est = _sampled_error(H, kernel, Xp, Yp, int(n_samples), seed)
-        H = HBlock._from_packed(H.partition, H._packed, dtype, info.replace(error_estimate=est))
+        H = packed_root(H.partition, packed_store(H), dtype, info.replace(error_estimate=est))
     if backend == "cupy":
         from .backend import to_cupy
 
@@ -344,7 +344,7 @@ def _build_python(kernel, Xp, Yp, r0, m, c0, n, admissible, tol, dtype, progress
                 op = compress_block(compressor, source, rows, cols, tol, dtype)
             if op is None:
                 block = _checked(source.block(rows, cols), (m[q], n[q]), dtype)
-                op = Dense._trusted(np.ascontiguousarray(block, dtype=dtype))
+                op = trusted_dense(np.ascontiguousarray(block, dtype=dtype))
             leaves.append((int(r0[q]), int(c0[q]), op))
             bar.update(1)
     nseg = max(1, 4 * _threads.get_num_threads())
@@ -389,7 +389,7 @@ def _sampled_error(H, kernel, Xp, Yp, n_samples, seed):
 def sampled_error_at(H, kernel, Xp, Yp, pi, pj):
     """Relative error ``||A_S - H_S|| / ||A_S||`` over permuted entry positions ``(pi, pj)``."""
     approx = np.zeros(pi.size, dtype=H.dtype)
-    H._packed.sample(pi, pj, approx)
+    packed_store(H).sample(pi, pj, approx)
     if isinstance(kernel, Kernel):
         true = np.empty(pi.size, dtype=np.result_type(H.dtype, kernel.dtype))
         compiled_for(kernel.entry).eval_pairs(float(kernel.param), Xp, Yp, pi, pj, true)
@@ -573,17 +573,17 @@ def from_dense(A, *, tol=1e-6, points=None, eta=2.0, leaf_size=64, admissibility
         at = (q, int(r0[q]), int(c0[q]))
         if fq is None:
             blk = np.ascontiguousarray(Ap[r0[q]:r0[q] + m[q], c0[q]:c0[q] + n[q]])
-            parts[q in lowered].append(at + (Dense._trusted(blk),))
+            parts[q in lowered].append(at + (trusted_dense(blk),))
             continue
         U, V, p = fq
         if p > 0 or U.shape[1] == 0:
-            parts[0].append(at + (LowRank._trusted(U[:, :p], V[:, :p]),))
+            parts[0].append(at + (trusted_lowrank(U[:, :p], V[:, :p]),))
         if p < U.shape[1]:
-            parts[1].append(at + (LowRank._trusted(U[:, p:], V[:, p:]),))
+            parts[1].append(at + (trusted_lowrank(U[:, p:], V[:, p:]),))
     packed = pack_parts(parts, A.dtype, low, max(1, 4 * _threads.get_num_threads()), mirror, sym)
     name = "SVD (global budget)" if compressor is None else compressor_name(compressor)
     info = BuildInfo(tol=tol, error_estimate=err / norm_a if norm_a > 0 else 0.0, compressor=name)
-    return HBlock._from_packed(bt.partition(), packed, A.dtype, info)
+    return packed_root(bt.partition(), packed, A.dtype, info)
 
 
 def _budget_factors(Ap, r0, m, c0, n, admissible, work_dtype, e, budget, partner=None):

@@ -8,7 +8,7 @@ from ._norms import fro, hypot_all, lowrank_fro
 from ._validate import check_tol
 from .dense import Dense
 from .hblock import HBlock, trusted_node
-from .lowrank import LowRank
+from .lowrank import LowRank, trusted_lowrank
 from .svd import recompress
 from .truncate import check_tol_for_dtype
 
@@ -101,7 +101,7 @@ def _coarsen(node, tol):
             c += w
         r += h
     if not cols_u:
-        return LowRank._trusted(np.zeros((m, 0), node.dtype), np.zeros((n, 0), node.dtype)), err, norm
+        return trusted_lowrank(np.zeros((m, 0), node.dtype), np.zeros((n, 0), node.dtype)), err, norm
     Ubig, Vbig = np.hstack(cols_u), np.hstack(cols_v)
     if Ubig.shape[1] > min(m, n):
         # more factor columns than the block has: recompress the explicit block instead
@@ -111,5 +111,5 @@ def _coarsen(node, tol):
     else:
         U2, V2, e2 = recompress(Ubig, Vbig, abs_err=budget)
     if U2.shape[1] * (m + n) < current:
-        return LowRank._trusted(U2.astype(node.dtype), V2.astype(node.dtype)), err + e2, norm
+        return trusted_lowrank(U2.astype(node.dtype), V2.astype(node.dtype)), err + e2, norm
     return rebuilt, err, norm

@@ -58,14 +58,6 @@ class Dense(LinearOperator):
         super().__init__(a.dtype, a.shape)
         self.array = a
 
-    @classmethod
-    def _trusted(cls, array):
-        """Wrap an array already known to be 2-D, finite and of a supported dtype."""
-        self = cls.__new__(cls)
-        LinearOperator.__init__(self, array.dtype, array.shape)
-        self.array = array
-        return self
-
     @property
     def xp(self):
         return array_namespace(self.array)
@@ -77,10 +69,10 @@ class Dense(LinearOperator):
         return self.array.conj().T @ X
 
     def _adjoint(self):
-        return Dense._trusted(self.array.conj().T)
+        return trusted_dense(self.array.conj().T)
 
     def _transpose(self):
-        return Dense._trusted(self.array.T)
+        return trusted_dense(self.array.T)
 
     def _to_dense(self):
         return self.array.copy()
@@ -98,4 +90,25 @@ class Dense(LinearOperator):
             If an entry overflows to Inf in ``dtype`` (e.g. 1e100 to float32).
         """
         dtype = check_dtype(dtype)
-        return Dense._trusted(cast_finite(self.array, dtype, "the array"))
+        return trusted_dense(cast_finite(self.array, dtype, "the array"))
+
+
+def trusted_dense(array):
+    """A :class:`Dense` over ``array`` without validation or copy (internal to hmat).
+
+    For code inside hmat that made ``array`` itself: it must be 2-D, finite, of a supported
+    dtype (numpy or cupy), and never written afterwards. Users call ``Dense(array)``.
+
+    Parameters
+    ----------
+    array : ndarray, shape (m, n)
+
+    Returns
+    -------
+    Dense
+        Holding ``array`` itself.
+    """
+    op = Dense.__new__(Dense)
+    LinearOperator.__init__(op, array.dtype, array.shape)
+    op.array = array
+    return op

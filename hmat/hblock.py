@@ -13,7 +13,7 @@ from .dense import Dense
 from .linalg import permuted_apply
 from .lowrank import LowRank
 from .operator import LinearOperator
-from .partition import LeafKind, Partition
+from .partition import LeafKind, Partition, permutation_or_none
 from .provenance import UNKNOWN, BuildInfo
 
 __all__ = ["HBlock", "Leaf"]
@@ -34,7 +34,9 @@ class HBlock(LinearOperator):
     row_perm, col_perm : int array, optional
         Only for a root: the operator acts in the caller's original index order,
         ``(H @ x)[row_perm] = B @ x[col_perm]`` where ``B`` is the block matrix.
-        ``row_perm[p]`` is the original index at permuted position ``p``.
+        ``row_perm[p]`` is the original index at permuted position ``p``. An identity
+        permutation is the same as none: the attribute is then None (as in
+        :class:`~hmat.Partition`).
     provenance : BuildInfo, optional
         How the operator was made (tol, kernel evaluations, error estimate); default
         unknown. Read it as :attr:`provenance` (or :attr:`tol`, :attr:`error_estimate`).
@@ -73,8 +75,8 @@ class HBlock(LinearOperator):
         shape = (sum(heights), sum(widths))
         super().__init__(dtypes.pop(), shape)
         self._blocks = tuple(tuple(r) for r in grid)
-        self.row_perm = _check_perm(row_perm, shape[0], "row_perm")
-        self.col_perm = _check_perm(col_perm, shape[1], "col_perm")
+        self.row_perm = permutation_or_none(row_perm, shape[0], "row_perm")
+        self.col_perm = permutation_or_none(col_perm, shape[1], "col_perm")
         self._init_state(provenance)
 
     def _init_state(self, provenance=None):
@@ -137,24 +139,7 @@ class HBlock(LinearOperator):
         dtype = dtypes.pop()
         leaves = [(int(r), int(c), op) for r, c, op in zip(partition.r0, partition.c0, leaf_ops)]
         packed = pack_leaves(leaves, dtype, max(1, 4 * _threads.get_num_threads()))
-        return cls._from_packed(partition, packed, dtype, provenance)
-
-    @classmethod
-    def _from_packed(cls, partition, packed, dtype, provenance=None):
-        """Root over ``partition`` whose leaves (depth-first order) are packed.
-
-        The nested children are created lazily, as views into the packed buffers.
-        """
-        self = cls.__new__(cls)
-        LinearOperator.__init__(self, dtype, partition.shape)
-        rows, cols = partition.permuted
-        self.row_perm = partition.row_perm if rows else None
-        self.col_perm = partition.col_perm if cols else None
-        self._init_state(provenance)
-        self._blocks = None
-        self._pack = packed
-        self._partition = partition
-        return self
+        return packed_root(partition, packed, dtype, provenance)
 
     @property
     def partition(self):
@@ -201,6 +186,9 @@ class HBlock(LinearOperator):
             ``Leaf(row_start, col_start, op)`` in permuted coordinates; ``op`` is a
             :class:`~hmat.Dense` or :class:`~hmat.LowRank`.
         """
+        if self._blocks is None and self._adjoint_of is None:  # a packed root: no children grid needed
+            p = self._partition
+            return [Leaf(r, c, op) for r, c, op in zip(p.r0.tolist(), p.c0.tolist(), self._packed.leaf_ops())]
         out = []
         _collect(self, 0, 0, out)
         return out
@@ -401,22 +389,6 @@ class HBlock(LinearOperator):
         )
 
 
-def _check_perm(p, n, name):
-    if p is None:
-        return None
-    p = np.asarray(p)
-    if p.ndim != 1 or p.size != n or p.dtype.kind not in "iu":
-        raise ValueError(f"{name} must be an integer array of length {n}")
-    p = p.astype(np.int64)
-    seen = np.zeros(n, bool)
-    if n and (p.min() < 0 or p.max() >= n):
-        raise ValueError(f"{name} is not a permutation of 0..{n - 1}")
-    seen[p] = True
-    if not seen.all():
-        raise ValueError(f"{name} is not a permutation of 0..{n - 1}")
-    return p
-
-
 def _collect(node, r0, c0, out):
     r = r0
     for row in node.blocks:
@@ -441,6 +413,56 @@ def _tree_depth(p):
         counts = nr[split] * nc[split]
         frontier = np.repeat(first[split], counts) + (np.arange(counts.sum()) - np.repeat(np.cumsum(counts) - counts, counts))
         level += 1
+
+
+def packed_root(partition, packed, dtype, provenance=None):
+    """The HBlock over ``partition`` whose leaves (in its leaf order) are stored in ``packed``
+    (internal to hmat: builders and ``load`` that made the packed store themselves).
+
+    Parameters
+    ----------
+    partition : Partition
+    packed : hmat._packed.Packed
+        The leaves' data, in the partition's leaf order; not validated.
+    dtype : numpy dtype
+    provenance : BuildInfo, optional
+
+    Returns
+    -------
+    HBlock
+        Its permutations are the partition's (None where the identity); the nested
+        children are made when asked for, as views of the packed buffers.
+    """
+    H = HBlock.__new__(HBlock)
+    LinearOperator.__init__(H, dtype, partition.shape)
+    rows, cols = partition.permuted
+    H.row_perm = partition.row_perm if rows else None
+    H.col_perm = partition.col_perm if cols else None
+    H._init_state(provenance)
+    H._blocks = None
+    H._pack = packed
+    H._partition = partition
+    return H
+
+
+def packed_store(H):
+    """The packed leaves (``hmat._packed.Packed``) that ``H``'s products walk, made on first
+    use (internal to hmat). An adjoint view shares its source's store (walked adjoint)."""
+    return H._packed
+
+
+def stored_packed(H):
+    """``H``'s packed store if its data live only there (a built or loaded operator, or an
+    adjoint view of one: symmetric storage or single-precision parts possible), else None
+    (internal to hmat)."""
+    if H._pack is None and H._adjoint_of is None:
+        return None
+    return H._packed
+
+
+def adjoint_source(H):
+    """The HBlock that ``H`` is the adjoint view of (``H is src.H``), or None (internal)."""
+    return H._adjoint_of
 
 
 def trusted_node(grid, dtype, shape, provenance=None):

@@ -12,19 +12,20 @@ import numpy as np
 from . import _precision
 from ._packed import Packed, Segment
 from ._validate import SUPPORTED_DTYPES
-from .dense import Dense
-from .hblock import HBlock, trusted_node
-from .lowrank import LowRank
+from .dense import Dense, trusted_dense
+from .hblock import HBlock, adjoint_source, packed_root, stored_packed
+from .lowrank import LowRank, trusted_lowrank
 from .operator import LinearOperator
-from .partition import LeafKind
+from .partition import LeafKind, Partition, permutation_or_none
 from .provenance import BuildInfo
 
 __all__ = ["save", "load", "write_atomic", "FORMAT_VERSION", "MAX_DEPTH"]
 
-#: Version of the file layout written by :func:`save` (:func:`load` reads 1 and 2; version 2
-#: adds the optional storage arrays of symmetric and mixed-precision H-matrices).
-FORMAT_VERSION = 2
-_READABLE = (1, 2)
+#: Version of the file layout written by :func:`save` (:func:`load` reads 1, 2 and 3; version 2
+#: adds the optional storage arrays of symmetric and mixed-precision H-matrices, version 3 the
+#: optional ``compressor`` name of the build provenance).
+FORMAT_VERSION = 3
+_READABLE = (1, 2, 3)
 _MAGIC = "hmat-pinn/hblock"
 #: node codes of the file layout (fixed by FORMAT_VERSION 1, not by LeafKind's values)
 _FILE_CODE = {LeafKind.INTERNAL: 0, LeafKind.DENSE: 1, LeafKind.LOWRANK: 2}
@@ -67,12 +68,9 @@ def save(path, H):
     """
     if not isinstance(H, (HBlock, Dense, LowRank)):
         raise TypeError(f"H must be an HBlock, Dense or LowRank, got {type(H).__name__}")
-    if isinstance(H, HBlock) and H._adjoint_of is not None:
+    if isinstance(H, HBlock) and adjoint_source(H) is not None:
         H = H.astype(H.dtype)  # materialise an adjoint view's own structure
-    lazy = isinstance(H, HBlock) and H._blocks is None
     arrays = _encode(H)
-    if lazy:  # leaf objects made for the walk (copies of float32 parts) are not kept
-        H._blocks = None
     write_atomic(path, lambda f: np.savez(f, **arrays))
 
 
@@ -81,9 +79,9 @@ def _storage(H):
     (symmetric storage, single-precision parts), or None: ``{"data": ..., "data_lo": ...,
     "storage": (9, rows) int64 (r0, m, c0, n, rank, off, id, mirror id, in data_lo),
     "segments": rows per segment, "symmetry": str}``."""
-    if not isinstance(H, HBlock) or (H._pack is None and H._adjoint_of is None):
+    pk = stored_packed(H) if isinstance(H, HBlock) else None
+    if pk is None:
         return None
-    pk = H._packed
     lowp = [s.buf.dtype != pk.dtype for s in pk.segments]
     if pk.sym is None and not any(lowp):
         return None
@@ -226,14 +224,11 @@ def _encode(H):
     nodes, bufs = [], []
     pos = 0
     storage = _storage(H)  # leaves' data from the storage arrays: nodes hold no offsets
-    stack = [(H, 1)]
-    while stack:  # depth-first, children in row-major order (the order load reads)
-        op, depth = stack.pop()
-        if isinstance(op, HBlock):
-            if depth > MAX_DEPTH:
+    for op, at in _preorder(H):  # depth-first, children in row-major order (the order load reads)
+        if op is None:  # an internal node: at = (depth, rows, cols, grid rows, grid cols)
+            if at[0] > MAX_DEPTH:
                 raise ValueError(f"H is nested deeper than {MAX_DEPTH} levels; it cannot be saved")
-            nodes.append((_FILE_CODE[LeafKind.INTERNAL], len(op.blocks), len(op.blocks[0]), op.shape[0], op.shape[1], 0, 0))
-            stack.extend((child, depth + 1) for row in reversed(op.blocks) for child in reversed(row))
+            nodes.append((_FILE_CODE[LeafKind.INTERNAL], at[3], at[4], at[1], at[2], 0, 0))
         elif storage is not None:
             nodes.append((_FILE_CODE[LeafKind.DENSE if isinstance(op, Dense) else LeafKind.LOWRANK], 0, 0, op.shape[0], op.shape[1],
                           -1 if isinstance(op, Dense) else op.rank, -1))
@@ -273,10 +268,40 @@ def _encode(H):
                          H.provenance.kernel_evaluations], np.float64)
         _check_meta(meta, ValueError)
         arrays["meta"] = meta
+        if H.provenance.compressor is not None:
+            arrays["compressor"] = np.array(H.provenance.compressor)
     # the list of arrays: a damaged zip directory that hides an optional array (row_perm,
     # meta) would otherwise load as a different operator
     arrays["manifest"] = np.array(sorted([*arrays, "manifest"]))
     return arrays
+
+
+def _preorder(H):
+    """``(op, None)`` for a leaf operator ``H``; for an HBlock, its :class:`~hmat.Partition`
+    nodes depth-first (children in row-major order): ``(leaf_op, depth)`` for a leaf and
+    ``(None, (depth, rows, cols, grid_rows, grid_cols))`` for an internal node (a root that
+    is one leaf is a 1 x 1 grid, as :attr:`HBlock.blocks` has it)."""
+    if not isinstance(H, HBlock):
+        yield H, None
+        return
+    p = H.partition
+    ops = [lf.op for lf in H.leaves()]
+    leaf_of = dict(zip(p.leaf_nodes.tolist(), range(p.n_leaves)))
+    if 0 in leaf_of:
+        yield None, (1, H.shape[0], H.shape[1], 1, 1)
+        yield ops[0], 2
+        return
+    rs, re, cs, ce = p.node_row_start, p.node_row_stop, p.node_col_start, p.node_col_stop
+    stack = [(0, 1)]
+    while stack:
+        b, depth = stack.pop()
+        q = leaf_of.get(b)
+        if q is not None:
+            yield ops[q], depth
+            continue
+        f, a, w = int(p.node_first[b]), int(p.node_nr[b]), int(p.node_nc[b])
+        yield None, (depth, int(re[b] - rs[b]), int(ce[b] - cs[b]), a, w)
+        stack.extend((c, depth + 1) for c in range(f + a * w - 1, f - 1, -1))
 
 
 def _meta_value(v, name):
@@ -347,7 +372,8 @@ def _need(cond, msg):
 
 
 _STORAGE = {"data_lo", "storage", "segments", "symmetry"}
-_KNOWN = {"magic", "version", "dtype", "shape", "nodes", "data", "row_perm", "col_perm", "meta", "manifest"} | _STORAGE
+_KNOWN = {"magic", "version", "dtype", "shape", "nodes", "data", "row_perm", "col_perm", "meta", "manifest",
+          "compressor"} | _STORAGE
 
 
 def _decode(f):
@@ -364,6 +390,7 @@ def _decode(f):
     v = f["version"]
     _need(v.shape == () and v.dtype.kind in "iu", f"format version must be an integer, got {v.dtype} {v!r}")
     _need(int(v) in _READABLE, f"unsupported format version {int(v)} (this library reads {_READABLE})")
+    _need("compressor" not in f or int(v) >= 3, "a compressor name in a version-1 or -2 file")
     present = _STORAGE & set(f)
     _need(not present or (int(v) >= 2 and present == _STORAGE), f"storage arrays {sorted(present)} incomplete or in a version-1 file")
     try:
@@ -405,11 +432,12 @@ def _decode(f):
                 grid.append(row)
             for r, row in enumerate(grid):
                 for c, op in enumerate(row):
-                    _need(op.shape[0] == grid[r][0].shape[0] and op.shape[1] == grid[0][c].shape[1], f"node {i}: children do not tile")
-            h = sum(row[0].shape[0] for row in grid)
-            w = sum(op.shape[1] for op in grid[0])
+                    _need(_shape(op)[0] == _shape(grid[r][0])[0] and _shape(op)[1] == _shape(grid[0][c])[1],
+                          f"node {i}: children do not tile")
+            h = sum(_shape(row[0])[0] for row in grid)
+            w = sum(_shape(op)[1] for op in grid[0])
             _need((h, w) == (m, n), f"node {i}: children give {(h, w)}, expected {(m, n)}")
-            return trusted_node(tuple(tuple(r) for r in grid), dtype, (m, n))
+            return (m, n, grid)  # an internal node: its shape and children grid
         if stored_leaves is not None and kind in (LeafKind.DENSE, LeafKind.LOWRANK):
             leaf = next(stored_leaves["ops"], None)
             _need(leaf is not None, f"node {i}: more leaves than the storage holds")
@@ -420,50 +448,95 @@ def _decode(f):
         if kind == LeafKind.DENSE:
             size = m * n
             take(i, off, size)
-            return Dense._trusted(data[off:off + size].reshape(m, n).copy())
+            return trusted_dense(data[off:off + size].reshape(m, n))  # packed (copied) below
         if kind == LeafKind.LOWRANK:
             _need(k >= 0, f"node {i}: negative rank")
             size = k * (m + n)
             take(i, off, size)
-            U = data[off:off + m * k].reshape(m, k).copy()
-            V = data[off + m * k:off + size].reshape(n, k).copy()
-            return LowRank._trusted(U, V)
+            return trusted_lowrank(data[off:off + m * k].reshape(m, k), data[off + m * k:off + size].reshape(n, k))
         raise _Corrupt(f"node {i}: unknown kind {code}")
 
     op = parse(1)
     _need(next(it, None) is None, "extra nodes after the tree")
     if stored_leaves is not None:
         _need(next(stored_leaves["ops"], None) is None, "the storage holds more leaves than the tree")
-        _need(isinstance(op, HBlock), "storage arrays for a leaf operator")
-        _check_geometry(op, stored_leaves)
+        _need(isinstance(op, tuple), "storage arrays for a leaf operator")
     _need(stored_leaves is not None or used[0] == data.size, "data array has unused entries")
-    _need(op.shape == tuple(int(s) for s in shape), f"tree shape {op.shape} differs from header {tuple(shape)}")
-    if not isinstance(op, HBlock):
+    _need(_shape(op) == tuple(int(s) for s in shape), f"tree shape {_shape(op)} differs from header {tuple(shape)}")
+    if not isinstance(op, tuple):
         _need("row_perm" not in f and "col_perm" not in f, "permutations stored for a leaf operator")
-        return op
+        return _own(op)
     perms = {}
-    for name, n in (("row_perm", op.shape[0]), ("col_perm", op.shape[1])):
+    for name, n in (("row_perm", _shape(op)[0]), ("col_perm", _shape(op)[1])):
         p = f.get(name)
         if p is not None:
             _need(p.dtype == np.int64 and p.shape == (n,), f"{name} has the wrong dtype or length")
-            seen = np.zeros(n, bool)
-            _need(n == 0 or (p.min() >= 0 and p.max() < n), f"{name} is not a permutation")
-            seen[p] = True
-            _need(bool(seen.all()), f"{name} is not a permutation")
+            try:
+                p = permutation_or_none(p, n, name)
+            except ValueError as exc:
+                raise _Corrupt(str(exc)) from None
         perms[name] = p
     info = None
     if "meta" in f:
         meta = f["meta"]
         _need(meta.dtype == np.float64 and meta.shape == (3,), "bad metadata")
         _check_meta(meta, _Corrupt)
+        name = None
+        if "compressor" in f:
+            c = f["compressor"]
+            _need(c.shape == () and c.dtype.kind == "U", "compressor name must be one string")
+            name = str(c)
         info = BuildInfo(tol=None if np.isnan(meta[1]) else float(meta[1]), kernel_evaluations=int(meta[2]),
-                         error_estimate=None if np.isnan(meta[0]) else float(meta[0]))
-    H = HBlock(op.blocks, perms["row_perm"], perms["col_perm"], info)
-    if stored_leaves is not None:  # apply and store through the storage; leaf objects made again when asked for
-        S = HBlock._from_packed(H.partition, stored_leaves["packed"], dtype, info)
-        S.row_perm, S.col_perm = H.row_perm, H.col_perm  # as saved (the partition drops identities)
-        H = S
-    return H
+                         error_estimate=None if np.isnan(meta[0]) else float(meta[0]), compressor=name)
+    else:
+        _need("compressor" not in f, "a compressor name without metadata")
+    part, ops = _partition_of_tree(op, perms["row_perm"], perms["col_perm"])
+    if stored_leaves is None:
+        return HBlock.from_partition(part, ops, info)
+    _check_geometry(part, stored_leaves)
+    # apply and store through the storage; leaf objects made again when asked for
+    return packed_root(part, stored_leaves["packed"], dtype, info)
+
+
+def _shape(x):
+    """Shape of a parsed node: a leaf operator, or ``(m, n, grid)`` for an internal node."""
+    return (x[0], x[1]) if isinstance(x, tuple) else x.shape
+
+
+def _own(op):
+    """A leaf operator read from the file as one that owns its arrays (not views of ``data``)."""
+    if isinstance(op, Dense):
+        return trusted_dense(op.array.copy())
+    return trusted_lowrank(op.U.copy(), op.V.copy())
+
+
+def _partition_of_tree(root, row_perm, col_perm):
+    """The :class:`~hmat.Partition` of a parsed node tree and its leaf operators (leaf order)."""
+    table, ops = [], []
+
+    def walk(x, r, c):
+        if not isinstance(x, tuple):
+            kind = LeafKind.DENSE if isinstance(x, Dense) else LeafKind.LOWRANK
+            table.append((r, x.shape[0], c, x.shape[1], kind))
+            ops.append(x)
+            return len(ops) - 1
+        out = []
+        for row in x[2]:
+            cc, out_row = c, []
+            for child in row:
+                out_row.append(walk(child, r, cc))
+                cc += _shape(child)[1]
+            r += _shape(row[0])[0]
+            out.append(out_row)
+        return out
+
+    tree = walk(root, 0, 0)
+    r0, m, c0, n, kind = (np.array(col, np.int64) for col in zip(*table))
+    try:
+        part = Partition(_shape(root), r0, m, c0, n, kind, row_perm, col_perm, tree=tree)
+    except ValueError as exc:
+        raise _Corrupt(f"bad block structure: {exc}") from None
+    return part, ops
 
 
 def _storage_leaves(f, dtype):
@@ -516,11 +589,10 @@ def _storage_leaves(f, dtype):
     return {"packed": packed, "ops": iter(packed.leaf_ops()), "table": packed.logical_table()}
 
 
-def _check_geometry(H, stored):
+def _check_geometry(part, stored):
     """The storage's leaf positions (stored and mirrored) are the tree's."""
     lr0, lm, lc0, ln, _ = stored["table"]
-    leaves = H.leaves()
-    _need(len(leaves) == lr0.size, "storage and tree differ in their number of leaves")
-    got = np.array([(lf.row_start, lf.col_start, lf.op.shape[0], lf.op.shape[1]) for lf in leaves], np.int64)
-    want = np.stack([lr0, lc0, lm, ln], axis=1) if lr0.size else np.zeros((0, 4), np.int64)
+    _need(part.n_leaves == lr0.size, "storage and tree differ in their number of leaves")
+    got = np.stack([part.r0, part.c0, part.m, part.n], axis=1)
+    want = np.stack([lr0, lc0, lm, ln], axis=1)
     _need(bool(np.array_equal(got, want)), "storage leaf positions differ from the tree")

@@ -38,13 +38,6 @@ class LowRank(LinearOperator):
         super().__init__(dt, (U.shape[0], V.shape[0]))
         self.U, self.V = U, V
 
-    @classmethod
-    def _trusted(cls, U, V):
-        self = cls.__new__(cls)
-        LinearOperator.__init__(self, U.dtype, (U.shape[0], V.shape[0]))
-        self.U, self.V = U, V
-        return self
-
     @property
     def rank(self) -> int:
         """Number of columns ``k`` of the factors."""
@@ -61,10 +54,10 @@ class LowRank(LinearOperator):
         return self.V @ (self.U.conj().T @ X)
 
     def _adjoint(self):
-        return LowRank._trusted(self.V, self.U)
+        return trusted_lowrank(self.V, self.U)
 
     def _transpose(self):
-        return LowRank._trusted(self.V.conj(), self.U.conj())
+        return trusted_lowrank(self.V.conj(), self.U.conj())
 
     def _to_dense(self):
         return self.U @ self.V.conj().T
@@ -82,7 +75,7 @@ class LowRank(LinearOperator):
             If a factor entry overflows to Inf in ``dtype``.
         """
         dtype = check_dtype(dtype)
-        return LowRank._trusted(cast_finite(self.U, dtype, "U"), cast_finite(self.V, dtype, "V"))
+        return trusted_lowrank(cast_finite(self.U, dtype, "U"), cast_finite(self.V, dtype, "V"))
 
     def __eq__(self, other):
         """Structural equality: same factors (exactly)."""
@@ -97,3 +90,25 @@ class LowRank(LinearOperator):
         )
 
     __hash__ = None
+
+
+def trusted_lowrank(U, V):
+    """A :class:`LowRank` ``U @ V^H`` without validation or copies (internal to hmat).
+
+    For code inside hmat that made the factors itself: 2-D, finite, one supported dtype,
+    the same number of columns, never written afterwards. Users call ``LowRank(U, V)``.
+
+    Parameters
+    ----------
+    U, V : ndarray
+        The factors, of shapes (m, k) and (n, k).
+
+    Returns
+    -------
+    LowRank
+        Holding ``U`` and ``V`` themselves.
+    """
+    op = LowRank.__new__(LowRank)
+    LinearOperator.__init__(op, U.dtype, (U.shape[0], V.shape[0]))
+    op.U, op.V = U, V
+    return op

@@ -48,7 +48,7 @@ from .aca import twin_groups
 from .admissibility import StrongAdmissibility, WeakAdmissibility
 from .blocktree import BlockTree
 from .cluster import ClusterTree
-from .hblock import HBlock
+from .hblock import HBlock, packed_root
 from .kernels import Kernel
 from .linalg import permuted_apply
 from .provenance import BuildInfo
@@ -884,7 +884,7 @@ class DistributedHMatrix:
             data[off[q]:off[q] + s] = b[o:o + s]
         packed = Packed([Segment(r0.copy(), m.copy(), c0.copy(), n.copy(), ranks, off, data)])
         info = BuildInfo(tol=src.tol, kernel_evaluations=src.kernel_evaluations, error_estimate=src.error_estimate)
-        H = HBlock._from_packed(bt.partition(), packed, src.dtype, info)
+        H = packed_root(bt.partition(), packed, src.dtype, info)
         return H.H if self._adjoint else H
 
     # ------------------------------------------------------------------ save

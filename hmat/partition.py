@@ -104,8 +104,8 @@ class Partition:
             raise ValueError(f"r0, m: a leaf lies outside the {shape[0]} rows")
         if (c0 < 0).any() or (c0 + n > shape[1]).any():
             raise ValueError(f"c0, n: a leaf lies outside the {shape[1]} columns")
-        rp = _check_perm(row_perm, shape[0], "row_perm")
-        cp = _check_perm(col_perm, shape[1], "col_perm")
+        rp = permutation_or_none(row_perm, shape[0], "row_perm")
+        cp = permutation_or_none(col_perm, shape[1], "col_perm")
         if tree is None:
             nested = _derive(r0, r0 + m, c0, c0 + n, 0, shape[0], 0, shape[1], 0, L)
             tree = _linearize(nested, kind)
@@ -128,8 +128,8 @@ class Partition:
     def _set(self, shape, rp, cp, leaf, tree, ext, leaf_nodes):
         put = object.__setattr__
         put(self, "_shape", (int(shape[0]), int(shape[1])))
-        put(self, "_row_identity", rp is None)
-        put(self, "_col_identity", cp is None)
+        put(self, "_row_identity", _is_identity(rp))
+        put(self, "_col_identity", _is_identity(cp))
         rp = np.arange(shape[0], dtype=np.int64) if rp is None else rp
         cp = np.arange(shape[1], dtype=np.int64) if cp is None else cp
         dts = {"kind": np.int8, "node_kind": np.int8}
@@ -351,8 +351,28 @@ def _int_array(v, name):
     return a.astype(np.int64)
 
 
-def _check_perm(p, n, name):
-    """None for the identity (given or omitted), else the int64 permutation."""
+def permutation_or_none(p, n, name):
+    """The one identity rule for permutations: None for the identity (given or omitted),
+    else ``p`` as an int64 array, after checking it is a permutation of ``0 .. n-1``.
+
+    Used by :class:`Partition` and :class:`~hmat.HBlock` (internal to hmat).
+
+    Parameters
+    ----------
+    p : array_like of int, shape (n,), or None
+    n : int
+    name : str
+        The argument's name, for the error message.
+
+    Returns
+    -------
+    ndarray of int64, shape (n,), or None
+
+    Raises
+    ------
+    ValueError
+        Naming ``name``: not an integer array of length ``n``, or not a permutation.
+    """
     if p is None:
         return None
     p = np.asarray(p)
@@ -365,9 +385,11 @@ def _check_perm(p, n, name):
     seen[p] = True
     if not seen.all():
         raise ValueError(f"{name} is not a permutation of 0..{n - 1}")
-    if np.array_equal(p, np.arange(n)):
-        return None
-    return p
+    return None if _is_identity(p) else p
+
+
+def _is_identity(p):
+    return p is None or bool(np.array_equal(p, np.arange(p.size)))
 
 
 def _check_bfs(nk, first, nr, nc, n_leaves):

@@ -7,7 +7,7 @@ import numpy as np
 
 from ._validate import check_positive, check_tol
 from .linalg import rank_for_tol, recompress, svd_truncate
-from .lowrank import LowRank
+from .lowrank import LowRank, trusted_lowrank
 
 __all__ = ["SVD", "rank_for_error", "svd_truncate", "recompress"]
 
@@ -62,11 +62,11 @@ class SVD:
         m, n = len(rows), len(cols)
         if self.rank is None and U.shape[1] * (m + n) >= m * n:
             return None
-        return LowRank._trusted(U, V)
+        return trusted_lowrank(U, V)
 
     def __call__(self, block):
         U, V, _ = svd_truncate(np.asarray(block), tol=self.tol, rank=self.rank)
-        return LowRank._trusted(U, V)
+        return trusted_lowrank(U, V)
 
     def __repr__(self):
         return f"SVD(tol={self.tol}, rank={self.rank})"

@@ -9,7 +9,7 @@ import numpy as np
 from ._norms import fro, hypot_all
 from ._validate import check_tol
 from .hblock import HBlock
-from .lowrank import LowRank
+from .lowrank import LowRank, trusted_lowrank
 from .svd import recompress
 
 __all__ = ["truncate", "check_tol_for_dtype", "MIN_TOL_EPS"]
@@ -71,7 +71,7 @@ def truncate(H, tol):
         if isinstance(op, LowRank):
             U, V, err, nrm = recompress(op.U * f if s else op.U, op.V, tol=tol, return_norm=True)
             U = U * math.ldexp(1.0, s) if s else U
-            ops.append(LowRank._trusted(U.astype(op.dtype), V.astype(op.dtype)))
+            ops.append(trusted_lowrank(U.astype(op.dtype), V.astype(op.dtype)))
             errs.append(err)
             norms.append(nrm)
         else:

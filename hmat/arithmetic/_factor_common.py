@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import numpy as np
 
-from ._nodes import DENSE, HIER, LOWRANK, Node
+from ..partition import LeafKind
+from ._nodes import Node
 
 __all__ = ["check_diagonal", "count_diag_leaves", "diag_values", "leaf_nbytes", "zero_like"]
 
 
 def count_diag_leaves(node):
-    if node.kind != HIER:
+    if node.kind != LeafKind.INTERNAL:
         return 1
     p = min(len(node.ch), len(node.ch[0]))
     return sum(count_diag_leaves(node.ch[i][i]) for i in range(p))
@@ -18,17 +19,17 @@ def count_diag_leaves(node):
 
 def check_diagonal(A, r0, what):
     """A diagonal node must be hierarchical or a square dense leaf (one cluster tree)."""
-    if A.kind == LOWRANK:
+    if A.kind == LeafKind.LOWRANK:
         raise ValueError(
             f"H: the diagonal block at rows [{r0}, {r0 + A.m}) is low-rank (admissible), so rows and "
             f"columns are on different cluster trees; {what} needs one cluster tree for both"
         )
-    if A.kind == DENSE and A.m != A.n:
+    if A.kind == LeafKind.DENSE and A.m != A.n:
         raise ValueError(f"H: the diagonal leaf at rows [{r0}, {r0 + A.m}) is not square ({A.m}x{A.n})")
 
 
 def leaf_nbytes(nd):
-    if nd.kind == DENSE:
+    if nd.kind == LeafKind.DENSE:
         return nd.a.nbytes
     return nd.U.nbytes + nd.V.nbytes
 
@@ -36,14 +37,14 @@ def leaf_nbytes(nd):
 def zero_like(node):
     """A rank-0 low-rank block of the shape (and dtype) of ``node``."""
     probe = node
-    while probe.kind == HIER:
+    while probe.kind == LeafKind.INTERNAL:
         probe = probe.ch[0][0]
-    dt = probe.a.dtype if probe.kind == DENSE else probe.U.dtype
+    dt = probe.a.dtype if probe.kind == LeafKind.DENSE else probe.U.dtype
     return Node.lowrank(np.zeros((node.m, 0), dt), np.zeros((node.n, 0), dt))
 
 
 def diag_values(node, out):
-    if node.kind == DENSE:
+    if node.kind == LeafKind.DENSE:
         out.append(np.diagonal(node.a))
     else:
         for i in range(len(node.ch)):

@@ -24,14 +24,11 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..dense import Dense
-from ..hblock import HBlock, trusted_node
-from ..lowrank import LowRank
-from ..partition import LeafKind
+from ..dense import Dense, trusted_dense
+from ..hblock import HBlock
+from ..lowrank import LowRank, trusted_lowrank
+from ..partition import LeafKind, Partition
 from ._recompress import recompress, truncate_dense
-
-# the LeafKind codes as plain ints (HIER: an internal node)
-DENSE, LOWRANK, HIER = int(LeafKind.DENSE), int(LeafKind.LOWRANK), int(LeafKind.INTERNAL)
 
 
 class StructureError(ValueError):
@@ -53,13 +50,13 @@ class Node:
 
     @staticmethod
     def dense(a):
-        nd = Node(DENSE, a.shape[0], a.shape[1])
+        nd = Node(LeafKind.DENSE, a.shape[0], a.shape[1])
         nd.a = a
         return nd
 
     @staticmethod
     def lowrank(U, V):
-        nd = Node(LOWRANK, U.shape[0], V.shape[0])
+        nd = Node(LeafKind.LOWRANK, U.shape[0], V.shape[0])
         nd.U, nd.V = U, V
         return nd
 
@@ -69,7 +66,7 @@ class Node:
         co = np.zeros(len(ch[0]) + 1, np.int64)
         ro[1:] = np.cumsum([r[0].m for r in ch])
         co[1:] = np.cumsum([c.n for c in ch[0]])
-        nd = Node(HIER, int(ro[-1]), int(co[-1]))
+        nd = Node(LeafKind.INTERNAL, int(ro[-1]), int(co[-1]))
         nd.ch, nd.ro, nd.co = ch, ro, co
         return nd
 
@@ -81,19 +78,54 @@ class Node:
 # --------------------------------------------------------------------------- conversion
 
 def from_op(op, dtype, copy=True):
-    """Mirror an operator tree (Dense | LowRank | HBlock children) as nodes of ``dtype``.
+    """Mirror an operator (Dense, LowRank or HBlock) as nodes of ``dtype``.
 
-    Dense arrays are copied (arithmetic updates them in place); low-rank factors are only
-    ever replaced, never written, so they are shared when no cast is needed.
+    An :class:`~hmat.HBlock` is mirrored from its :class:`~hmat.Partition` (the tree) and
+    its leaf operators (the data), see :func:`from_partition`.
     """
+    if isinstance(op, HBlock):
+        return from_partition(op.partition, [lf.op for lf in op.leaves()], dtype, copy)
+    return _leaf_node(op, dtype, copy)
+
+
+def from_partition(partition, leaf_ops, dtype, copy=True):
+    """The node tree of ``partition`` with leaf ``q`` mirroring ``leaf_ops[q]``.
+
+    Parameters
+    ----------
+    partition : Partition
+    leaf_ops : sequence of Dense or LowRank
+        One per leaf, in the partition's leaf order.
+    dtype : numpy dtype
+        Working dtype of the nodes.
+    copy : bool
+        Copy dense arrays (arithmetic updates them in place); low-rank factors are only
+        ever replaced, never written, so they are shared when no cast is needed.
+
+    Returns
+    -------
+    Node
+        An ``INTERNAL`` root (a partition that is one leaf gives a 1 x 1 grid).
+    """
+    leaf_of = dict(zip(partition.leaf_nodes.tolist(), range(partition.n_leaves)))
+
+    def make(b):
+        q = leaf_of.get(b)
+        if q is not None:
+            return _leaf_node(leaf_ops[q], dtype, copy)
+        return Node.hier([[make(c) for c in row] for row in partition.children(b)])
+
+    root = make(0)
+    return root if root.kind == LeafKind.INTERNAL else Node.hier([[root]])
+
+
+def _leaf_node(op, dtype, copy):
     if isinstance(op, Dense):
         a = op.array
         a = a.astype(dtype, copy=copy) if (copy or a.dtype != dtype) else a
         return Node.dense(np.ascontiguousarray(a) if copy else a)
     if isinstance(op, LowRank):
         return Node.lowrank(op.U.astype(dtype, copy=False), op.V.astype(dtype, copy=False))
-    if isinstance(op, HBlock):
-        return Node.hier([[from_op(c, dtype, copy) for c in row] for row in op.blocks])
     raise TypeError(f"unsupported block type {type(op).__name__}")
 
 
@@ -103,11 +135,11 @@ def densify_small(node, limit):
     Fewer, larger leaves: BLAS on a 128 x 128 block beats a Python recursion over its
     64-point children, and near-field grids are nearly dense anyway.
     """
-    if node.kind != HIER:
+    if node.kind != LeafKind.INTERNAL:
         return node
     if node.m * node.n <= limit * limit:
         a = np.ascontiguousarray(to_dense(node))
-        node.kind, node.a, node.ch, node.ro, node.co = DENSE, a, None, None, None
+        node.kind, node.a, node.ch, node.ro, node.co = LeafKind.DENSE, a, None, None, None
         return node
     for row in node.ch:
         for c in row:
@@ -115,31 +147,36 @@ def densify_small(node, limit):
     return node
 
 
-def to_op(node, dtype):
-    """The immutable operator (Dense | LowRank | HBlock) of a flushed node tree."""
-    if node.kind == DENSE:
-        return Dense._trusted(np.ascontiguousarray(node.a, dtype=dtype))
-    if node.kind == LOWRANK:
-        flush_exact(node)
-        return LowRank._trusted(np.ascontiguousarray(node.U, dtype=dtype), np.ascontiguousarray(node.V, dtype=dtype))
-    grid = tuple(tuple(to_op(c, dtype) for c in row) for row in node.ch)
-    return trusted_node(grid, np.dtype(dtype), (node.m, node.n))
-
-
 def to_root(node, dtype, row_perm=None, col_perm=None, provenance=None):
-    """An :class:`HBlock` root (a single leaf is wrapped in a 1x1 grid)."""
-    op = to_op(node, dtype)
-    grid = op.blocks if isinstance(op, HBlock) else ((op,),)
-    op = trusted_node(grid, np.dtype(dtype), (node.m, node.n), provenance)
-    op.row_perm, op.col_perm = row_perm, col_perm
-    return op
+    """The :class:`~hmat.HBlock` of a flushed node tree: its :class:`~hmat.Partition` (leaf
+    kinds from the nodes; a single leaf becomes a 1 x 1 grid) and its leaves of ``dtype``."""
+    dtype = np.dtype(dtype)
+    table, ops = [], []
+
+    def walk(nd, r, c):
+        if nd.kind == LeafKind.INTERNAL:
+            return [[walk(ch, r + int(nd.ro[i]), c + int(nd.co[j])) for j, ch in enumerate(row)]
+                    for i, row in enumerate(nd.ch)]
+        table.append((r, nd.m, c, nd.n, nd.kind))
+        if nd.kind == LeafKind.DENSE:
+            ops.append(trusted_dense(np.ascontiguousarray(nd.a, dtype=dtype)))
+        else:
+            flush_exact(nd)
+            ops.append(trusted_lowrank(np.ascontiguousarray(nd.U, dtype=dtype), np.ascontiguousarray(nd.V, dtype=dtype)))
+        return len(ops) - 1
+
+    tree = walk(node, 0, 0)
+    r0, m, c0, n, kind = (np.array(col, np.int64) for col in zip(*table))
+    p = Partition((node.m, node.n), r0, m, c0, n, kind, row_perm, col_perm,
+                  tree=tree if isinstance(tree, list) else [[tree]])
+    return HBlock.from_partition(p, ops, provenance)
 
 
 def copy_tree(node):
     """Deep copy (dense arrays copied, low-rank factors shared: they are never written)."""
-    if node.kind == DENSE:
+    if node.kind == LeafKind.DENSE:
         return Node.dense(node.a.copy())
-    if node.kind == LOWRANK:
+    if node.kind == LeafKind.LOWRANK:
         nd = Node.lowrank(node.U, node.V)
         nd.pend = None if node.pend is None else list(node.pend)
         nd.acc = None if node.acc is None else node.acc.copy()
@@ -149,9 +186,9 @@ def copy_tree(node):
 
 def zeros_like(node, dtype):
     """Same partition, every leaf zero (dense zeros, rank-0 low-rank)."""
-    if node.kind == DENSE:
+    if node.kind == LeafKind.DENSE:
         return Node.dense(np.zeros((node.m, node.n), dtype))
-    if node.kind == LOWRANK:
+    if node.kind == LeafKind.LOWRANK:
         return Node.lowrank(np.zeros((node.m, 0), dtype), np.zeros((node.n, 0), dtype))
     return Node.hier([[zeros_like(c, dtype) for c in row] for row in node.ch])
 
@@ -160,7 +197,7 @@ def leaves(node, r0=0, c0=0, out=None):
     """``[(r0, c0, leaf_node), ...]`` depth-first."""
     if out is None:
         out = []
-    if node.kind != HIER:
+    if node.kind != LeafKind.INTERNAL:
         out.append((r0, c0, node))
         return out
     for i, row in enumerate(node.ch):
@@ -171,9 +208,9 @@ def leaves(node, r0=0, c0=0, out=None):
 
 def to_dense(node, adj=False):
     """The block as a dense array (``op(node)``)."""
-    if node.kind == DENSE:
+    if node.kind == LeafKind.DENSE:
         return node.a.conj().T if adj else node.a
-    if node.kind == LOWRANK:
+    if node.kind == LeafKind.LOWRANK:
         flush_exact(node)
         U, V = node.U, node.V
         return V @ U.conj().T if adj else U @ V.conj().T
@@ -189,9 +226,9 @@ def to_dense(node, adj=False):
 
 
 def _dtype_of(node):
-    while node.kind == HIER:
+    while node.kind == LeafKind.INTERNAL:
         node = node.ch[0][0]
-    return node.a.dtype if node.kind == DENSE else node.U.dtype
+    return node.a.dtype if node.kind == LeafKind.DENSE else node.U.dtype
 
 
 # --------------------------------------------------------------------------- engine
@@ -237,9 +274,9 @@ class Engine:
         node.U, node.V = U.astype(self.dtype, copy=False), V.astype(self.dtype, copy=False)
 
     def flush_all(self, node):
-        if node.kind == LOWRANK:
+        if node.kind == LeafKind.LOWRANK:
             self.flush(node)
-        elif node.kind == HIER:
+        elif node.kind == LeafKind.INTERNAL:
             for row in node.ch:
                 for c in row:
                     self.flush_all(c)
@@ -248,9 +285,9 @@ class Engine:
         """``C += U V^H`` (``U`` of shape (C.m, k), ``V`` of shape (C.n, k))."""
         if U.shape[1] == 0:
             return
-        if C.kind == DENSE:
+        if C.kind == LeafKind.DENSE:
             C.a += U @ V.conj().T
-        elif C.kind == LOWRANK:
+        elif C.kind == LeafKind.LOWRANK:
             if C.acc is not None:
                 C.acc += U @ V.conj().T
                 return
@@ -276,9 +313,9 @@ class Engine:
 
     def add_dense(self, C, D):
         """``C += D`` for a dense array ``D`` of C's shape (low-rank leaves: exact SVD pieces)."""
-        if C.kind == DENSE:
+        if C.kind == LeafKind.DENSE:
             C.a += D
-        elif C.kind == LOWRANK:
+        elif C.kind == LeafKind.LOWRANK:
             k = min(D.shape)
             if k:
                 # exact: pending piece of full rank, truncated at the flush
@@ -294,9 +331,9 @@ class Engine:
     # ------------------------------------------------------------------ products with arrays
     def apply(self, node, X, adj=False):
         """``op(node) @ X`` for a dense 2-D array ``X``."""
-        if node.kind == DENSE:
+        if node.kind == LeafKind.DENSE:
             return (node.a.conj().T @ X) if adj else (node.a @ X)
-        if node.kind == LOWRANK:
+        if node.kind == LeafKind.LOWRANK:
             U, V = self.lr(node)
             if adj:
                 return V @ (U.conj().T @ X)
@@ -312,9 +349,9 @@ class Engine:
         return Y
 
     def dense_of(self, node, adj=False):
-        if node.kind == LOWRANK:
+        if node.kind == LeafKind.LOWRANK:
             self.flush(node)
-        elif node.kind == HIER:
+        elif node.kind == LeafKind.INTERNAL:
             self.flush_all(node)
         return to_dense(node, adj)
 
@@ -325,7 +362,7 @@ class Engine:
         Returns a list of lists of ``(node, adj)``. A grid node must already have exactly
         this partition; a leaf is sliced (views).
         """
-        if node.kind == HIER:
+        if node.kind == LeafKind.INTERNAL:
             nro, nco = (node.co, node.ro) if adj else (node.ro, node.co)
             if not (np.array_equal(nro, ro) and np.array_equal(nco, co)):
                 raise StructureError(
@@ -334,7 +371,7 @@ class Engine:
             if adj:
                 return [[(node.ch[j][i], True) for j in range(len(co) - 1)] for i in range(len(ro) - 1)]
             return [[(node.ch[i][j], False) for j in range(len(co) - 1)] for i in range(len(ro) - 1)]
-        if node.kind == DENSE:
+        if node.kind == LeafKind.DENSE:
             a = node.a.conj().T if adj else node.a
             return [[(Node.dense(a[ro[i]:ro[i + 1], co[j]:co[j + 1]]), False) for j in range(len(co) - 1)]
                     for i in range(len(ro) - 1)]
@@ -345,9 +382,9 @@ class Engine:
                 for i in range(len(ro) - 1)]
 
     @staticmethod
-    def _offsets(node, adj, rows):
+    def offsets(node, adj, rows):
         """Row (``rows``) or column offsets of ``op(node)`` if it is a grid, else None."""
-        if node.kind != HIER:
+        if node.kind != LeafKind.INTERNAL:
             return None
         if rows:
             return node.co if adj else node.ro
@@ -356,24 +393,24 @@ class Engine:
     # ------------------------------------------------------------------ C += alpha A op(B)
     def product_lr(self, A, B, adjB):
         """Exact low-rank factors ``(U, V)`` of ``A @ op(B)`` (no truncation)."""
-        if A.kind == LOWRANK:
+        if A.kind == LeafKind.LOWRANK:
             U, V = self.lr(A)
             return U, self.apply(B, V, not adjB)
-        if B.kind == LOWRANK:
+        if B.kind == LeafKind.LOWRANK:
             U, V = self.lr(B)
             if adjB:
                 U, V = V, U
             return self.apply(A, U), V
         m = A.m
         n = B.m if adjB else B.n
-        if A.kind == DENSE or B.kind == DENSE or min(m, n) <= 64:
+        if A.kind == LeafKind.DENSE or B.kind == LeafKind.DENSE or min(m, n) <= 64:
             P = self.dense_product(A, B, adjB)
             if m <= n:
                 return np.eye(m, dtype=self.dtype), P.conj().T
             return P, np.eye(n, dtype=self.dtype)
         # both grids: exact pieces per block of the result, stacked
         ro = A.ro
-        co = self._offsets(B, adjB, rows=False)
+        co = self.offsets(B, adjB, rows=False)
         inner = A.co
         Ag = self.grid(A, ro, inner, False)
         Bg = self.grid(B, inner, co, adjB)
@@ -405,14 +442,14 @@ class Engine:
 
     def dense_product(self, A, B, adjB):
         """``A @ op(B)`` as a dense array."""
-        if A.kind == DENSE:
+        if A.kind == LeafKind.DENSE:
             return self.apply(B, A.a.conj().T, not adjB).conj().T
-        if B.kind == DENSE:
+        if B.kind == LeafKind.DENSE:
             return self.apply(A, B.a.conj().T if adjB else B.a)
-        if A.kind == LOWRANK:
+        if A.kind == LeafKind.LOWRANK:
             U, V = self.lr(A)
             return U @ self.apply(B, V, not adjB).conj().T
-        if B.kind == LOWRANK:
+        if B.kind == LeafKind.LOWRANK:
             U, V = self.lr(B)
             if adjB:
                 U, V = V, U
@@ -421,25 +458,25 @@ class Engine:
 
     def muladd(self, C, A, B, alpha=-1.0, adjB=False):
         """``C += alpha * A @ op(B)`` in place, truncated at ``tol``."""
-        if A.kind == LOWRANK or B.kind == LOWRANK:
+        if A.kind == LeafKind.LOWRANK or B.kind == LeafKind.LOWRANK:
             U, V = self.product_lr(A, B, adjB)
             self.add_lr(C, U * alpha, V)
             return
-        if C.kind == DENSE:
+        if C.kind == LeafKind.DENSE:
             C.a += alpha * self.dense_product(A, B, adjB)
             return
-        if C.kind == LOWRANK:
+        if C.kind == LeafKind.LOWRANK:
             U, V = self.product_lr(A, B, adjB)
             self.add_lr(C, U * alpha, V)
             return
-        if A.kind == DENSE and B.kind == DENSE:
+        if A.kind == LeafKind.DENSE and B.kind == LeafKind.DENSE:
             self.add_dense(C, alpha * self.dense_product(A, B, adjB))
             return
         # C is a grid; A and op(B) are grids or dense blocks
         ro, co = C.ro, C.co
-        inner = self._offsets(A, False, rows=False)
+        inner = self.offsets(A, False, rows=False)
         if inner is None:
-            inner = self._offsets(B, adjB, rows=True)
+            inner = self.offsets(B, adjB, rows=True)
         Ag = self.grid(A, ro, inner, False)
         Bg = self.grid(B, inner, co, adjB)
         for i, row in enumerate(C.ch):
@@ -452,17 +489,17 @@ class Engine:
     # ------------------------------------------------------------------ C += B (tree add)
     def add_tree(self, C, B, beta=1.0):
         """``C += beta * B`` for node trees on nested partitions; C takes the finer one."""
-        if B.kind == LOWRANK:
+        if B.kind == LeafKind.LOWRANK:
             U, V = self.lr(B)
             self.add_lr(C, U * beta, V)
-        elif B.kind == DENSE:
+        elif B.kind == LeafKind.DENSE:
             self.add_dense(C, beta * B.a)
-        elif C.kind == HIER:
+        elif C.kind == LeafKind.INTERNAL:
             Bg = self.grid(B, C.ro, C.co, False)
             for i, row in enumerate(C.ch):
                 for j, c in enumerate(row):
                     self.add_tree(c, Bg[i][j][0], beta)
-        elif C.kind == DENSE:
+        elif C.kind == LeafKind.DENSE:
             C.a += beta * self.dense_of(B)
         else:  # C low-rank, B a grid: C adopts B's finer partition
             U, V = self.lr(C)
@@ -470,15 +507,15 @@ class Engine:
             if beta != 1.0:
                 scale_tree(new, beta)
             self.add_lr(new, U, V)
-            C.kind, C.ch, C.ro, C.co = HIER, new.ch, new.ro, new.co
+            C.kind, C.ch, C.ro, C.co = LeafKind.INTERNAL, new.ch, new.ro, new.co
             C.U = C.V = C.pend = C.acc = None
 
 
 def scale_tree(node, alpha):
     """``node *= alpha`` in place (pending pieces included)."""
-    if node.kind == DENSE:
+    if node.kind == LeafKind.DENSE:
         node.a *= alpha
-    elif node.kind == LOWRANK:
+    elif node.kind == LeafKind.LOWRANK:
         node.U = node.U * alpha
         if node.pend:
             node.pend = [(u * alpha, v) for u, v in node.pend]

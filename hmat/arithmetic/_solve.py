@@ -10,7 +10,8 @@ from __future__ import annotations
 import numpy as np
 from scipy.linalg import solve_triangular as _lapack_trsm
 
-from ._nodes import DENSE, HIER, LOWRANK, Node, StructureError
+from ..partition import LeafKind
+from ._nodes import Node, StructureError
 
 
 def _check_square_grid(T):
@@ -32,11 +33,11 @@ def _dense_as_grid(T, offs):
 
 def trsm_dense(eng, T, X, lower, unit, adj=False):
     """``X <- op(T)^{-1} X`` for a dense 2-D array ``X`` (in place; returns ``X``)."""
-    if T.kind == DENSE:
+    if T.kind == LeafKind.DENSE:
         X[...] = _lapack_trsm(T.a, X, lower=lower, unit_diagonal=unit, trans=2 if adj else 0,
                               check_finite=False)
         return X
-    if T.kind == LOWRANK:
+    if T.kind == LeafKind.LOWRANK:
         raise StructureError(f"a diagonal block of shape ({T.m}, {T.n}) is low-rank; it cannot be triangular")
     p = _check_square_grid(T)
     o = T.ro
@@ -57,16 +58,16 @@ def trsm_dense(eng, T, X, lower, unit, adj=False):
 
 def solve_left(eng, T, B, lower, unit):
     """``B <- T^{-1} B`` for a node ``B`` (in place, truncated at ``eng.tol``)."""
-    if B.kind == DENSE:
+    if B.kind == LeafKind.DENSE:
         trsm_dense(eng, T, B.a, lower, unit)
         return
-    if B.kind == LOWRANK:
+    if B.kind == LeafKind.LOWRANK:
         U, V = eng.lr(B)
         B.U = trsm_dense(eng, T, U.copy(), lower, unit)
         return
-    if T.kind != HIER:
+    if T.kind != LeafKind.INTERNAL:
         if len(B.ch) != 1:
-            if T.kind != DENSE:
+            if T.kind != LeafKind.DENSE:
                 raise StructureError("a low-rank triangular block faces a right-hand side split by rows")
             T = _dense_as_grid(T, B.ro)
         else:
@@ -88,18 +89,18 @@ def solve_left(eng, T, B, lower, unit):
 
 def solve_right(eng, T, B, lower, unit, adj=False):
     """``B <- B op(T)^{-1}`` for a node ``B`` (in place, truncated at ``eng.tol``)."""
-    if B.kind == DENSE:
+    if B.kind == LeafKind.DENSE:
         Y = np.ascontiguousarray(B.a.conj().T)
         trsm_dense(eng, T, Y, lower, unit, not adj)
         B.a[...] = Y.conj().T
         return
-    if B.kind == LOWRANK:
+    if B.kind == LeafKind.LOWRANK:
         U, V = eng.lr(B)
         B.V = trsm_dense(eng, T, V.copy(), lower, unit, not adj)
         return
-    if T.kind != HIER:
+    if T.kind != LeafKind.INTERNAL:
         if len(B.ch[0]) != 1:
-            if T.kind != DENSE:
+            if T.kind != LeafKind.DENSE:
                 raise StructureError("a low-rank triangular block faces a right-hand side split by columns")
             T = _dense_as_grid(T, B.co)
         else:

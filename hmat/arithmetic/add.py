@@ -15,7 +15,8 @@ from ..lowrank import LowRank
 from ..operator import Adjoint, Product, Scaled, Sum, Transpose
 from ..truncate import check_tol_for_dtype
 from ._common import blas_single_thread, check_scalar, perm_or_identity, same_perm, tol_arg
-from ._nodes import DENSE, HIER, Engine, StructureError, from_op, scale_tree, to_root
+from ..partition import LeafKind
+from ._nodes import Engine, StructureError, from_op, scale_tree, to_root
 from .diagonal import Diagonal
 
 __all__ = ["add", "materialize"]
@@ -191,9 +192,9 @@ def _add_entries(eng, C, rows, cols, vals):
     """``C[rows, cols] += vals`` (permuted coordinates; duplicates accumulate)."""
     if rows.size == 0:
         return
-    if C.kind == DENSE:
+    if C.kind == LeafKind.DENSE:
         np.add.at(C.a, (rows, cols), vals)
-    elif C.kind == HIER:
+    elif C.kind == LeafKind.INTERNAL:
         ri = np.searchsorted(C.ro, rows, side="right") - 1
         ci = np.searchsorted(C.co, cols, side="right") - 1
         key = ri * len(C.ch[0]) + ci

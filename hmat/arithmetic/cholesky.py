@@ -7,9 +7,11 @@ import scipy.linalg as sla
 
 from .._norms import fro
 from .._progress import progress_bar
+from ..linalg import permuted_apply
 from ..operator import LinearOperator
 from ._common import blas_single_thread, check_hblock, check_square, perm_or_identity, same_perm, tol_arg
-from ._nodes import DENSE, HIER, LOWRANK, Engine, Node, StructureError, copy_tree, from_op, leaves, to_root
+from ..partition import LeafKind
+from ._nodes import Engine, Node, StructureError, copy_tree, from_op, leaves, to_root
 from ._solve import solve_right, trsm_dense
 from ._factor_common import check_diagonal, count_diag_leaves, diag_values, leaf_nbytes, zero_like
 
@@ -99,7 +101,7 @@ def _check_hermitian(H, tol):
 
 def _chol(eng, A, r0, bar, perm):
     check_diagonal(A, r0, "H-Cholesky")
-    if A.kind == DENSE:
+    if A.kind == LeafKind.DENSE:
         try:
             L = sla.cholesky(A.a, lower=True, check_finite=True)
         except (np.linalg.LinAlgError, ValueError) as exc:
@@ -133,11 +135,11 @@ def _chol(eng, A, r0, bar, perm):
 
 def _herk(eng, C, A):
     """Lower part of ``C -= A A^H`` for a diagonal node ``C``."""
-    if C.kind != HIER:
+    if C.kind != LeafKind.INTERNAL:
         eng.muladd(C, A, A, -1.0, adjB=True)
         return
     p = len(C.ch)
-    inner = eng._offsets(A, False, rows=False)
+    inner = eng.offsets(A, False, rows=False)
     if inner is None:
         inner = np.array([0, A.n], np.int64)
     Ag = eng.grid(A, C.ro, inner, False)
@@ -183,17 +185,16 @@ class CholeskyFactorization(LinearOperator):
         return self._matmat(b.reshape(b.shape[0], -1)).reshape(b.shape)
 
     def _matmat(self, B):
-        p = self._perm
-        dt = np.result_type(self.dtype, B.dtype)
-        Y = np.array(B if p is None else B[p], dtype=dt, order="C", copy=True)
+        # H^-1 = P^T L^-H L^-1 P
+        return permuted_apply(self._solve_permuted, B, self._perm, self._perm)
+
+    def _solve_permuted(self, Bp):
+        """``(L L^H)^-1 Bp`` in permuted coordinates, a new array."""
+        Y = np.array(Bp, dtype=np.result_type(self.dtype, Bp.dtype), order="C", copy=True)
         with blas_single_thread():
             trsm_dense(self._eng, self._root, Y, lower=True, unit=False)
             trsm_dense(self._eng, self._root, Y, lower=True, unit=False, adj=True)
-        if p is None:
-            return Y
-        X = np.empty_like(Y)
-        X[p] = Y
-        return X
+        return Y
 
     def _rmatmat(self, B):
         return self._matmat(B)  # H^{-1} is Hermitian
@@ -230,9 +231,9 @@ class CholeskyFactorization(LinearOperator):
 
 
 def _lower(node, diag=True):
-    if node.kind == DENSE:
+    if node.kind == LeafKind.DENSE:
         return Node.dense(np.tril(node.a) if diag else node.a.copy())
-    if node.kind == LOWRANK:
+    if node.kind == LeafKind.LOWRANK:
         return Node.lowrank(node.U, node.V)
     if not diag:
         return copy_tree(node)

@@ -5,11 +5,12 @@ from __future__ import annotations
 import numpy as np
 
 from .._progress import progress_bar
+from ..linalg import permuted_apply
 from ..operator import LinearOperator
 from ._common import blas_single_thread, check_hblock, check_square, perm_or_identity, tol_arg
 from ._dense_kernels import getrf_nopiv
-from ._nodes import (DENSE, LOWRANK, Engine, Node, StructureError, copy_tree, densify_small, from_op,
-                     leaves, to_root)
+from ..partition import LeafKind
+from ._nodes import Engine, Node, StructureError, copy_tree, densify_small, from_op, leaves, to_root
 from ._factor_common import check_diagonal, count_diag_leaves, diag_values, leaf_nbytes, zero_like
 from ._solve import solve_left, solve_right, trsm_dense
 
@@ -75,7 +76,7 @@ def lu(H, tol=1e-6, *, progress=False):
 def _lu(eng, A, r0, bar):
     """In-place LU of the diagonal node ``A`` whose first row is ``r0`` (permuted)."""
     check_diagonal(A, r0, "H-LU")
-    if A.kind == DENSE:
+    if A.kind == LeafKind.DENSE:
         k = getrf_nopiv(A.a)
         if k >= 0:
             raise ValueError(
@@ -153,31 +154,24 @@ class LUFactorization(LinearOperator):
         return X.reshape(b.shape)
 
     def _matmat(self, B):
-        rp, cp = self._row_perm, self._col_perm
-        dt = np.result_type(self.dtype, B.dtype)
-        Y = np.array(B if rp is None else B[rp], dtype=dt, order="C", copy=True)
-        with blas_single_thread():
-            trsm_dense(self._eng, self._root, Y, lower=True, unit=True)
-            trsm_dense(self._eng, self._root, Y, lower=False, unit=False)
-        if cp is None:
-            return Y
-        X = np.empty_like(Y)
-        X[cp] = Y
-        return X
+        # H^-1 = P_c^T U^-1 L^-1 P_r
+        return permuted_apply(lambda Bp: self._solve_permuted(Bp, False), B, self._row_perm, self._col_perm)
 
     def _rmatmat(self, B):
-        # H^H = P_c^T U^H L^H P_r
-        rp, cp = self._row_perm, self._col_perm
-        dt = np.result_type(self.dtype, B.dtype)
-        Y = np.array(B if cp is None else B[cp], dtype=dt, order="C", copy=True)
+        # H^-H = P_r^T L^-H U^-H P_c
+        return permuted_apply(lambda Bp: self._solve_permuted(Bp, True), B, self._col_perm, self._row_perm)
+
+    def _solve_permuted(self, Bp, adj):
+        """``(L U)^-1 Bp`` (``(L U)^-H Bp`` when ``adj``) in permuted coordinates, a new array."""
+        Y = np.array(Bp, dtype=np.result_type(self.dtype, Bp.dtype), order="C", copy=True)
         with blas_single_thread():
-            trsm_dense(self._eng, self._root, Y, lower=False, unit=False, adj=True)
-            trsm_dense(self._eng, self._root, Y, lower=True, unit=True, adj=True)
-        if rp is None:
-            return Y
-        X = np.empty_like(Y)
-        X[rp] = Y
-        return X
+            if adj:
+                trsm_dense(self._eng, self._root, Y, lower=False, unit=False, adj=True)
+                trsm_dense(self._eng, self._root, Y, lower=True, unit=True, adj=True)
+            else:
+                trsm_dense(self._eng, self._root, Y, lower=True, unit=True)
+                trsm_dense(self._eng, self._root, Y, lower=False, unit=False)
+        return Y
 
     # ----------------------------------------------------------------- factors
     @property
@@ -227,14 +221,14 @@ class LUFactorization(LinearOperator):
 
 def _triangle(node, lower, unit, diag=True):
     """Copy of the lower (or upper) part of a diagonal node; the other part is zero."""
-    if node.kind == DENSE:
+    if node.kind == LeafKind.DENSE:
         if not diag:
             return Node.dense(node.a.copy())
         a = np.tril(node.a, -1) if lower else np.triu(node.a)
         if unit:
             a[np.diag_indices_from(a)] = 1
         return Node.dense(a)
-    if node.kind == LOWRANK:
+    if node.kind == LeafKind.LOWRANK:
         return Node.lowrank(node.U, node.V)
     if not diag:
         return copy_tree(node)

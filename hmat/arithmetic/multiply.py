@@ -8,7 +8,8 @@ from ..hblock import HBlock
 from ..provenance import BuildInfo
 from ..truncate import check_tol_for_dtype
 from ._common import blas_single_thread, check_scalar, same_perm, tol_arg
-from ._nodes import DENSE, HIER, LOWRANK, Engine, Node, StructureError, from_op, to_root
+from ..partition import LeafKind
+from ._nodes import Engine, Node, StructureError, from_op, to_root, zeros_like
 
 __all__ = ["multiply"]
 
@@ -79,7 +80,7 @@ def multiply(A, B, tol=1e-6, *, structure=None, alpha=1.0):
                 raise ValueError(f"structure has shape {structure.shape}, expected {(m, n)}")
             if not (same_perm(structure.row_perm, A.row_perm, m) and same_perm(structure.col_perm, B.col_perm, n)):
                 raise ValueError("structure must have the row_perm of A and the col_perm of B")
-            C = _zeros(from_op(structure, dtype, copy=False), dtype)
+            C = zeros_like(from_op(structure, dtype, copy=False), dtype)
         try:
             eng.muladd(C, An, Bn, np.asarray(alpha, dtype).item())
         except StructureError as exc:
@@ -88,24 +89,16 @@ def multiply(A, B, tol=1e-6, *, structure=None, alpha=1.0):
     return to_root(C, dtype, A.row_perm, B.col_perm, BuildInfo(tol=tol))
 
 
-def _zeros(node, dtype):
-    if node.kind == DENSE:
-        return Node.dense(np.zeros((node.m, node.n), dtype))
-    if node.kind == LOWRANK:
-        return Node.lowrank(np.zeros((node.m, 0), dtype), np.zeros((node.n, 0), dtype))
-    return Node.hier([[_zeros(c, dtype) for c in row] for row in node.ch])
-
-
 def _union_zeros(a, b, dtype):
     """Zero node on the finer of two nested partitions."""
-    if a.kind == HIER and b.kind == HIER:
+    if a.kind == LeafKind.INTERNAL and b.kind == LeafKind.INTERNAL:
         if not (np.array_equal(a.ro, b.ro) and np.array_equal(a.co, b.co)):
             raise StructureError("block partitions do not match (different cluster trees?)")
         return Node.hier([[_union_zeros(x, y, dtype) for x, y in zip(ra, rb)] for ra, rb in zip(a.ch, b.ch)])
-    if a.kind == HIER:
-        return _zeros(a, dtype)
-    if b.kind == HIER:
-        return _zeros(b, dtype)
-    if a.kind == DENSE or b.kind == DENSE:
+    if a.kind == LeafKind.INTERNAL:
+        return zeros_like(a, dtype)
+    if b.kind == LeafKind.INTERNAL:
+        return zeros_like(b, dtype)
+    if a.kind == LeafKind.DENSE or b.kind == LeafKind.DENSE:
         return Node.dense(np.zeros((a.m, a.n), dtype))
     return Node.lowrank(np.zeros((a.m, 0), dtype), np.zeros((a.n, 0), dtype))

@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..hblock import HBlock
+from ..linalg import permuted_apply
 from ..provenance import BuildInfo
 from ..operator import array_namespace
 from ._common import blas_single_thread, check_hblock, check_square, same_perm, tol_arg
@@ -84,34 +85,23 @@ def solve_triangular(T, B, *, lower=True, unit_diagonal=False, side="left", tran
             if side == "left":
                 if b.shape[0] != n:
                     raise ValueError(f"B has shape {b.shape}; expected ({n},) or ({n}, k) for T of shape {T.shape}")
-                Y = np.array(b.reshape(n, -1) if rp is None else b.reshape(n, -1)[rp], dtype=dt, order="C")
-                trsm_dense(eng, root, Y, lower, unit_diagonal, adj)
-                X = Y if cp is None else _scatter_rows(Y, cp)
-                return X.reshape(b.shape)
+                def left(Bp):
+                    Y = np.array(Bp, dtype=dt, order="C")
+                    trsm_dense(eng, root, Y, lower, unit_diagonal, adj)
+                    return Y
+
+                return permuted_apply(left, b.reshape(n, -1), rp, cp).reshape(b.shape)
             if b.shape[-1] != n:
                 raise ValueError(f"B has shape {b.shape}; expected ({n},) or (k, {n}) for T of shape {T.shape}")
-            b2 = b.reshape(-1, n)
-            # X op(T) = B  <=>  op(T)^H X^H = B^H
-            Z = b2 if cp is None else b2[:, cp]
-            Y = np.array(Z.conj().T, dtype=dt, order="C")
-            trsm_dense(eng, root, Y, lower, unit_diagonal, not adj)
-            Y = Y.conj().T
-            X = Y if rp is None else _scatter_cols(Y, rp)
-            return X.reshape(b.shape)
+            # X op(T) = B  <=>  op(T)^H X^H = B^H: a left solve of the transposes, conjugated
+            def right(Bt):
+                Y = np.array(Bt.conj(), dtype=dt, order="C")
+                trsm_dense(eng, root, Y, lower, unit_diagonal, not adj)
+                return Y.conj()
+
+            return permuted_apply(right, b.reshape(-1, n).T, cp, rp).T.reshape(b.shape)
         except StructureError as exc:
             raise ValueError(f"T: {exc}") from None
-
-
-def _scatter_rows(Y, p):
-    X = np.empty_like(Y)
-    X[p] = Y
-    return X
-
-
-def _scatter_cols(Y, p):
-    X = np.empty_like(Y)
-    X[:, p] = Y
-    return X
 
 
 def _solve_h(eng, T, B, lower, unit, side):

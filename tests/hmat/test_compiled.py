@@ -5,6 +5,7 @@ import pytest
 
 import hmat
 from hmat.points import sphere_points
+from hmat.hblock import packed_store
 from hmat import _aca_numba, _threads
 from hmat._matvec_numba import apply_segment, apply_segment_vec
 
@@ -85,10 +86,10 @@ def test_threads_agree(pts):
     old = _threads._state["n"]
     try:
         _threads.set_num_threads(1)
-        y1 = H._packed.apply(x, x.size, threads=1)
+        y1 = packed_store(H).apply(x, x.size, threads=1)
         H1 = hmat.from_kernel(hmat.kernels.Laplace(3), pts, tol=1e-6, leaf_size=32)
         _threads.set_num_threads(2)
-        y2 = H._packed.apply(x, x.size, threads=2)
+        y2 = packed_store(H).apply(x, x.size, threads=2)
         H2 = hmat.from_kernel(hmat.kernels.Laplace(3), pts, tol=1e-6, leaf_size=32)
     finally:
         _threads.set_num_threads(old)
@@ -192,11 +193,11 @@ def test_sample_entries_match_leaves(pts, storage):
     pj = rng.integers(0, n, 500).astype(np.int64)
     out = np.zeros(500)
     if storage:
-        for s in H._packed.segments:
+        for s in packed_store(H).segments:
             _aca_numba.sample_entries(*s.table(), s.buf, pi, pj, out)
     else:
         assert H.symmetry == "symmetric"
-        H._packed.sample(pi, pj, out)
+        packed_store(H).sample(pi, pj, out)
     Ap = np.zeros((n, n))
     for lf in H.leaves():
         Ap[lf.row_start:lf.row_start + lf.op.shape[0], lf.col_start:lf.col_start + lf.op.shape[1]] = lf.op.to_dense()

@@ -151,10 +151,19 @@ def test_solvers_accept_device_operator(points, backend):
 
 def test_sparse_parts_storage(points):
     H = hmat.from_kernel(hmat.kernels.Laplace(3), points, tol=1e-6, leaf_size=32)
-    D, U, W = B.packed_to_csr(H._packed, H.shape, H.dtype)
-    st = H.stats()
-    assert D.nnz + U.nnz + W.nnz == st["stored_entries"]
-    assert U.shape[1] == W.shape[0] == sum(int(s.rank[s.rank > 0].sum()) for s in H._packed.segments)
+    leaves = [lf.op for lf in H.leaves()]
+    D, U, W = B.partition_to_csr(H.partition, leaves, H.dtype)
+    # every logical leaf once (mirrored ones of symmetric storage too): each entry of its data
+    dense = sum(op.array.size for op in leaves if isinstance(op, hmat.Dense))
+    lowrank = [op for op in leaves if isinstance(op, hmat.LowRank)]
+    assert D.nnz == dense
+    assert U.nnz == sum(op.U.size for op in lowrank) and W.nnz == sum(op.V.size for op in lowrank)
+    assert U.shape[1] == W.shape[0] == sum(op.rank for op in lowrank)
+    assert D.nnz + U.nnz + W.nnz >= H.stats()["stored_entries"]
+    p = H.partition
+    Hp = (D + U @ W).toarray()
+    A = H.to_dense()[np.ix_(p.row_perm, p.col_perm)]
+    assert np.linalg.norm(Hp - A) <= 1e-12 * np.linalg.norm(A)
 
 
 def test_errors():

@@ -437,5 +437,46 @@ def test_format_1_file_still_loads():
     H = hmat.load(os.path.join(here, "format1_from_dense120.npz"))
     ref = np.load(os.path.join(here, "format1_from_dense120_Hx.npy"))
     x = np.random.default_rng(1).standard_normal(120)
-    assert H.shape == (120, 120) and H.tol == 1e-6
+    assert H.shape == (120, 120) and H.tol == 1e-6 and H.provenance.compressor is None
     np.testing.assert_allclose(H @ x, ref, rtol=1e-13, atol=1e-13 * np.linalg.norm(ref))
+
+
+@pytest.mark.parametrize("make", [
+    lambda pts: hmat.from_kernel(hmat.kernels.Laplace(), pts, tol=1e-5, leaf_size=32),
+    lambda pts: hmat.from_kernel(hmat.kernels.Laplace(), pts, tol=1e-5, leaf_size=32, compressor=hmat.SVD()),
+    lambda pts: hmat.from_dense(hmat.kernels.Laplace().block(pts, pts), tol=1e-5, points=pts, leaf_size=32,
+                                precision="adaptive"),
+    lambda pts: hmat.HBlock([[hmat.Dense(np.eye(pts.shape[0]))]]),
+], ids=["from_kernel", "from_kernel_svd", "from_dense_adaptive", "by_hand"])
+def test_round_trip_keeps_every_provenance_field(tmp_path, make):
+    """tol, kernel evaluations, error estimate and the compressor's name come back."""
+    import dataclasses
+
+    H = make(np.random.default_rng(3).random((400, 3)))
+    hmat.save(tmp_path / "h.npz", H)
+    back = hmat.load(tmp_path / "h.npz")
+    for field in dataclasses.fields(hmat.BuildInfo):
+        assert getattr(back.provenance, field.name) == getattr(H.provenance, field.name), field.name
+    assert back.provenance == H.provenance
+
+
+def test_compressor_name_is_validated(tmp_path):
+    H = hmat.from_kernel(hmat.kernels.Laplace(), np.random.default_rng(4).random((300, 3)), tol=1e-5, leaf_size=32)
+    assert H.provenance.compressor is not None
+    path = tmp_path / "h.npz"
+    hmat.save(path, H)
+    with np.load(path) as z:
+        f = {k: z[k] for k in z.files}
+    for change, match in [
+        ({"compressor": np.array(["a", "b"])}, "compressor"),
+        ({"compressor": np.array(3.0)}, "compressor"),
+        ({"version": np.array(2, np.int64)}, "compressor"),
+    ]:
+        g = dict(f, **change)
+        np.savez(tmp_path / "bad.npz", **g)
+        with pytest.raises(ValueError, match=match):
+            hmat.load(tmp_path / "bad.npz")
+    g = {k: v for k, v in f.items() if k not in ("meta", "manifest")}
+    np.savez(tmp_path / "bad.npz", **g)
+    with pytest.raises(ValueError, match="compressor"):
+        hmat.load(tmp_path / "bad.npz")
