@@ -24,6 +24,7 @@ honoured: ``W_eff = H + P``).
 from __future__ import annotations
 
 import contextlib
+import weakref
 
 import torch
 import torch.nn.functional as F
@@ -33,13 +34,17 @@ from .layers import HMatrixLinear, LowRankLinear
 __all__ = ["assemble_weight", "assembled_forward"]
 
 
+#: layer -> its index plan; weak keys, so that a plan goes with its layer
+_PLANS = weakref.WeakKeyDictionary()
+
+
 def _plan(layer):
     """Index plan of ``layer``'s current structure (original, unpermuted coordinates).
 
-    Cached on the layer until its structure changes: every structure change of an
-    HMatrixLinear installs a new ``factors`` ParameterList (the cache holds the old one,
-    so its identity cannot be reused)."""
-    cache = getattr(layer, "_assembled_plan", None)  # attribute owned by this module
+    Cached (in this module, keyed by the layer) until its structure changes: every
+    structure change of an HMatrixLinear installs a new ``factors`` ParameterList (the
+    cache holds the old one, so its identity cannot be reused)."""
+    cache = _PLANS.get(layer)
     dev = layer.factors[0].device
     if cache is not None and cache["factors"] is layer.factors and cache["device"] == dev \
             and cache["row_perm"] is layer.row_perm and cache["col_perm"] is layer.col_perm:
@@ -75,7 +80,7 @@ def _plan(layer):
     plan = dict(factors=layer.factors, device=dev, row_perm=layer.row_perm,
                 col_perm=layer.col_perm, dense=d_par, u_par=u_par, v_par=v_par, K=K,
                 d_idx=cat(d_idx), u=(cat(u_r), cat(u_c)), v=(cat(v_r), cat(v_c)))
-    layer._assembled_plan = plan
+    _PLANS[layer] = plan
     return plan
 
 
