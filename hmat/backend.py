@@ -23,6 +23,9 @@ from numba import njit
 
 from .linalg import permuted_apply
 from .operator import LinearOperator
+from .partition import LeafKind
+
+_DENSE = int(LeafKind.DENSE)  # kind code of a dense leaf in the packed tables
 
 __all__ = ["get_array_module", "has_cupy", "to_cupy", "to_numpy", "to_device", "SparseHMatrix"]
 
@@ -113,12 +116,12 @@ def to_device(op, backend="cupy"):
 
 # ------------------------------------------------------------------ packed -> CSR
 @njit(cache=True)
-def _count(r0, m, n, rank, dcnt, ucnt):
+def _count(r0, m, n, kind, rank, dcnt, ucnt):
     """Entries per row of D and U for one segment; returns its number of rank-1 terms."""
     nk = 0
     for q in range(r0.size):
         k = rank[q]
-        if k < 0:
+        if kind[q] == _DENSE:
             for i in range(m[q]):
                 dcnt[r0[q] + i] += n[q]
         else:
@@ -129,7 +132,7 @@ def _count(r0, m, n, rank, dcnt, ucnt):
 
 
 @njit(cache=True)
-def _fill(r0, m, c0, n, rank, off, buf, kbase, dptr, dind, ddat, uptr, uind, udat, wptr, wind, wdat, dcur, ucur):
+def _fill(r0, m, c0, n, kind, rank, off, buf, kbase, dptr, dind, ddat, uptr, uind, udat, wptr, wind, wdat, dcur, ucur):
     """Scatter one segment's leaves into the three CSR matrices (cursors advance per row)."""
     kb = kbase
     for q in range(r0.size):
@@ -137,7 +140,7 @@ def _fill(r0, m, c0, n, rank, off, buf, kbase, dptr, dind, ddat, uptr, uind, uda
         nq = n[q]
         k = rank[q]
         o = off[q]
-        if k < 0:
+        if kind[q] == _DENSE:
             for i in range(mq):
                 r = r0[q] + i
                 p = dptr[r] + dcur[r]
@@ -151,14 +154,14 @@ def _fill(r0, m, c0, n, rank, off, buf, kbase, dptr, dind, ddat, uptr, uind, uda
             p = uptr[r] + ucur[r]
             for l in range(k):
                 uind[p + l] = kb + l
-                udat[p + l] = buf[o + i * k + l]
+                udat[p + l] = buf[o + l * mq + i]  # factors component-major
             ucur[r] += k
         ov = o + mq * k
         for l in range(k):
             p = wptr[kb + l]
             for j in range(nq):
                 wind[p + j] = c0[q] + j
-                wdat[p + j] = np.conj(buf[ov + j * k + l])
+                wdat[p + j] = np.conj(buf[ov + l * nq + j])
         kb += k
     return kb
 
@@ -174,8 +177,8 @@ def packed_to_csr(packed, shape, dtype):
     nk = 0
     wlen = []
     for s in segs:
-        nk += _count(s.r0, s.m, s.n, s.rank, dcnt, ucnt)
-        lr = s.rank >= 0
+        nk += _count(s.r0, s.m, s.n, s.kind, s.rank, dcnt, ucnt)
+        lr = ~s.is_dense()
         wlen.append(np.repeat(s.n[lr], s.rank[lr]))
     wcnt = np.concatenate(wlen) if wlen else np.zeros(0, np.int64)
     itype = np.int32
@@ -194,7 +197,7 @@ def packed_to_csr(packed, shape, dtype):
     ucur = np.zeros(M, np.int64)
     kb = 0
     for s in segs:
-        kb = _fill(s.r0, s.m, s.c0, s.n, s.rank, s.off, s.buf.astype(dtype, copy=False), kb,
+        kb = _fill(s.r0, s.m, s.c0, s.n, s.kind, s.rank, s.off, s.buf.astype(dtype, copy=False), kb,
                    dptr, dind, ddat, uptr, uind, udat, wptr, wind, wdat, dcur, ucur)
     D = sp.csr_matrix((ddat, dind, dptr.astype(itype)), shape=(M, N))
     D.sort_indices()
