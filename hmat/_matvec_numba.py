@@ -17,8 +17,12 @@ and contraction (and the sign of zero), so results differ from a sequential sum 
 rounding only; infinities and NaN propagate as usual.
 """
 
+import llvmlite.binding as _llvm
 import numpy as np
-from numba import njit
+from llvmlite import ir
+from numba import njit, types
+from numba.core import cgutils
+from numba.extending import intrinsic
 
 from .partition import LeafKind
 
@@ -26,11 +30,47 @@ _FM = {"reassoc", "contract", "nsz"}
 
 DENSE = int(LeafKind.DENSE)  # a compile-time constant in the kernels
 
+#: Software prefetch distance in bytes: while a leaf is applied, the buffer this far beyond
+#: its data is requested (the hardware prefetcher alone leaves the core waiting on memory
+#: between the compute-heavy passes over a leaf: about 10-15 % of the one-thread matvec).
+PREFETCH_BYTES = 4096
+
+_PREFETCH_NAME = "llvm.prefetch.p0" if _llvm.llvm_version_info >= (15,) else "llvm.prefetch.p0i8"
+
+
+@intrinsic
+def _prefetch(typingctx, arr, idx):
+    """Hint the cache to load ``arr[idx]`` (read, high locality); no effect on results."""
+    sig = types.void(arr, idx)
+
+    def codegen(context, builder, signature, args):
+        ary = context.make_array(signature.args[0])(context, builder, args[0])
+        i8p = ir.PointerType(ir.IntType(8))
+        i32 = ir.IntType(32)
+        fn = cgutils.get_or_insert_function(builder.module, ir.FunctionType(ir.VoidType(), [i8p, i32, i32, i32]),
+                                            _PREFETCH_NAME)
+        builder.call(fn, [builder.bitcast(builder.gep(ary.data, [args[1]]), i8p), i32(0), i32(3), i32(1)])
+        return context.get_dummy_value()
+
+    return sig, codegen
+
 
 _INLINE = dict(cache=True, nogil=True, fastmath=_FM, inline="always")
 
 
 # ------------------------------------------------------------------ building blocks
+@njit(**_INLINE)
+def _prefetch_ahead(buf, o, size):
+    """Prefetch ``buf[o + d : o + size + d]`` (``d``: :data:`PREFETCH_BYTES`), one request per
+    64-byte line, clipped to the buffer."""
+    step = 64 // buf.itemsize
+    p = o + PREFETCH_BYTES // buf.itemsize
+    e = min(p + size, buf.size)
+    while p < e:
+        _prefetch(buf, p)
+        p += step
+
+
 @njit(**_INLINE)
 def _rows4(a, i, nq):
     """Rows ``i .. i+3`` of the row-major block ``a`` with ``nq`` columns."""
@@ -222,6 +262,7 @@ def apply_segment(r0, m, c0, n, kind, rank, off, buf, XT, YT, adjoint):
             yo, xo = c0[q], r0[q]
         else:
             yo, xo = r0[q], c0[q]
+        _prefetch_ahead(buf, o, mq * nq if kind[q] == DENSE else rank[q] * (mq + nq))
         if kind[q] == DENSE:
             a = buf[o:o + mq * nq]
             for r in range(XT.shape[0]):
@@ -256,6 +297,7 @@ def apply_segment_sym(r0, m, c0, n, kind, rank, off, buf, XT, XmT, YT, ZT):
         nq = n[q]
         o = off[q]
         ra, ca = r0[q], c0[q]
+        _prefetch_ahead(buf, o, mq * nq if kind[q] == DENSE else rank[q] * (mq + nq))
         if kind[q] == DENSE:
             a = buf[o:o + mq * nq]
             for r in range(XT.shape[0]):
