@@ -21,6 +21,9 @@ shared machine's load inflates wall time (the load average is printed).
     python benchmarks/sphere.py                 # N = 10k, 20k, 40k, 80k; 1 and all threads
     python benchmarks/sphere.py --large         # adds N = 160k
     python benchmarks/sphere.py --sizes 2000 4000 --curve-n 4000 --quick   # smoke test
+
+The memory-accuracy curve alone at N = 80,000, raw JSON, table and plot written under
+benchmarks/: ``python benchmarks/memory_accuracy.py``.
 """
 
 from __future__ import annotations

@@ -16,8 +16,11 @@ import numpy as np
 from numba import njit, types
 from numba.extending import overload
 
+from .partition import LeafKind
+
 # reassociation and contraction only: vectorised sums, results change by rounding only
 _FM = {"reassoc", "contract", "nsz"}
+_DENSE = int(LeafKind.DENSE)  # kind code of a dense leaf in the packed tables
 
 
 def _cast(a, v):  # pragma: no cover - replaced by the overload in compiled code
@@ -607,16 +610,16 @@ def _back_solve(R, k, b, x):
 
 @njit(cache=True, nogil=True, fastmath=_FM)
 def _combine(F, X, k, k2, length, out, o):
-    """``out[o + i*k2 + c] = sum_l F[l, i] X[l, c]`` (rows of F are vectors of `length`)."""
-    Bt = np.zeros((k2, length), out.dtype)
+    """``out[o + c*length + i] = sum_l F[l, i] X[l, c]`` (rows of F are vectors of `length`;
+    the result component-major, the packed layout of :mod:`hmat._matvec_numba`)."""
+    Bt = out[o:o + k2 * length].reshape((k2, length))
     for c in range(k2):
+        for i in range(length):
+            Bt[c, i] = 0
         for l in range(k):
             a = X[l, c]
             for i in range(length):
                 Bt[c, i] += F[l, i] * a
-    for i in range(length):
-        for c in range(k2):
-            out[o + i * k2 + c] = Bt[c, i]
 
 
 @njit(cache=True, nogil=True)
@@ -627,8 +630,10 @@ def recompress_gram(U, V, Gu, Gv, k, abs_rel, out, pos):
     factors are moderately conditioned; ``R_u, R_v`` come from Cholesky of the balanced Gram
     matrices, the core ``R_u R_v^H`` is factored by one-sided Jacobi, and the new factors
     are ``U diag(d) R_u^{-1} (W S)_k2`` and ``V diag(1/d) R_v^{-1} Z_k2``: half the flops of
-    Householder QR and no reflector application. Returns k2, or -1 when a Cholesky pivot
-    signals nearly dependent columns (the caller then uses :func:`recompress_into`).
+    Householder QR and no reflector application. The factors are written to ``out[pos:]``
+    component-major (``U'^T`` (k2 x m) then ``V'^T`` (k2 x n), the packed layout), unlike
+    :func:`recompress_into`. Returns k2, or -1 when a Cholesky pivot signals nearly
+    dependent columns (the caller then keeps the ACA factors).
     """
     m = U.shape[1]
     n = V.shape[1]
@@ -700,8 +705,9 @@ def _scale_factors(buf, pos, m, n, k, se):
 def build_chunk(entry, p, X, Y, r0s, ms, c0s, ns, adm, tol, proto, extra, gx, gy):
     """Build the leaves of one chunk into one packed segment.
 
-    Returns ``(rank, off, buf, pos, evals)``: the leaves' data are ``buf[:pos]``;
-    ``rank[q] = -1`` for a dense leaf. ``buf`` has room for about ``extra`` more entries
+    Returns ``(rank, off, buf, pos, evals)``: the leaves' data are ``buf[:pos]`` (dense
+    blocks row-major, low-rank factors component-major, as packed); ``rank[q] = -1`` for a
+    dense leaf (:class:`hmat._packed.Segment` turns this into its ``kind`` table). ``buf`` has room for about ``extra`` more entries
     (see :func:`append_mirrors`). Pages beyond ``pos`` were never written, so they are
     not resident: the slack costs address space only.
     Admissible leaves use ACA (at 0.1 tol) and recompression (at 0.9 tol) and fall back to
@@ -743,12 +749,12 @@ def build_chunk(entry, p, X, Y, r0s, ms, c0s, ns, adm, tol, proto, extra, gx, gy
                     # nearly dependent ACA terms (rare): keep the ACA factors themselves,
                     # already within tolerance, just not recompressed
                     k2 = k
-                    for i in range(m):
-                        for l in range(k):
-                            buf[pos + i * k + l] = U[l, i]
-                    for j in range(n):
-                        for l in range(k):
-                            buf[pos + m * k + j * k + l] = V[l, j]
+                    for l in range(k):  # component-major, as packed
+                        for i in range(m):
+                            buf[pos + l * m + i] = U[l, i]
+                    for l in range(k):
+                        for j in range(n):
+                            buf[pos + m * k + l * n + j] = V[l, j]
                 _scale_factors(buf, pos, m, n, k2, se)
                 rank[t] = k2
                 off[t] = pos
@@ -770,7 +776,7 @@ def build_chunk(entry, p, X, Y, r0s, ms, c0s, ns, adm, tol, proto, extra, gx, gy
 
 
 @njit(cache=True, nogil=True)
-def sample_entries(r0, m, c0, n, rank, off, buf, pi, pj, out):
+def sample_entries(r0, m, c0, n, kind, rank, off, buf, pi, pj, out):
     """Entries at permuted positions ``(pi[s], pj[s])`` of a packed segment, added into out.
 
     Samples are bucketed by row once (counting sort), so each leaf only visits the samples
@@ -799,15 +805,15 @@ def sample_entries(r0, m, c0, n, rank, off, buf, pi, pj, out):
             j = pj[s] - c0[q]
             if j < 0 or j >= n[q]:
                 continue
-            k = rank[q]
-            if k < 0:
+            if kind[q] == _DENSE:
                 out[s] += buf[off[q] + i * n[q] + j]
             else:
+                k = rank[q]
                 acc = out[s] * 0  # products in out's precision (buf may be single precision)
-                ou = off[q] + i * k
-                ov = off[q] + m[q] * k + j * k
+                ou = off[q] + i  # factors component-major (see hmat._matvec_numba)
+                ov = off[q] + m[q] * k + j
                 for l in range(k):
-                    acc += (buf[ou + l] + acc * 0) * np.conj(buf[ov + l])
+                    acc += (buf[ou + l * m[q]] + acc * 0) * np.conj(buf[ov + l * n[q]])
                 out[s] += acc
 
 

@@ -1,7 +1,9 @@
 """Packed leaves: the flat layout the compiled matvec walks (private).
 
 A :class:`Packed` is a list of segments; each segment holds the leaf table (int64 arrays
-``r0, m, c0, n, rank, off``) and one flat data buffer. Segments let a parallel build write
+``r0, m, c0, n, kind, rank, off``; ``kind`` holds :class:`hmat.LeafKind` values) and one
+flat data buffer: a dense leaf row-major, a low-rank leaf ``U V^H`` component-major
+(``U^T`` then ``V^T``, see :mod:`hmat._matvec_numba`). Segments let a parallel build write
 its results without a final concatenation, and let a parallel matvec give each thread a
 disjoint set of leaves with its own output buffer (race-free accumulation).
 """
@@ -11,19 +13,29 @@ from __future__ import annotations
 import math
 
 import numpy as np
+from numba import njit
 
 from . import _threads
-from ._matvec_numba import apply_segment, apply_segment_sym_vec, apply_segment_vec
+from ._matvec_numba import apply_segment, apply_segment_sym
+from .partition import LeafKind
 
-#: Symmetric storage, one right-hand side: apply a leaf and its mirror in one pass (fused
-#: kernel); False: two passes (the general kernels), kept for comparison.
+DENSE = int(LeafKind.DENSE)
+LOWRANK = int(LeafKind.LOWRANK)
+
+#: Symmetric storage: apply a leaf and its mirror in one pass (fused kernels); False: two
+#: passes (the general kernels), kept for comparison.
 FUSED = True
 
-_FIELDS = ("r0", "m", "c0", "n", "rank", "off")
+_FIELDS = ("r0", "m", "c0", "n", "kind", "rank", "off")
 
 
 class Segment:
-    """Leaf table ``r0, m, c0, n, rank, off`` (int64, shape (q,)) and data ``buf``.
+    """Leaf table ``r0, m, c0, n, kind, rank, off`` (int64, shape (q,)) and data ``buf``.
+
+    ``kind[q]`` is a :class:`hmat.LeafKind` value (``DENSE`` or ``LOWRANK``), ``rank[q]`` the
+    rank of a low-rank leaf (0 for a dense one). Without ``kind`` the table is taken in the
+    compiled builders' form, ``rank[q] = -1`` for a dense leaf, and converted here (the one
+    place that reads that form).
 
     ``ids`` (int64, shape (q,), optional) names the logical leaf (depth-first index) of each
     row; None means the rows are consecutive logical leaves continuing the previous segment.
@@ -33,10 +45,13 @@ class Segment:
     for (its transpose, see :class:`Packed`), -1 for none. ``cost`` is in units of 8 bytes.
     """
 
-    __slots__ = ("r0", "m", "c0", "n", "rank", "off", "buf", "cost", "ids", "mids", "_mtab", "_ptab")
+    __slots__ = ("r0", "m", "c0", "n", "kind", "rank", "off", "buf", "cost", "ids", "mids", "_mtab", "_ptab")
 
-    def __init__(self, r0, m, c0, n, rank, off, buf, ids=None, mids=None):
-        self.r0, self.m, self.c0, self.n = r0, m, c0, n
+    def __init__(self, r0, m, c0, n, rank, off, buf, ids=None, mids=None, kind=None):
+        if kind is None:
+            kind = np.where(rank < 0, DENSE, LOWRANK).astype(np.int64)
+            rank = np.maximum(rank, 0).astype(np.int64)
+        self.r0, self.m, self.c0, self.n, self.kind = r0, m, c0, n, kind
         self.rank, self.off, self.buf = rank, off, buf
         self.ids, self.mids = ids, mids
         self._mtab = self._ptab = None
@@ -58,12 +73,56 @@ class Segment:
         return self._ptab
 
     def table(self):
-        return (self.r0, self.m, self.c0, self.n, self.rank, self.off)
+        """``(r0, m, c0, n, kind, rank, off)``, the arguments of the compiled kernels."""
+        return (self.r0, self.m, self.c0, self.n, self.kind, self.rank, self.off)
+
+    def is_dense(self):
+        """Boolean mask of the dense rows (shape (q,))."""
+        return self.kind == DENSE
+
+    def file_buf(self):
+        """The data with low-rank factors row-major (``U`` (m x k) then ``V`` (n x k)), the
+        layout of saved files (a copy when the segment holds low-rank leaves)."""
+        if not (self.kind == LOWRANK).any():
+            return self.buf
+        out = np.empty_like(self.buf)
+        _relayout(self.kind, self.m, self.n, self.rank, self.off, self.buf, out, False)
+        return out
+
+    @classmethod
+    def from_file(cls, r0, m, c0, n, kind, rank, off, buf, ids=None, mids=None):
+        """A segment from a table and data in the saved-file layout (see :meth:`file_buf`)."""
+        if (kind == LOWRANK).any():
+            out = np.empty_like(buf)
+            _relayout(kind, m, n, rank, off, buf, out, True)
+            buf = out
+        return cls(r0, m, c0, n, rank, off, buf, ids, mids, kind)
 
 
-def leaf_size(m, n, rank):
-    """Entries stored by a leaf (rank < 0: dense)."""
-    return np.where(rank < 0, m * n, np.maximum(rank, 0) * (m + n))
+@njit(cache=True, nogil=True)
+def _relayout(kind, m, n, rank, off, src, dst, to_components):
+    """Copy ``src`` into ``dst`` with each low-rank leaf's factors converted from row-major
+    (``U``, ``V``) to component-major (``U^T``, ``V^T``) or back; dense leaves copied."""
+    for q in range(kind.size):
+        mq = m[q]
+        nq = n[q]
+        o = off[q]
+        if kind[q] == DENSE:
+            dst[o:o + mq * nq] = src[o:o + mq * nq]
+            continue
+        k = rank[q]
+        for rows, base in ((mq, o), (nq, o + mq * k)):
+            for i in range(rows):
+                for l in range(k):
+                    if to_components:
+                        dst[base + l * rows + i] = src[base + i * k + l]
+                    else:
+                        dst[base + i * k + l] = src[base + l * rows + i]
+
+
+def leaf_size(m, n, kind, rank):
+    """Entries stored by a leaf (int64 arrays of one shape; ``kind``: LeafKind values)."""
+    return np.where(kind == DENSE, m * n, rank * (m + n))
 
 
 def pack_leaves(leaves, dtype, nseg=1, ids=None, mids=None):
@@ -80,8 +139,9 @@ def pack_leaves(leaves, dtype, nseg=1, ids=None, mids=None):
     c0 = np.fromiter((lf[1] for lf in leaves), np.int64, q)
     m = np.fromiter((lf[2].shape[0] for lf in leaves), np.int64, q)
     n = np.fromiter((lf[2].shape[1] for lf in leaves), np.int64, q)
-    rank = np.fromiter((lf[2].rank if isinstance(lf[2], LowRank) else -1 for lf in leaves), np.int64, q)
-    sizes = leaf_size(m, n, rank)
+    kind = np.fromiter((LOWRANK if isinstance(lf[2], LowRank) else DENSE for lf in leaves), np.int64, q)
+    rank = np.fromiter((lf[2].rank if isinstance(lf[2], LowRank) else 0 for lf in leaves), np.int64, q)
+    sizes = leaf_size(m, n, kind, rank)
     bounds = _split_by_cost(sizes, nseg)
     segs = []
     for a, b in zip(bounds[:-1], bounds[1:]):
@@ -96,14 +156,14 @@ def pack_leaves(leaves, dtype, nseg=1, ids=None, mids=None):
                 buf[o:o + m[t] * n[t]] = np.asarray(op.array).reshape(-1)
             elif isinstance(op, LowRank):
                 k = rank[t]
-                buf[o:o + m[t] * k] = np.asarray(op.U).reshape(-1)
-                buf[o + m[t] * k:o + (m[t] + n[t]) * k] = np.asarray(op.V).reshape(-1)
+                buf[o:o + m[t] * k] = np.asarray(op.U).T.reshape(-1)  # component-major
+                buf[o + m[t] * k:o + (m[t] + n[t]) * k] = np.asarray(op.V).T.reshape(-1)
             else:  # pragma: no cover - guarded by HBlock
                 raise TypeError(f"cannot pack leaf of type {type(op).__name__}")
         sid = None if ids is None else np.asarray(ids[a:b], np.int64).copy()
         mid = None if mids is None else np.asarray(mids[a:b], np.int64).copy()
         segs.append(Segment(r0[a:b].copy(), m[a:b].copy(), c0[a:b].copy(), n[a:b].copy(), rank[a:b].copy(), off, buf,
-                            sid, mid))
+                            sid, mid, kind[a:b].copy()))
     return Packed(segs, dtype=dtype)
 
 
@@ -207,22 +267,20 @@ class Packed:
         return self.leaf_ids()[0]
 
     def logical_table(self):
-        """``(r0, m, c0, n, rank)`` per logical leaf (depth-first order); ``rank`` sums the
-        rows of a split leaf, -1 for dense; mirrored leaves are their partners transposed."""
+        """``(r0, m, c0, n, kind, rank)`` per logical leaf (depth-first order; ``kind``:
+        LeafKind values); ``rank`` sums the rows of a split leaf (0 for dense); mirrored
+        leaves are their partners transposed."""
         ids, mids, q = self.leaf_ids()
         cat = [np.concatenate([getattr(s, f) for s in self.segments]) if self.segments else np.zeros(0, np.int64)
-               for f in ("r0", "m", "c0", "n", "rank")]
-        out = [np.zeros(q, np.int64) for _ in range(5)]
+               for f in ("r0", "m", "c0", "n", "kind", "rank")]
+        out = [np.zeros(q, np.int64) for _ in range(6)]
         mir = mids >= 0
-        for j, jm in zip(range(4), (2, 3, 0, 1)):
+        for j, jm in zip(range(5), (2, 3, 0, 1, 4)):
             out[j][ids] = cat[j]
             out[j][mids[mir]] = cat[jm][mir]
         allid = np.concatenate([ids, mids[mir]])
-        allrank = np.concatenate([cat[4], cat[4][mir]])
-        dense = np.zeros(q, bool)
-        dense[allid[allrank < 0]] = True
-        out[4] = np.bincount(allid, weights=np.maximum(allrank, 0), minlength=q).astype(np.int64)
-        out[4][dense] = -1
+        allrank = np.concatenate([cat[5], cat[5][mir]])
+        out[5] = np.bincount(allid, weights=allrank, minlength=q).astype(np.int64)
         return tuple(out)
 
     def leaf_ops(self):
@@ -248,12 +306,12 @@ class Packed:
             us, vs = [], []
             for seg, r in rows:
                 m, n, k, o = int(seg.m[r]), int(seg.n[r]), int(seg.rank[r]), int(seg.off[r])
-                if k < 0:
+                if seg.kind[r] == DENSE:
                     a = seg.buf[o:o + m * n].reshape(m, n)
                     ops[i] = trusted_dense(a if a.dtype == self.dtype else a.astype(self.dtype))
                     break
-                us.append(seg.buf[o:o + m * k].reshape(m, k))
-                vs.append(seg.buf[o + m * k:o + (m + n) * k].reshape(n, k))
+                us.append(seg.buf[o:o + m * k].reshape(k, m).T)  # component-major: views
+                vs.append(seg.buf[o + m * k:o + (m + n) * k].reshape(k, n).T)
             else:
                 if not rows:
                     continue  # a mirrored leaf: made below
@@ -275,7 +333,7 @@ class Packed:
         """This storage with every logical leaf stored (itself when not symmetric)."""
         if self.sym is None:
             return self
-        r0, _, c0, _, _ = self.logical_table()
+        r0, _, c0, _, _, _ = self.logical_table()
         leaves = list(zip(r0.tolist(), c0.tolist(), self.leaf_ops()))
         return pack_leaves(leaves, self.dtype, max(1, len(self.segments)))
 
@@ -298,47 +356,48 @@ class Packed:
         threads = _threads.get_num_threads() if threads is None else threads
         segs = self.segments
         out_dtype = np.result_type(X.dtype, self.dtype)
-        X = np.ascontiguousarray(X, dtype=out_dtype)
         # complex symmetric (A^T = A): mirrored leaves add L^T x = conj(L^H conj(x)), into Z
         cs = self.sym == "symmetric" and self.dtype.kind == "c"
         if self.sym is not None and adjoint:
             if cs:  # A^H x = conj(A conj(x))
                 return np.conj(self.apply(np.conj(X), out_rows, False, threads))
             adjoint = False  # A^H = A
-        Xm = np.conj(X) if cs else X
-        shape = (out_rows,) + X.shape[1:]
+        # the kernels take right-hand sides as rows: XT (nrhs, n), YT (nrhs, out_rows)
+        XT = np.ascontiguousarray(X[None, :] if X.ndim == 1 else X.T, dtype=out_dtype)
+        XmT = np.conj(XT) if cs else XT
+        shape = (XT.shape[0], out_rows)
         total = sum(s.cost for s in segs)
-        kernel = apply_segment_vec if X.ndim == 1 else apply_segment
         sym = self.sym is not None
 
         def run(group):
             Y = np.zeros(shape, dtype=out_dtype)
             Z = np.zeros(shape, dtype=out_dtype) if cs else Y
             for s in group:
-                if sym and X.ndim == 1 and FUSED:  # one pass over each mirrored leaf's data
-                    kernel(*s.plain_table(), s.buf, X, Y, False)
-                    apply_segment_sym_vec(*s.mirror_table(), s.buf, X, Xm, Y, Z)
+                if sym and FUSED:  # one pass over each mirrored leaf's data
+                    apply_segment(*s.plain_table(), s.buf, XT, Y, False)
+                    apply_segment_sym(*s.mirror_table(), s.buf, XT, XmT, Y, Z)
                     continue
-                kernel(*s.table(), s.buf, X, Y, adjoint)
+                apply_segment(*s.table(), s.buf, XT, Y, adjoint)
                 if sym:
                     mt = s.mirror_table()
                     if mt[0].size:
-                        kernel(*mt, s.buf, Xm, Z, True)
+                        apply_segment(*mt, s.buf, XmT, Z, True)
             if cs:
                 Y += np.conj(Z)
             return Y
 
         if threads <= 1 or len(segs) <= 1 or total < 200_000:
-            return run(segs)
-        parts = list(_threads.executor().map(run, _assign(segs, threads)))
-        Y = parts[0]
-        for P in parts[1:]:
-            Y += P
-        return Y
+            YT = run(segs)
+        else:
+            parts = list(_threads.executor().map(run, _assign(segs, threads)))
+            YT = parts[0]
+            for P in parts[1:]:
+                YT += P
+        return YT[0] if X.ndim == 1 else np.ascontiguousarray(YT.T)
 
     def astype(self, dtype):
-        return Packed([Segment(*s.table(), s.buf.astype(dtype), s.ids, s.mids) for s in self.segments], dtype=dtype,
-                      sym=self.sym)
+        return Packed([Segment(s.r0, s.m, s.c0, s.n, s.rank, s.off, s.buf.astype(dtype), s.ids, s.mids, s.kind)
+                       for s in self.segments], dtype=dtype, sym=self.sym)
 
 
 def _assign(segs, threads):

@@ -23,6 +23,8 @@ import math
 import numpy as np
 from numba import njit
 
+from .partition import LeafKind
+
 __all__ = [
     "LOW_DTYPE",
     "ROUNDING_SHARE",
@@ -58,6 +60,8 @@ PRECISIONS = ("adaptive", "full")
 _U32 = 2.0**-24  # unit roundoff of float32 (round to nearest)
 _ABS32 = 2.0**-150  # largest absolute rounding error in float32's subnormal range
 _MAX32 = 2.0**127  # entries below this round to finite float32 values
+_DENSE = int(LeafKind.DENSE)  # kind codes of the packed tables
+_LOWRANK = int(LeafKind.LOWRANK)
 
 
 def low_dtype(dtype):
@@ -188,12 +192,12 @@ def dense_rounding_fits(D, rel, lo_proto):
 
 
 @njit(cache=True, nogil=True)
-def split_segment(r0, m, c0, n, rank, off, buf, rel_lowrank, rel_dense, lo_proto):
+def split_segment(r0, m, c0, n, kind, rank, off, buf, rel_lowrank, rel_dense, lo_proto):
     """Split one packed segment into a full-precision and a single-precision segment.
 
     Parameters
     ----------
-    r0, m, c0, n, rank, off : int64 arrays, shape (q,)
+    r0, m, c0, n, kind, rank, off : int64 arrays, shape (q,)
         The leaf table (see :mod:`hmat._matvec_numba`).
     buf : ndarray, float64 or complex128
     rel_lowrank, rel_dense : float
@@ -204,7 +208,7 @@ def split_segment(r0, m, c0, n, rank, off, buf, rel_lowrank, rel_dense, lo_proto
     Returns
     -------
     tuple
-        ``(hi, lo)``, each ``(r0, m, c0, n, rank, off, ids, buf)``: ``ids[t]`` is the index
+        ``(hi, lo)``, each ``(r0, m, c0, n, kind, rank, off, ids, buf)``: ``ids[t]`` is the index
         (in the input table) of the leaf that row ``t`` belongs to. A low-rank leaf may have
         a row in both (its leading components in ``hi``, the rest in ``lo``).
     """
@@ -219,7 +223,7 @@ def split_segment(r0, m, c0, n, rank, off, buf, rel_lowrank, rel_dense, lo_proto
         mt = m[t]
         nt = n[t]
         o = off[t]
-        if k < 0:
+        if kind[t] == _DENSE:
             low = rel_dense > 0.0 and dense_rounding_fits(buf[o:o + mt * nt].reshape((mt, nt)), rel_dense, lo_proto)
             plan[t] = 0 if low else 1
             if low:
@@ -231,7 +235,7 @@ def split_segment(r0, m, c0, n, rank, off, buf, rel_lowrank, rel_dense, lo_proto
             continue
         p = k
         if k > 0 and rel_lowrank > 0.0:
-            p = lowrank_split(buf[o:o + mt * k].reshape((mt, k)), buf[o + mt * k:o + (mt + nt) * k].reshape((nt, k)),
+            p = lowrank_split(buf[o:o + mt * k].reshape((k, mt)).T, buf[o + mt * k:o + (mt + nt) * k].reshape((k, nt)).T,
                               rel_lowrank)
         plan[t] = p
         if p > 0 or k == 0:
@@ -240,10 +244,8 @@ def split_segment(r0, m, c0, n, rank, off, buf, rel_lowrank, rel_dense, lo_proto
         if p < k:
             nlo += 1
             slo += (k - p) * (mt + nt)
-    hi = (np.empty(nhi, np.int64), np.empty(nhi, np.int64), np.empty(nhi, np.int64), np.empty(nhi, np.int64),
-          np.empty(nhi, np.int64), np.empty(nhi, np.int64), np.empty(nhi, np.int64))
-    lo = (np.empty(nlo, np.int64), np.empty(nlo, np.int64), np.empty(nlo, np.int64), np.empty(nlo, np.int64),
-          np.empty(nlo, np.int64), np.empty(nlo, np.int64), np.empty(nlo, np.int64))
+    hi = np.empty((8, nhi), np.int64)  # rows: r0, m, c0, n, kind, rank, off, ids
+    lo = np.empty((8, nlo), np.int64)
     bhi = np.empty(shi, buf.dtype)
     blo = np.empty(slo, lo_proto.dtype)
     ih = 0
@@ -255,15 +257,15 @@ def split_segment(r0, m, c0, n, rank, off, buf, rel_lowrank, rel_dense, lo_proto
         mt = m[t]
         nt = n[t]
         o = off[t]
-        if k < 0:
+        if kind[t] == _DENSE:
             size = mt * nt
             if plan[t] == 1:
-                _row(hi, ih, r0[t], mt, c0[t], nt, -1, ph, t)
+                _row(hi, ih, r0[t], mt, c0[t], nt, _DENSE, 0, ph, t)
                 bhi[ph:ph + size] = buf[o:o + size]
                 ih += 1
                 ph += size
             else:
-                _row(lo, il, r0[t], mt, c0[t], nt, -1, pl, t)
+                _row(lo, il, r0[t], mt, c0[t], nt, _DENSE, 0, pl, t)
                 for s in range(size):
                     blo[pl + s] = buf[o + s]
                 il += 1
@@ -271,37 +273,42 @@ def split_segment(r0, m, c0, n, rank, off, buf, rel_lowrank, rel_dense, lo_proto
             continue
         p = plan[t]
         if p > 0 or k == 0:
-            _row(hi, ih, r0[t], mt, c0[t], nt, p, ph, t)
-            _copy_cols(buf, o, mt + nt, k, 0, p, bhi, ph)
+            _row(hi, ih, r0[t], mt, c0[t], nt, _LOWRANK, p, ph, t)
+            _copy_components(buf, o, mt, nt, k, 0, p, bhi, ph)
             ih += 1
             ph += p * (mt + nt)
         if p < k:
-            _row(lo, il, r0[t], mt, c0[t], nt, k - p, pl, t)
-            _copy_cols(buf, o, mt + nt, k, p, k, blo, pl)
+            _row(lo, il, r0[t], mt, c0[t], nt, _LOWRANK, k - p, pl, t)
+            _copy_components(buf, o, mt, nt, k, p, k, blo, pl)
             il += 1
             pl += (k - p) * (mt + nt)
-    return hi + (bhi,), lo + (blo,)
+    return (hi, bhi), (lo, blo)
 
 
 @njit(cache=True, nogil=True)
-def _row(tab, i, r0, m, c0, n, rank, off, ident):
-    tab[0][i] = r0
-    tab[1][i] = m
-    tab[2][i] = c0
-    tab[3][i] = n
-    tab[4][i] = rank
-    tab[5][i] = off
-    tab[6][i] = ident
+def _row(tab, i, r0, m, c0, n, kind, rank, off, ident):
+    tab[0, i] = r0
+    tab[1, i] = m
+    tab[2, i] = c0
+    tab[3, i] = n
+    tab[4, i] = kind
+    tab[5, i] = rank
+    tab[6, i] = off
+    tab[7, i] = ident
 
 
 @njit(cache=True, nogil=True)
-def _copy_cols(src, o, rows, k, a, b, dst, pos):
-    """Columns ``a:b`` of the row-major ``rows x k`` matrix at ``src[o:]`` (U stacked on V)
-    into ``dst[pos:]`` as a row-major ``rows x (b - a)`` matrix (cast to dst's dtype)."""
+def _copy_components(src, o, m, n, k, a, b, dst, pos):
+    """Components ``a:b`` of the component-major factors at ``src[o:]`` (``U^T`` (k x m),
+    then ``V^T`` (k x n)) into ``dst[pos:]`` in the same layout, rank ``b - a`` (cast to
+    dst's dtype)."""
     w = b - a
-    for i in range(rows):
-        for c in range(w):
-            dst[pos + i * w + c] = src[o + i * k + a + c]
+    su = src[o + a * m:o + b * m]
+    sv = src[o + k * m + a * n:o + k * m + b * n]
+    for t in range(w * m):
+        dst[pos + t] = su[t]
+    for t in range(w * n):
+        dst[pos + w * m + t] = sv[t]
 
 
 def lower_precision(packed, rel_lowrank, rel_dense):
@@ -339,15 +346,16 @@ def lower_precision(packed, rel_lowrank, rel_dense):
         hi, lo = split_segment(*seg.table(), seg.buf, float(rel_lowrank), float(rel_dense), proto)
         segs[i] = None  # release the source buffer as soon as it is split
         base = bases[starts[i]:starts[i + 1]]
-        return [Segment(*part[:6], part[7], base[part[6]], None if seg.mids is None else seg.mids[part[6]])
-                for part in (hi, lo) if part[0].size]
+        return [Segment(t[0], t[1], t[2], t[3], t[5], t[6], b, base[t[7]], None if seg.mids is None else seg.mids[t[7]],
+                        t[4]) for t, b in (hi, lo) if t.shape[1]]
 
     threads = _threads.get_num_threads()
     idx = range(len(segs))
     results = map(work, idx) if threads <= 1 else _threads.executor().map(work, idx)
     out = [s for res in results for s in res]
     if not out:
-        out = [Segment(*(np.zeros(0, np.int64) for _ in range(6)), np.zeros(0, packed.dtype), np.zeros(0, np.int64))]
+        z = np.zeros(0, np.int64)
+        out = [Segment(z, z, z, z, z, z, np.zeros(0, packed.dtype), z, None, z)]
     return Packed(out, dtype=packed.dtype, sym=packed.sym)
 
 
@@ -374,9 +382,9 @@ def adaptive_for(precision, dtype, tol):
 # ---------------------------------------------------------------------- global error budget
 
 @njit(cache=True, nogil=True)
-def component_norms(m, n, rank, off, buf, e_glob, sig, dense):
+def component_norms(m, n, kind, rank, off, buf, e_glob, sig, dense):
     """Per leaf row: the norms ``||u_c|| ||v_c||`` of its rank-1 components (into ``sig``, at
-    ``sum(max(rank, 0))`` consecutive places, made non-increasing from the tail: each value is
+    ``sum(rank)`` consecutive places, made non-increasing from the tail: each value is
     the largest of it and those after it) and, for a dense row, its Frobenius norm (into
     ``dense[t]``; 0 for low-rank rows). All values are scaled by ``2^-e_glob`` (scale-safe:
     each factor is normed after its own power-of-two scaling)."""
@@ -387,7 +395,7 @@ def component_norms(m, n, rank, off, buf, e_glob, sig, dense):
         nt = n[t]
         o = off[t]
         dense[t] = 0.0
-        if k < 0:
+        if kind[t] == _DENSE:
             D = buf[o:o + mt * nt].reshape((mt, nt))
             sd = _max_abs(D)
             if sd > 0.0:
@@ -401,8 +409,8 @@ def component_norms(m, n, rank, off, buf, e_glob, sig, dense):
             continue
         if k == 0:
             continue
-        U = buf[o:o + mt * k].reshape((mt, k))
-        V = buf[o + mt * k:o + (mt + nt) * k].reshape((nt, k))
+        U = buf[o:o + mt * k].reshape((k, mt)).T
+        V = buf[o + mt * k:o + (mt + nt) * k].reshape((k, nt)).T
         su = _max_abs(U)
         sv = _max_abs(V)
         nu = np.zeros(k)
@@ -424,7 +432,7 @@ def component_norms(m, n, rank, off, buf, e_glob, sig, dense):
 
 
 @njit(cache=True, nogil=True)
-def truncate_rows(m, n, rank, off, buf, keep):
+def truncate_rows(m, n, kind, rank, off, buf, keep):
     """The segment with low-rank row ``t`` cut to its first ``keep[t]`` components.
 
     Returns ``(rank, off, buf)`` (new arrays)."""
@@ -433,21 +441,21 @@ def truncate_rows(m, n, rank, off, buf, keep):
     noff = np.empty(q, np.int64)
     size = 0
     for t in range(q):
-        if rank[t] >= 0:
+        if kind[t] == _DENSE:
+            size += m[t] * n[t]
+        else:
             nrank[t] = min(keep[t], rank[t])
             size += nrank[t] * (m[t] + n[t])
-        else:
-            size += m[t] * n[t]
     out = np.empty(size, buf.dtype)
     pos = 0
     for t in range(q):
         noff[t] = pos
-        if rank[t] < 0:
+        if kind[t] == _DENSE:
             s = m[t] * n[t]
             out[pos:pos + s] = buf[off[t]:off[t] + s]
             pos += s
         else:
-            _copy_cols(buf, off[t], m[t] + n[t], rank[t], 0, nrank[t], out, pos)
+            _copy_components(buf, off[t], m[t], n[t], rank[t], 0, nrank[t], out, pos)
             pos += nrank[t] * (m[t] + n[t])
     return nrank, noff, out
 
@@ -470,10 +478,10 @@ def global_truncate(packed, budget_rel):
     e_glob = math.frexp(big)[1]
     sigs, dens, owner = [], [], []
     for i, s in enumerate(segs):
-        k = np.maximum(s.rank, 0)
+        k = s.rank
         sig = np.zeros(int(k.sum()))
         dense = np.zeros(s.rank.size)
-        component_norms(s.m, s.n, s.rank, s.off, s.buf, e_glob, sig, dense)
+        component_norms(s.m, s.n, s.kind, s.rank, s.off, s.buf, e_glob, sig, dense)
         w = np.ones(s.rank.size) if s.mids is None else np.where(s.mids >= 0, 2.0, 1.0)
         rows = np.repeat(np.arange(s.rank.size), k)
         sigs.append((sig, w[rows], (s.m + s.n)[rows]))
@@ -493,12 +501,12 @@ def global_truncate(packed, budget_rel):
     out = []
     start = 0
     for i, s in enumerate(segs):
-        k = np.maximum(s.rank, 0)
+        k = s.rank
         cnt = int(k.sum())
         d = dropped[start:start + cnt]
         drop_per_row = np.bincount(own[1, start:start + cnt][d], minlength=s.rank.size) if cnt else np.zeros(s.rank.size, np.int64)
         start += cnt
         keep = (k - drop_per_row).astype(np.int64)
-        nr, no, nb = truncate_rows(s.m, s.n, s.rank, s.off, s.buf, keep)
-        out.append(Segment(s.r0, s.m, s.c0, s.n, nr, no, nb, s.ids, s.mids))
+        nr, no, nb = truncate_rows(s.m, s.n, s.kind, s.rank, s.off, s.buf, keep)
+        out.append(Segment(s.r0, s.m, s.c0, s.n, nr, no, nb, s.ids, s.mids, s.kind))
     return Packed(out, dtype=packed.dtype, sym=packed.sym)

@@ -324,7 +324,7 @@ class HBlock(LinearOperator):
         """
         stored = None
         if self._pack is not None or self._adjoint_of is not None:  # no leaf objects needed
-            _, m, _, n, rank = self._packed.logical_table()
+            _, m, _, n, kind, rank = self._packed.logical_table()
             by_dtype = self._packed.nbytes_by_dtype()
             ids, mids, _ = self._packed.leaf_ids()
             stored = int(np.unique(ids).size)
@@ -332,18 +332,19 @@ class HBlock(LinearOperator):
             leaves = self.leaves()
             m = np.array([lf.op.shape[0] for lf in leaves], np.int64)
             n = np.array([lf.op.shape[1] for lf in leaves], np.int64)
-            rank = np.array([lf.op.rank if isinstance(lf.op, LowRank) else -1 for lf in leaves], np.int64)
+            kind = np.array([LeafKind.LOWRANK if isinstance(lf.op, LowRank) else LeafKind.DENSE for lf in leaves], np.int64)
+            rank = np.array([lf.op.rank if isinstance(lf.op, LowRank) else 0 for lf in leaves], np.int64)
             by_dtype = {self.dtype.name: self.nbytes}
-        lr = rank[rank >= 0]
-        entries = int(leaf_size(m, n, rank).sum())
+        lr = rank[kind == LeafKind.LOWRANK]
+        entries = int(leaf_size(m, n, kind, rank).sum())
         if stored is not None:  # as stored: mirrored leaves share their partners' entries
-            entries = int(sum(leaf_size(s.m, s.n, s.rank).sum() for s in self._packed.segments))
+            entries = int(sum(leaf_size(s.m, s.n, s.kind, s.rank).sum() for s in self._packed.segments))
         return {
             "shape": self.shape,
             "dtype": str(self.dtype),
             "depth": self.depth,
             "n_leaves": int(m.size),
-            "n_dense": int((rank < 0).sum()),
+            "n_dense": int((kind == LeafKind.DENSE).sum()),
             "n_lowrank": int(lr.size),
             "rank_min": int(lr.min()) if lr.size else 0,
             "rank_mean": float(lr.mean()) if lr.size else 0.0,

@@ -10,7 +10,7 @@ import tempfile
 import numpy as np
 
 from . import _precision
-from ._packed import Packed, Segment
+from ._packed import Packed, Segment, leaf_size
 from ._validate import SUPPORTED_DTYPES
 from .dense import Dense, trusted_dense
 from .hblock import HBlock, adjoint_source, packed_root, stored_packed
@@ -90,9 +90,11 @@ def _storage(H):
     for s, lo in zip(pk.segments, lowp):
         off.append(s.off + used[lo])
         used[lo] += s.buf.size
-    table = [np.concatenate([getattr(s, f) for s in pk.segments]) for f in ("r0", "m", "c0", "n", "rank")]
+    table = [np.concatenate([getattr(s, f) for s in pk.segments]) for f in ("r0", "m", "c0", "n")]
+    # the file's rank row: -1 for a dense leaf (its own code, see _FILE_CODE)
+    table.append(np.concatenate([np.where(s.is_dense(), -1, s.rank) for s in pk.segments]))
     prec = np.concatenate([np.full(s.r0.size, int(lo), np.int64) for s, lo in zip(pk.segments, lowp)])
-    bufs = [[s.buf for s, lo in zip(pk.segments, lowp) if lo == want] for want in (False, True)]
+    bufs = [[s.file_buf() for s, lo in zip(pk.segments, lowp) if lo == want] for want in (False, True)]
     low = _precision.low_dtype(pk.dtype) or pk.dtype
     return {
         "data": np.concatenate(bufs[0]) if bufs[0] else np.zeros(0, pk.dtype),
@@ -541,7 +543,7 @@ def _partition_of_tree(root, row_perm, col_perm):
 
 def _storage_leaves(f, dtype):
     """Validate the storage arrays; ``{"packed": Packed, "ops": iterator of logical leaves,
-    "table": the logical (r0, m, c0, n, rank)}``."""
+    "table": the logical (r0, m, c0, n, kind, rank)}``."""
     lo, tab, segn, sym = f["data_lo"], f["storage"], f["segments"], f["symmetry"]
     low = _precision.low_dtype(dtype) or dtype
     _need(lo.dtype == low and lo.ndim == 1, "data_lo has the wrong dtype or shape")
@@ -557,7 +559,10 @@ def _storage_leaves(f, dtype):
     _need(str(sym) != "none" or bool((mids == -1).all()), "storage: mirrored leaves without symmetry")
     q = int(max(ids.max(initial=-1), mids.max(initial=-1))) + 1
     _need(bool((ids >= 0).all() and (mids >= -1).all()), "storage: bad leaf ids")
-    size = np.where(rank < 0, m * n, np.maximum(rank, 0) * (m + n))
+    # the file's rank row codes a dense leaf as -1: map it to LeafKind once
+    kind = np.where(rank == -1, int(LeafKind.DENSE), int(LeafKind.LOWRANK))
+    rank = np.maximum(rank, 0)
+    size = leaf_size(m, n, kind, rank)
     bufs = (f["data"], lo)
     used = [0, 0]
     for t in range(tab.shape[1]):  # each buffer consumed in row order, without gaps
@@ -574,8 +579,8 @@ def _storage_leaves(f, dtype):
         b = int(prec[sl][0])
         _need(bool((prec[sl] == b).all()), "storage: a segment mixes precisions")
         a0, a1 = int(off[sl][0]), int(off[sl][-1] + size[sl][-1])
-        segs.append(Segment(r0[sl].copy(), m[sl].copy(), c0[sl].copy(), n[sl].copy(), rank[sl].copy(),
-                            off[sl] - a0, bufs[b][a0:a1].copy(), ids[sl].copy(), mids[sl].copy()))
+        segs.append(Segment.from_file(r0[sl].copy(), m[sl].copy(), c0[sl].copy(), n[sl].copy(), kind[sl].copy(),
+                                      rank[sl].copy(), off[sl] - a0, bufs[b][a0:a1], ids[sl].copy(), mids[sl].copy()))
     packed = Packed(segs, dtype=dtype, sym=None if str(sym) == "none" else str(sym))
     # every logical leaf: stored (rows of one kind), or the mirror of exactly one stored leaf
     cover = np.zeros(q, np.int64)
@@ -584,15 +589,15 @@ def _storage_leaves(f, dtype):
     _need(len({i for i, _ in pairs}) == len(pairs), "storage: a leaf has two mirrors")
     np.add.at(cover, np.array([j for _, j in pairs], np.int64), 1)
     _need(q > 0 and bool((cover == 1).all()), "storage: leaves missing or stored twice")
-    for i in np.unique(ids[rank < 0]):
+    for i in np.unique(ids[kind == LeafKind.DENSE]):
         _need(int((ids == i).sum()) == 1, f"storage: dense leaf {int(i)} split")
     return {"packed": packed, "ops": iter(packed.leaf_ops()), "table": packed.logical_table()}
 
 
 def _check_geometry(part, stored):
     """The storage's leaf positions (stored and mirrored) are the tree's."""
-    lr0, lm, lc0, ln, _ = stored["table"]
+    lr0, lm, lc0, ln, _, _ = stored["table"]
     _need(part.n_leaves == lr0.size, "storage and tree differ in their number of leaves")
     got = np.stack([part.r0, part.c0, part.m, part.n], axis=1)
-    want = np.stack([lr0, lc0, lm, ln], axis=1)
+    want = np.stack([lr0, lc0, lm, ln], axis=1) if lr0.size else np.zeros((0, 4), np.int64)
     _need(bool(np.array_equal(got, want)), "storage leaf positions differ from the tree")

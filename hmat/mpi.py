@@ -42,6 +42,7 @@ from . import _threads
 from ._aca_numba import append_mirrors, sample_entries
 from ._kernel_jit import compiled_for
 from ._packed import Packed, Segment, cost_chunks, mirror_partner
+from ._packed import leaf_size as packed_entries
 from ._progress import progress_bar
 from ._validate import SUPPORTED_DTYPES, check_choice, check_dtype, check_positive, check_tol
 from .aca import twin_groups
@@ -51,6 +52,7 @@ from .cluster import ClusterTree
 from .hblock import HBlock, packed_root
 from .kernels import Kernel
 from .linalg import permuted_apply
+from .partition import LeafKind
 from .provenance import BuildInfo
 
 __all__ = ["DistributedHMatrix", "from_kernel", "load", "require_mpi", "local_threads", "row_cuts", "demo"]
@@ -777,9 +779,11 @@ class DistributedHMatrix:
             ``rows_per_rank``, ``leaves_per_rank``, ``nbytes_per_rank`` and
             ``load_balance`` (max / mean stored bytes per rank).
         """
-        ranks = np.concatenate([s.rank for s in self._source._packed.segments] or [np.zeros(0, np.int64)])
-        lr = ranks[ranks >= 0]
-        loc = (int(ranks.size), int((ranks < 0).sum()), int(lr.size), int(lr.min()) if lr.size else 1 << 62,
+        segs = self._source._packed.segments
+        ranks = np.concatenate([s.rank for s in segs] or [np.zeros(0, np.int64)])
+        dense = np.concatenate([s.is_dense() for s in segs] or [np.zeros(0, bool)])
+        lr = ranks[~dense]
+        loc = (int(ranks.size), int(dense.sum()), int(lr.size), int(lr.min()) if lr.size else 1 << 62,
                int(lr.max()) if lr.size else -1, int(lr.sum()), np.bincount(lr).tolist() if lr.size else [])
         allv = self.comm.allgather(loc)
         mem = self.memory()
@@ -856,33 +860,33 @@ class DistributedHMatrix:
             Equal to the single-process build (same leaves, same permutations).
         """
         src = self._source
-        loc = [(ids, s.rank, s.buf) for ids, s in zip(src._ids, src._packed.segments)]
+        loc = [(ids, s.kind, s.rank, s.buf) for ids, s in zip(src._ids, src._packed.segments)]
         parts = self.comm.allgather(loc) if root is None else self.comm.gather(loc, root=root)
         if parts is None:
             return None
         bt = src._bt
         r0, m, c0, n, _ = bt.leaf_arrays()
         nl = r0.size
-        ranks = np.full(nl, -2, np.int64)
+        kinds = np.full(nl, -1, np.int64)
+        ranks = np.zeros(nl, np.int64)
         where = [None] * nl
         for part in parts:
-            for ids, rk, buf in part:
-                ranks[ids] = rk
-                off = 0
+            for ids, kd, rk, buf in part:
+                kinds[ids], ranks[ids] = kd, rk
+                sz = packed_entries(m[ids], n[ids], kd, rk)
+                start = np.cumsum(sz) - sz
                 for t, q in enumerate(ids):
-                    size = m[q] * n[q] if rk[t] < 0 else rk[t] * (m[q] + n[q])
-                    where[q] = (buf, off, size)
-                    off += size
-        if (ranks == -2).any():  # pragma: no cover - guarded by the build
+                    where[q] = (buf, int(start[t]), int(sz[t]))
+        if (kinds == -1).any():  # pragma: no cover - guarded by the build
             raise RuntimeError("gather: leaves missing")
-        sizes = np.where(ranks < 0, m * n, ranks * (m + n))
+        sizes = packed_entries(m, n, kinds, ranks)
         off = np.zeros(nl, np.int64)
         np.cumsum(sizes[:-1], out=off[1:])
         data = np.empty(int(sizes.sum()), src.dtype)
         for q in range(nl):
             b, o, s = where[q]
             data[off[q]:off[q] + s] = b[o:o + s]
-        packed = Packed([Segment(r0.copy(), m.copy(), c0.copy(), n.copy(), ranks, off, data)])
+        packed = Packed([Segment(r0.copy(), m.copy(), c0.copy(), n.copy(), ranks, off, data, kind=kinds)])
         info = BuildInfo(tol=src.tol, kernel_evaluations=src.kernel_evaluations, error_estimate=src.error_estimate)
         H = packed_root(bt.partition(), packed, src.dtype, info)
         return H.H if self._adjoint else H
@@ -904,8 +908,9 @@ class DistributedHMatrix:
         name = f"rank{self.rank:05d}.npz"
         segs = self._packed.segments
         leaf_ids = np.concatenate(self._ids) if self._ids else np.zeros(0, np.int64)
-        ranks = np.concatenate([s.rank for s in segs]) if segs else np.zeros(0, np.int64)
-        data = np.concatenate([s.buf for s in segs]) if segs else np.zeros(0, self.dtype)
+        # the file's rank code: -1 for a dense leaf; factors row-major (Segment.file_buf)
+        ranks = np.concatenate([np.where(s.is_dense(), -1, s.rank) for s in segs]) if segs else np.zeros(0, np.int64)
+        data = np.concatenate([s.file_buf() for s in segs]) if segs else np.zeros(0, self.dtype)
         digest = _agree(comm, _write_npz, os.path.join(path, name), {
             "magic": np.array(_MAGIC), "leaf_ids": leaf_ids, "ranks": ranks, "data": data,
             "seg_lens": np.array([s.r0.size for s in segs], np.int64),
@@ -1060,7 +1065,10 @@ def _load_local(comm, path):
     _need(bool((seg_lens >= 0).all()) and int(seg_lens.sum()) == ids.size, f"{name}: bad segment lengths")
     mi, ni = m[ids], n[ids]
     _need(bool(((ranks == -1) | ((ranks >= 0) & (ranks * (mi + ni) < mi * ni + mi + ni))).all()), f"{name}: bad leaf ranks")
-    sizes = np.where(ranks < 0, mi * ni, ranks * (mi + ni))
+    # the file's rank codes a dense leaf as -1: map it to LeafKind once
+    kinds = np.where(ranks == -1, int(LeafKind.DENSE), int(LeafKind.LOWRANK))
+    ranks = np.maximum(ranks, 0)
+    sizes = packed_entries(mi, ni, kinds, ranks)
     _need(int(sizes.sum()) == data.size, f"{name}: data size does not match the leaf table")
     segments, id_list = [], []
     a, pos = 0, 0
@@ -1071,8 +1079,8 @@ def _load_local(comm, path):
             np.cumsum(sizes[sl][:-1], out=off[1:])
         total = int(sizes[sl].sum())
         q = ids[sl]
-        segments.append(Segment(r0[q] - lo, m[q].copy(), c0[q].copy(), n[q].copy(), ranks[sl].copy(), off,
-                                np.ascontiguousarray(data[pos:pos + total])))
+        segments.append(Segment.from_file(r0[q] - lo, m[q].copy(), c0[q].copy(), n[q].copy(), kinds[sl].copy(),
+                                          ranks[sl].copy(), off, np.ascontiguousarray(data[pos:pos + total])))
         id_list.append(q.copy())
         a, pos = a + L, pos + total
     Xp = np.ascontiguousarray(row_tree.points[row_tree.perm])

@@ -7,7 +7,7 @@ import hmat
 from hmat.points import sphere_points
 from hmat.hblock import packed_store
 from hmat import _aca_numba, _threads
-from hmat._matvec_numba import apply_segment, apply_segment_vec
+from hmat._matvec_numba import apply_segment, apply_segment_sym
 
 DTYPES = [np.float32, np.float64, np.complex64, np.complex128]
 
@@ -55,7 +55,7 @@ def test_matvec_matmat_adjoint_vs_dense(pts, dense, dtype):
 
 @pytest.mark.parametrize("dtype", DTYPES)
 def test_segment_kernels_match_dense_leaves(dtype):
-    """apply_segment(_vec) on a hand-made segment: one dense and one low-rank leaf."""
+    """apply_segment on a hand-made segment: one dense and one low-rank leaf."""
     rng = np.random.default_rng(2)
     cplx = np.dtype(dtype).kind == "c"
 
@@ -64,20 +64,76 @@ def test_segment_kernels_match_dense_leaves(dtype):
         return (a + 1j * rng.standard_normal(s) if cplx else a).astype(dtype)
 
     Dl, U, V = rnd(5, 7), rnd(6, 3), rnd(4, 3)
-    buf = np.concatenate([Dl.ravel(), U.ravel(), V.ravel()])
+    buf = np.concatenate([Dl.ravel(), U.T.ravel(), V.T.ravel()])  # factors component-major
     r0, m, c0, n = np.array([0, 5]), np.array([5, 6]), np.array([0, 7]), np.array([7, 4])
-    rank, off = np.array([-1, 3]), np.array([0, 35])
+    kind = np.array([hmat.LeafKind.DENSE, hmat.LeafKind.LOWRANK], np.int64)
+    rank, off = np.array([0, 3]), np.array([0, 35])
     A = np.zeros((11, 11), dtype)
     A[0:5, 0:7] = Dl
     A[5:11, 7:11] = U @ V.conj().T
     x, X = rnd(11), rnd(11, 2)
     for adj, M in ((False, A), (True, A.conj().T)):
-        y = np.zeros(11, dtype)
-        apply_segment_vec(r0, m, c0, n, rank, off, buf, x, y, adj)
-        np.testing.assert_allclose(y, M @ x, rtol=1e-4, atol=1e-4)
-        Y = np.zeros((11, 2), dtype)
-        apply_segment(r0, m, c0, n, rank, off, buf, X, Y, adj)
-        np.testing.assert_allclose(Y, M @ X, rtol=1e-4, atol=1e-4)
+        y = np.zeros((1, 11), dtype)  # right-hand sides as rows
+        apply_segment(r0, m, c0, n, kind, rank, off, buf, x[None, :], y, adj)
+        np.testing.assert_allclose(y[0], M @ x, rtol=1e-4, atol=1e-4)
+        Y = np.zeros((2, 11), dtype)
+        apply_segment(r0, m, c0, n, kind, rank, off, buf, np.ascontiguousarray(X.T), Y, adj)
+        np.testing.assert_allclose(Y.T, M @ X, rtol=1e-4, atol=1e-4)
+
+
+# (row start, column start, rows, columns, rank or None for dense): rows not a multiple of
+# four, odd ranks and rank 0 exercise every remainder loop of the kernels; row and column
+# ranges of each leaf are disjoint (as for a mirrored, off-diagonal leaf)
+_SYM_LEAVES = [(0, 20, 5, 7, None), (0, 30, 6, 9, 3), (8, 28, 1, 3, None), (10, 0, 4, 8, 2), (12, 40, 9, 5, 1),
+               (22, 8, 7, 2, 0), (40, 0, 8, 12, None)]
+
+
+@pytest.mark.parametrize("nrhs", [1, 3])
+@pytest.mark.parametrize("store, acc", [(np.float64, np.float64), (np.float32, np.float64), (np.float32, np.float32),
+                                        (np.complex128, np.complex128), (np.complex64, np.complex128)])
+def test_fused_symmetric_kernel_matches_dense(store, acc, nrhs):
+    """apply_segment_sym adds, for every leaf L at (r, c), L X[c] into rows r and L^H Xm[r]
+    into rows c in one pass (the leaf and its mirror), with data stored in ``store`` and
+    products accumulated in ``acc`` (adaptive precision: float32 data, float64 result)."""
+    rng = np.random.default_rng(11)
+    cplx = np.dtype(acc).kind == "c"
+
+    def rnd(*shape):
+        a = rng.standard_normal(shape)
+        return (a + 1j * rng.standard_normal(shape) if cplx else a).astype(store)
+
+    N = 60
+    A = np.zeros((N, N), np.complex128 if cplx else np.float64)  # reference from the stored values
+    parts, table = [], []
+    pos = 0
+    for r, c, mq, nq, k in _SYM_LEAVES:
+        if k is None:
+            L = rnd(mq, nq)
+            parts.append(L.ravel())
+            table.append((r, mq, c, nq, hmat.LeafKind.DENSE, 0, pos))
+            Lw = L.astype(A.dtype)
+        else:
+            U, V = rnd(mq, k), rnd(nq, k)
+            parts += [U.T.ravel(), V.T.ravel()]  # component-major
+            table.append((r, mq, c, nq, hmat.LeafKind.LOWRANK, k, pos))
+            Lw = U.astype(A.dtype) @ V.astype(A.dtype).conj().T
+        pos += parts[-1].size + (0 if k is None else parts[-2].size)
+        A[r:r + mq, c:c + nq] += Lw
+        A[c:c + nq, r:r + mq] += Lw.conj().T
+    buf = np.concatenate(parts)
+    cols = [np.array(col, np.int64) for col in zip(*table)]
+    X = rng.standard_normal((nrhs, N)) + (1j * rng.standard_normal((nrhs, N)) if cplx else 0)
+    XT = np.ascontiguousarray(X, dtype=acc)
+    YT = np.zeros((nrhs, N), acc)
+    apply_segment_sym(*cols, buf, XT, XT, YT, YT)
+    ref = (A @ XT.astype(A.dtype).T).T
+    eps = np.finfo(acc).eps
+    assert np.linalg.norm(YT - ref) <= 16 * eps * np.linalg.norm(A) * np.linalg.norm(XT)
+    # the same through the two-pass kernels: every leaf, then the mirrors as adjoints
+    Y2 = np.zeros((nrhs, N), acc)
+    apply_segment(*cols, buf, XT, Y2, False)
+    apply_segment(*cols, buf, XT, Y2, True)
+    assert np.linalg.norm(Y2 - ref) <= 16 * eps * np.linalg.norm(A) * np.linalg.norm(XT)
 
 
 def test_threads_agree(pts):
@@ -153,8 +209,12 @@ def test_recompression_paths_agree_with_svd(cplx):
             else:
                 k2 = _aca_numba.recompress_into(U, V, k, rel, out, 0)
             assert k2 == k_opt, (f, rel, k2, k_opt)
-            Uo = out[:m * k2].reshape(m, k2)
-            Vo = out[m * k2:(m + n) * k2].reshape(n, k2)
+            if f == "gram":  # component-major, the packed layout
+                Uo = out[:m * k2].reshape(k2, m).T
+                Vo = out[m * k2:(m + n) * k2].reshape(k2, n).T
+            else:
+                Uo = out[:m * k2].reshape(m, k2)
+                Vo = out[m * k2:(m + n) * k2].reshape(n, k2)
             err = np.linalg.norm(S - Uo @ Vo.conj().T) / np.linalg.norm(S)
             assert err <= rel * (1 + 1e-6)
 
