@@ -130,3 +130,11 @@ def fit_exponent(x, y):
     """Least-squares slope of log y against log x."""
     x, y = np.log(np.asarray(x, float)), np.log(np.asarray(y, float))
     return float(np.polyfit(x, y, 1)[0]) if x.size >= 2 else float("nan")
+
+
+class Transcript(list):
+    """Lines printed as a benchmark runs and kept, for a ``.txt`` copy of its output."""
+
+    def say(self, text=""):
+        print(text, flush=True)
+        self.append(text)

@@ -42,13 +42,10 @@ def main(argv=None):
     ap.add_argument("--variants", nargs="+", default=VARIANTS, choices=list(sphere.VARIANTS))
     ap.add_argument("--out", default=HERE, help="folder of the raw .json, the .txt table and figures/")
     args = ap.parse_args(argv)
+    os.makedirs(args.out, exist_ok=True)
     stem = os.path.join(args.out, f"memory_accuracy_n{args.n}")
-    lines = []
-
-    def say(line=""):
-        print(line, flush=True)
-        lines.append(line)
-
+    lines = C.Transcript()
+    say = lines.say
     say(f"# sphere-1/r memory-accuracy curve, N = {args.n:,}, 1 thread")
     say(f"machine: {C.machine()}")
     say(f"date: {time.strftime('%Y-%m-%d %H:%M:%S %Z')}; command: python benchmarks/memory_accuracy.py "

@@ -197,3 +197,24 @@ def test_fused_and_two_pass_mirrored_products_agree(pts, dtype, monkeypatch):
     rt = 1e-5 if np.dtype(dtype) == np.float32 else 1e-13
     scale = fro(H.to_dense()) * fro(x)
     assert fro(H @ x - y) <= rt * scale and fro(H.H @ x - yh) <= rt * scale
+
+
+def test_format2_file_from_row_major_storage_loads():
+    """A format-2 file written by hmat at commit 626e490 (symmetric storage, float32 parts;
+    in memory its factors were stored row-major, today component-major): it loads into the
+    same operator. Both products accumulate the same stored numbers in float64, so they
+    differ by rounding only: at most 16 eps ||A||_F ||x||."""
+    import os
+
+    here = os.path.join(os.path.dirname(__file__), "data")
+    H = hmat.load(os.path.join(here, "format2_sphere400_sym_adaptive.npz"))
+    ref = np.load(os.path.join(here, "format2_sphere400_sym_adaptive_Hx.npy"))
+    assert H.symmetry == "symmetric" and H.stats()["n_lowrank"] > 0
+    assert set(H.stats()["nbytes_by_dtype"]) == {"float32"}
+    x = np.random.default_rng(0).random(400)
+    A = H.to_dense()
+    assert fro(H @ x - ref) <= 16 * np.finfo(np.float64).eps * fro(A) * fro(x)
+    P = hmat.sphere_points(400)  # and it is the operator it was built as (tol 1e-4)
+    D = kernels.Laplace(3).block(P, P)
+    np.fill_diagonal(D, 0.0)
+    assert fro(A - D) <= 1e-4 * fro(D)
