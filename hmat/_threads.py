@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import os
 from concurrent.futures import ThreadPoolExecutor
 
@@ -57,3 +58,29 @@ def executor() -> ThreadPoolExecutor:
         _state["pool"] = ThreadPoolExecutor(max_workers=n, thread_name_prefix="hmat")
         _state["pool_n"] = n
     return _state["pool"]
+
+
+def map_first_here(fn, items, threads, compiled=False):
+    """``map(fn, items)`` in order, on :func:`executor` when ``threads > 1`` -- with the
+    first item run in the calling thread unless ``compiled`` (the compiled function ``fn``
+    calls has a signature already, e.g. ``bool(dispatcher.signatures)``).
+
+    A compiled function's first call compiles it, and numba's lowering imports the module
+    of every function it calls (a user's kernel entry). When the calling thread is itself
+    importing that module (a build at module level of a file being imported), a pool thread
+    would wait on the import lock while this thread waits on the pool: a deadlock. Running
+    the first item here compiles everything before any pool thread needs it.
+
+    Returns
+    -------
+    iterator over ``fn(item)``
+    """
+    items = list(items)
+    if not items:
+        return iter(())
+    if compiled and threads > 1:
+        return executor().map(fn, items)
+    first = fn(items[0])
+    if threads <= 1 or len(items) == 1:
+        return itertools.chain((first,), map(fn, items[1:]))
+    return itertools.chain((first,), executor().map(fn, items[1:]))

@@ -372,7 +372,6 @@ def _build_computed(plan, kernel, progress):
     build_chunk, param = compiled_for(kernel.entry).build_chunk, float(kernel.param)
     proto = np.zeros(0, plan["dtype"])
     threads = _threads.get_num_threads()
-    pool = None if threads <= 1 else _threads.executor()
     out = {"evals": 0}
     total = int(plan["keep"].size + plan["away"].size)
     with progress_bar(total=total, desc=f"hmat build (rank {plan['rank']})", unit="leaf",
@@ -387,7 +386,8 @@ def _build_computed(plan, kernel, progress):
                 bar.update(int(idx.size))
                 return res
 
-            res = list(map(work, chunks)) if pool is None else list(pool.map(work, chunks))
+            res = list(_threads.map_first_here(work, chunks, threads,
+                                                     compiled=bool(build_chunk.signatures)))
             out[key] = (chunks, res)
             out["evals"] += sum(int(x[4]) for x in res)
     return out

@@ -125,3 +125,42 @@ def test_readme_kernel_example_runs(tmp_path, monkeypatch):
     assert np.linalg.norm(H.to_dense() - A) <= 2e-6 * np.linalg.norm(A)
     x = np.random.default_rng(7).standard_normal(pts.shape[0])
     assert np.linalg.norm(H @ x - A @ x) <= 2e-6 * np.linalg.norm(A) * np.linalg.norm(x)
+
+
+def test_first_build_at_import_time_with_threads_does_not_deadlock(tmp_path):
+    """A module that builds with a never-compiled user kernel at import time, on 2 threads:
+    the first compile must not run in a pool thread (numba imports the kernel's module, whose
+    import is in progress in the main thread). Run in a subprocess with a timeout."""
+    import subprocess
+    import sys
+    import uuid
+
+    token = uuid.uuid4().hex  # a new source: nothing cached, the build compiles
+    (tmp_path / "kernel_at_import.py").write_text(f'''
+import math
+import numba
+import hmat
+from hmat.kernels import CompiledKernel
+
+@numba.njit(cache=True, nogil=True)
+def k_{token}(X, i, Y, j, p):
+    d0 = X[i, 0] - Y[j, 0]
+    d1 = X[i, 1] - Y[j, 1]
+    d2 = X[i, 2] - Y[j, 2]
+    r = math.sqrt(d0 * d0 + d1 * d1 + d2 * d2)
+    return math.exp(-p * r) / r if r > 0.0 else 0.0
+
+hmat.set_num_threads(2)
+H = hmat.from_kernel(CompiledKernel(k_{token}, param=2.0, dim=3, symmetric=True),
+                     hmat.sphere_points(3000), tol=1e-6, leaf_size=32)
+''')
+    import os
+    import pathlib
+
+    root = str(pathlib.Path(hmat.__file__).resolve().parents[1])  # the hmat under test
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(tmp_path), root]))
+    code = "import kernel_at_import as m; print(m.H.shape)"
+    r = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, env=env, capture_output=True,
+                       text=True, timeout=300)
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert r.stdout.strip() == "(3000, 3000)"
