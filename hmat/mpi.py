@@ -387,7 +387,7 @@ def _build_computed(plan, kernel, progress):
                 return res
 
             res = list(_threads.map_first_here(work, chunks, threads,
-                                                     compiled=bool(build_chunk.signatures)))
+                                                     compiled=bool(getattr(build_chunk, "signatures", None))))
             out[key] = (chunks, res)
             out["evals"] += sum(int(x[4]) for x in res)
     return out

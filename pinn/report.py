@@ -192,7 +192,8 @@ def write_pinn_report(res, out, plots=True):
     lines = ["# PINN compression study", "",
              f"Config: `{json.dumps({k: v for k, v in cfg.items()})}`", "",
              f"Code hash (pinn/ + hmat/ sources) of the last run: "
-             f"`{res.get('code', {}).get('hash')}`; command: `{res.get('command')}`", ""] + \
+             f"`{res.get('code', {}).get('hash')}`; command of the last run: "
+             f"`{(res.get('runs') or [{}])[-1].get('command', res.get('command'))}`", ""] + \
         _provenance_lines(res) + [
              f"Machine: {m.get('platform')}, {m.get('cpu_count')} CPUs, torch {m.get('torch')}, "
              f"{m.get('workers', 1)} worker process(es) x {m.get('worker_torch_threads')} torch "
