@@ -759,8 +759,10 @@ def run_study(config=None, out=None, *, resume=False, restart=(), workers=1, thr
                                                                   "torch_threads")})
         done.add(key)
         for pde in cfg["pdes"]:
-            if not sweeping or swept(pde):
-                res["lr"][get_problem(pde).name] = choose_lrs(cfg, res["sweep"], pde)
+            name = get_problem(pde).name
+            # a complete PDE of another code version keeps the learning rates it ran with
+            if (not sweeping or swept(pde)) and res["pde_runs"][name]["code"].get("hash") == chash:
+                res["lr"][name] = choose_lrs(cfg, res["sweep"], pde)
         res["wall_time"] = wall0 + time.perf_counter() - t_start
         if out is not None:
             write_results(res, out, plots=plots)

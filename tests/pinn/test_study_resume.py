@@ -63,8 +63,11 @@ def test_complete_pdes_of_other_code_are_kept_incomplete_ones_refused(first, tmp
     old = _copy(first, tmp_path)
     h0 = old["code"]["hash"]
     monkeypatch.setattr(pc, "code_hash", lambda: "0123456789abcdef")
+    old["lr"]["poisson1d"]["dense"] = 0.5  # what an older version ran with is kept
+    (tmp_path / "results.json").write_text(json.dumps(old))
     res = _run(tmp_path, resume=True)  # both PDEs complete: nothing runs
     assert res["records"] == old["records"]
+    assert res["lr"]["poisson1d"]["dense"] == 0.5
     assert {r["code"]["hash"] for r in res["pde_runs"].values()} == {h0}
     assert res["code"]["hash"] == "0123456789abcdef"
     more = dict(CFG, per_pde={"heat1d": {"seeds": [0, 1]}})
@@ -75,6 +78,8 @@ def test_complete_pdes_of_other_code_are_kept_incomplete_ones_refused(first, tmp
     assert res2["pde_runs"]["heat1d"]["code"]["hash"] == "0123456789abcdef"
     assert res2["pde_runs"]["poisson1d"]["code"]["hash"] == h0
     assert _by_pde(res2, "poisson1d") == _by_pde(old, "poisson1d")
+    assert res2["lr"]["poisson1d"]["dense"] == 0.5  # not recomputed by this code
+    assert res2["lr"]["heat1d"]["dense"] == CFG.get("lr", pc.DEFAULT_CONFIG["lr"])
     assert sorted(r["seed"] for r in _by_pde(res2, "heat1d")) == [0, 0, 1, 1]
     text = (tmp_path / "report.md").read_text()
     assert f"poisson1d: code hash `{h0}`" in text and "heat1d: code hash `0123456789abcdef`" in text
