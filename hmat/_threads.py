@@ -60,10 +60,10 @@ def executor() -> ThreadPoolExecutor:
     return _state["pool"]
 
 
-def map_first_here(fn, items, threads, compiled=False):
+def map_first_here(fn, items, threads, jitted=None):
     """``map(fn, items)`` in order, on :func:`executor` when ``threads > 1`` -- with the
-    first item run in the calling thread unless ``compiled`` (the compiled function ``fn``
-    calls has a signature already, e.g. ``bool(dispatcher.signatures)``).
+    first item run in the calling thread unless ``jitted`` (the numba dispatcher ``fn``
+    calls) has a compiled signature already.
 
     A compiled function's first call compiles it, and numba's lowering imports the module
     of every function it calls (a user's kernel entry). When the calling thread is itself
@@ -78,7 +78,7 @@ def map_first_here(fn, items, threads, compiled=False):
     items = list(items)
     if not items:
         return iter(())
-    if compiled and threads > 1:
+    if threads > 1 and getattr(jitted, "signatures", None):
         return executor().map(fn, items)
     first = fn(items[0])
     if threads <= 1 or len(items) == 1:

@@ -265,8 +265,7 @@ def _build_compiled(kernel, Xp, Yp, r0, m, c0, n, admissible, tol, dtype, progre
     evals = 0
     with progress_bar(total=int(r0.size), desc="hmat build", unit="leaf", disable=not progress) as bar:
         results = []
-        it = _threads.map_first_here(work, chunks, threads,
-                                         compiled=bool(getattr(build_chunk, "signatures", None)))
+        it = _threads.map_first_here(work, chunks, threads, jitted=build_chunk)
         for (a, b), res in zip(chunks, it):
             results.append(res)
             evals += int(res[4])

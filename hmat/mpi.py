@@ -386,8 +386,7 @@ def _build_computed(plan, kernel, progress):
                 bar.update(int(idx.size))
                 return res
 
-            res = list(_threads.map_first_here(work, chunks, threads,
-                                                     compiled=bool(getattr(build_chunk, "signatures", None))))
+            res = list(_threads.map_first_here(work, chunks, threads, jitted=build_chunk))
             out[key] = (chunks, res)
             out["evals"] += sum(int(x[4]) for x in res)
     return out

@@ -568,6 +568,11 @@ def _unit_key(kind, pde, seed=None):
     return f"{kind}:{get_problem(pde).name}" + ("" if seed is None else f":{seed}")
 
 
+def _unit_pde(key):
+    """The PDE name of a unit key (the inverse of :func:`_unit_key` for the PDE)."""
+    return key.split(":")[1]
+
+
 def load_results(path):
     """The results dict of a ``results.json`` (ValueError if it is not one)."""
     try:
@@ -599,7 +604,7 @@ def _drop_pde(res, name):
     """Remove every record, sweep record, unit and provenance entry of PDE ``name``."""
     res["records"] = [r for r in res["records"] if r.get("pde") != name]
     res["sweep"] = [r for r in res.get("sweep", []) if r.get("pde") != name]
-    res["units"] = [u for u in res.get("units", []) if u.split(":")[1] != name]
+    res["units"] = [u for u in res.get("units", []) if _unit_pde(u) != name]
     res["unit_log"] = [u for u in res.get("unit_log", []) if u.get("pde") != name]
     res.get("lr", {}).pop(name, None)
     res.get("pde_runs", {}).pop(name, None)
@@ -613,7 +618,7 @@ def _resume_check(res, cfg, chash, path, restart):
         res["pde_runs"] = {}
         for p in old["pdes"]:
             name = get_problem(p).name
-            if any(u.split(":")[1] == name for u in res.get("units", [])):
+            if any(_unit_pde(u) == name for u in res.get("units", [])):
                 res["pde_runs"][name] = {"settings": pde_settings(old, p),
                                          "code": dict(res.get("code", {}))}
     names = [get_problem(p).name for p in cfg["pdes"]]
