@@ -20,7 +20,8 @@ from .partition import LeafKind
 
 # reassociation and contraction only: vectorised sums, results change by rounding only
 _FM = {"reassoc", "contract", "nsz"}
-_DENSE = int(LeafKind.DENSE)  # kind code of a dense leaf in the packed tables
+_DENSE = int(LeafKind.DENSE)  # kind codes of the packed tables
+_LOWRANK = int(LeafKind.LOWRANK)
 
 
 def _cast(a, v):  # pragma: no cover - replaced by the overload in compiled code
@@ -705,9 +706,10 @@ def _scale_factors(buf, pos, m, n, k, se):
 def build_chunk(entry, p, X, Y, r0s, ms, c0s, ns, adm, tol, proto, extra, gx, gy):
     """Build the leaves of one chunk into one packed segment.
 
-    Returns ``(rank, off, buf, pos, evals)``: the leaves' data are ``buf[:pos]`` (dense
-    blocks row-major, low-rank factors component-major, as packed); ``rank[q] = -1`` for a
-    dense leaf (:class:`hmat._packed.Segment` turns this into its ``kind`` table). ``buf`` has room for about ``extra`` more entries
+    Returns ``(kind, rank, off, buf, pos, evals)``: the leaf table's kind (a
+    :class:`hmat.LeafKind` code), rank (0 for a dense leaf) and offset columns (int64,
+    shape (q,)); the leaves' data are ``buf[:pos]`` (dense blocks row-major, low-rank
+    factors component-major, as packed). ``buf`` has room for about ``extra`` more entries
     (see :func:`append_mirrors`). Pages beyond ``pos`` were never written, so they are
     not resident: the slack costs address space only.
     Admissible leaves use ACA (at 0.1 tol) and recompression (at 0.9 tol) and fall back to
@@ -715,6 +717,7 @@ def build_chunk(entry, p, X, Y, r0s, ms, c0s, ns, adm, tol, proto, extra, gx, gy
     ``gx``, ``gy``: group ids of repeated row/column points (see :func:`aca`).
     """
     q = r0s.size
+    kind = np.empty(q, np.int64)
     rank = np.empty(q, np.int64)
     off = np.empty(q, np.int64)
     # Generous capacity (rank 32 per admissible leaf): no regrowth copies, no final trim
@@ -756,6 +759,7 @@ def build_chunk(entry, p, X, Y, r0s, ms, c0s, ns, adm, tol, proto, extra, gx, gy
                         for j in range(n):
                             buf[pos + m * k + l * n + j] = V[l, j]
                 _scale_factors(buf, pos, m, n, k2, se)
+                kind[t] = _LOWRANK
                 rank[t] = k2
                 off[t] = pos
                 pos += k2 * (m + n)
@@ -767,12 +771,13 @@ def build_chunk(entry, p, X, Y, r0s, ms, c0s, ns, adm, tol, proto, extra, gx, gy
                 nb = np.empty(max(2 * buf.size, pos + need), proto.dtype)
                 nb[:pos] = buf[:pos]
                 buf = nb
-            rank[t] = -1
+            kind[t] = _DENSE
+            rank[t] = 0
             off[t] = pos
             eval_block(entry, p, X[r0:r0 + m], Y[c0:c0 + n], buf[pos:pos + need].reshape((m, n)))
             evals += need
             pos += need
-    return rank, off, buf, pos, evals
+    return kind, rank, off, buf, pos, evals
 
 
 @njit(cache=True, nogil=True)
@@ -831,16 +836,16 @@ SYMMETRIC_BUILD = True
 
 
 @njit(cache=True, nogil=True)
-def append_mirrors(buf, pos, m, n, src, soff, srank, bufs):
+def append_mirrors(buf, pos, m, n, src, soff, skind, srank, bufs):
     """Write mirrored leaves after ``buf[:pos]``: leaf ``q`` (``m[q] x n[q]``) is the
-    transpose of the built ``n[q] x m[q]`` leaf at ``bufs[src[q]][soff[q]:]`` (rank
-    ``srank[q]``): dense blocks transposed, low-rank ``U V^H`` becoming
+    transpose of the built ``n[q] x m[q]`` leaf at ``bufs[src[q]][soff[q]:]`` (kind
+    ``skind[q]``, rank ``srank[q]``; the mirror has the same kind and rank): dense blocks transposed, low-rank ``U V^H`` becoming
     ``conj(V) conj(U)^H`` (the symmetric, not Hermitian, transpose). Grows ``buf`` only if
     its capacity is short. Returns ``(buf, off, end)``.
     """
     need = 0
     for q in range(m.size):
-        need += m[q] * n[q] if srank[q] < 0 else srank[q] * (m[q] + n[q])
+        need += m[q] * n[q] if skind[q] == _DENSE else srank[q] * (m[q] + n[q])
     if pos + need > buf.size:
         nb = np.empty(pos + need, buf.dtype)
         nb[:pos] = buf[:pos]
@@ -854,7 +859,7 @@ def append_mirrors(buf, pos, m, n, src, soff, srank, bufs):
         so = soff[q]
         b = bufs[src[q]]
         off[q] = o
-        if k < 0:
+        if skind[q] == _DENSE:
             dst = buf[o:o + mq * nq].reshape((mq, nq))
             sb = b[so:so + mq * nq].reshape((nq, mq))
             for i in range(mq):

@@ -33,9 +33,7 @@ class Segment:
     """Leaf table ``r0, m, c0, n, kind, rank, off`` (int64, shape (q,)) and data ``buf``.
 
     ``kind[q]`` is a :class:`hmat.LeafKind` value (``DENSE`` or ``LOWRANK``), ``rank[q]`` the
-    rank of a low-rank leaf (0 for a dense one). Without ``kind`` the table is taken in the
-    compiled builders' form, ``rank[q] = -1`` for a dense leaf, and converted here (the one
-    place that reads that form).
+    rank of a low-rank leaf (0 for a dense one).
 
     ``ids`` (int64, shape (q,), optional) names the logical leaf (depth-first index) of each
     row; None means the rows are consecutive logical leaves continuing the previous segment.
@@ -47,10 +45,7 @@ class Segment:
 
     __slots__ = ("r0", "m", "c0", "n", "kind", "rank", "off", "buf", "cost", "ids", "mids", "_mtab", "_ptab")
 
-    def __init__(self, r0, m, c0, n, rank, off, buf, ids=None, mids=None, kind=None):
-        if kind is None:
-            kind = np.where(rank < 0, DENSE, LOWRANK).astype(np.int64)
-            rank = np.maximum(rank, 0).astype(np.int64)
+    def __init__(self, r0, m, c0, n, kind, rank, off, buf, ids=None, mids=None):
         self.r0, self.m, self.c0, self.n, self.kind = r0, m, c0, n, kind
         self.rank, self.off, self.buf = rank, off, buf
         self.ids, self.mids = ids, mids
@@ -96,7 +91,7 @@ class Segment:
             out = np.empty_like(buf)
             _relayout(kind, m, n, rank, off, buf, out, True)
             buf = out
-        return cls(r0, m, c0, n, rank, off, buf, ids, mids, kind)
+        return cls(r0, m, c0, n, kind, rank, off, buf, ids, mids)
 
 
 @njit(cache=True, nogil=True)
@@ -162,8 +157,8 @@ def pack_leaves(leaves, dtype, nseg=1, ids=None, mids=None):
                 raise TypeError(f"cannot pack leaf of type {type(op).__name__}")
         sid = None if ids is None else np.asarray(ids[a:b], np.int64).copy()
         mid = None if mids is None else np.asarray(mids[a:b], np.int64).copy()
-        segs.append(Segment(r0[a:b].copy(), m[a:b].copy(), c0[a:b].copy(), n[a:b].copy(), rank[a:b].copy(), off, buf,
-                            sid, mid, kind[a:b].copy()))
+        segs.append(Segment(r0[a:b].copy(), m[a:b].copy(), c0[a:b].copy(), n[a:b].copy(), kind[a:b].copy(),
+                            rank[a:b].copy(), off, buf, sid, mid))
     return Packed(segs, dtype=dtype)
 
 
@@ -396,7 +391,7 @@ class Packed:
         return YT[0] if X.ndim == 1 else np.ascontiguousarray(YT.T)
 
     def astype(self, dtype):
-        return Packed([Segment(s.r0, s.m, s.c0, s.n, s.rank, s.off, s.buf.astype(dtype), s.ids, s.mids, s.kind)
+        return Packed([Segment(s.r0, s.m, s.c0, s.n, s.kind, s.rank, s.off, s.buf.astype(dtype), s.ids, s.mids)
                        for s in self.segments], dtype=dtype, sym=self.sym)
 
 

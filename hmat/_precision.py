@@ -346,8 +346,8 @@ def lower_precision(packed, rel_lowrank, rel_dense):
         hi, lo = split_segment(*seg.table(), seg.buf, float(rel_lowrank), float(rel_dense), proto)
         segs[i] = None  # release the source buffer as soon as it is split
         base = bases[starts[i]:starts[i + 1]]
-        return [Segment(t[0], t[1], t[2], t[3], t[5], t[6], b, base[t[7]], None if seg.mids is None else seg.mids[t[7]],
-                        t[4]) for t, b in (hi, lo) if t.shape[1]]
+        return [Segment(t[0], t[1], t[2], t[3], t[4], t[5], t[6], b, base[t[7]],
+                        None if seg.mids is None else seg.mids[t[7]]) for t, b in (hi, lo) if t.shape[1]]
 
     threads = _threads.get_num_threads()
     idx = range(len(segs))
@@ -355,7 +355,7 @@ def lower_precision(packed, rel_lowrank, rel_dense):
     out = [s for res in results for s in res]
     if not out:
         z = np.zeros(0, np.int64)
-        out = [Segment(z, z, z, z, z, z, np.zeros(0, packed.dtype), z, None, z)]
+        out = [Segment(z, z, z, z, z, z, z, np.zeros(0, packed.dtype), z)]
     return Packed(out, dtype=packed.dtype, sym=packed.sym)
 
 
@@ -508,5 +508,5 @@ def global_truncate(packed, budget_rel):
         start += cnt
         keep = (k - drop_per_row).astype(np.int64)
         nr, no, nb = truncate_rows(s.m, s.n, s.kind, s.rank, s.off, s.buf, keep)
-        out.append(Segment(s.r0, s.m, s.c0, s.n, nr, no, nb, s.ids, s.mids, s.kind))
+        out.append(Segment(s.r0, s.m, s.c0, s.n, s.kind, nr, no, nb, s.ids, s.mids))
     return Packed(out, dtype=packed.dtype, sym=packed.sym)

@@ -268,45 +268,48 @@ def _build_compiled(kernel, Xp, Yp, r0, m, c0, n, admissible, tol, dtype, progre
         it = _threads.map_first_here(work, chunks, threads, jitted=build_chunk)
         for (a, b), res in zip(chunks, it):
             results.append(res)
-            evals += int(res[4])
+            evals += int(res[5])
             bar.update(int(built[a:b].sum()))
         if partner is not None and store_symmetric:
             segs = []
-            for (a, b), (rank, off, buf, pos, _) in zip(chunks, results):
+            for (a, b), (kind, rank, off, buf, pos, _) in zip(chunks, results):
                 idx = np.flatnonzero(built[a:b]) + a
                 mid = np.where(partner[idx] != idx, partner[idx], -1)
-                segs.append(Segment(r0[idx], m[idx], c0[idx], n[idx], rank, off, buf[:pos], idx, mid))
+                segs.append(Segment(r0[idx], m[idx], c0[idx], n[idx], kind, rank, off, buf[:pos], idx, mid))
             bar.update(int((~built).sum()))
             return _finite_packed(segs, dtype, "symmetric"), evals
         if partner is None:
             segs = [
-                Segment(r0[a:b].copy(), m[a:b].copy(), c0[a:b].copy(), n[a:b].copy(), rank, off, buf[:pos])
-                for (a, b), (rank, off, buf, pos, _) in zip(chunks, results)
+                Segment(r0[a:b].copy(), m[a:b].copy(), c0[a:b].copy(), n[a:b].copy(), kind, rank, off, buf[:pos])
+                for (a, b), (kind, rank, off, buf, pos, _) in zip(chunks, results)
             ]
             return _finite_packed(segs, dtype), evals
-        # where each built leaf lives: chunk id, offset and rank in that chunk's buffer
+        # where each built leaf lives: chunk id, offset, kind and rank in that chunk's buffer
         where_c = np.full(r0.size, -1, np.int64)
         where_o = np.zeros(r0.size, np.int64)
+        where_t = np.zeros(r0.size, np.int64)
         where_k = np.zeros(r0.size, np.int64)
-        for ci, ((a, b), (rank, off, buf, pos, _)) in enumerate(zip(chunks, results)):
+        for ci, ((a, b), (kind, rank, off, buf, pos, _)) in enumerate(zip(chunks, results)):
             idx = np.flatnonzero(built[a:b]) + a
-            where_c[idx], where_o[idx], where_k[idx] = ci, off, rank
-        bufs = List([res[2] for res in results])
+            where_c[idx], where_o[idx], where_t[idx], where_k[idx] = ci, off, kind, rank
+        bufs = List([res[3] for res in results])
 
         def assemble(ci):
             a, b = chunks[ci]
-            rank_b, off_b, buf, pos, _ = results[ci]
+            kind_b, rank_b, off_b, buf, pos, _ = results[ci]
             mine = built[a:b]
             if mine.all():
-                return Segment(r0[a:b].copy(), m[a:b].copy(), c0[a:b].copy(), n[a:b].copy(), rank_b, off_b, buf[:pos])
+                return Segment(r0[a:b].copy(), m[a:b].copy(), c0[a:b].copy(), n[a:b].copy(), kind_b, rank_b, off_b,
+                               buf[:pos])
             q = np.flatnonzero(~mine) + a
             p = partner[q]
-            buf, off_m, end = append_mirrors(buf, pos, m[q], n[q], where_c[p], where_o[p], where_k[p], bufs)
+            buf, off_m, end = append_mirrors(buf, pos, m[q], n[q], where_c[p], where_o[p], where_t[p], where_k[p], bufs)
+            kind = np.empty(b - a, np.int64)
             rank = np.empty(b - a, np.int64)
             off = np.empty(b - a, np.int64)
-            rank[mine], off[mine] = rank_b, off_b
-            rank[~mine], off[~mine] = where_k[p], off_m
-            return Segment(r0[a:b].copy(), m[a:b].copy(), c0[a:b].copy(), n[a:b].copy(), rank, off, buf[:end])
+            kind[mine], rank[mine], off[mine] = kind_b, rank_b, off_b
+            kind[~mine], rank[~mine], off[~mine] = where_t[p], where_k[p], off_m
+            return Segment(r0[a:b].copy(), m[a:b].copy(), c0[a:b].copy(), n[a:b].copy(), kind, rank, off, buf[:end])
 
         segs = run(assemble, range(len(chunks)))
         bar.update(int((~built).sum()))

@@ -292,7 +292,7 @@ def from_kernel(
     built = _agree(comm, _build_computed, plan, kernel, progress)
     recv = _agree(comm, _exchange_alloc, plan, built)
     _exchange(comm, plan, built, recv)
-    received = sum(a.nbytes for a in recv["recv_rank"] + recv["recv_data"])
+    received = sum(a.nbytes for a in recv["recv_table"] + recv["recv_data"])
     parts = _agree(comm, _assemble, plan, built, recv)
     del built, recv
     H = DistributedHMatrix._create(comm, *parts)
@@ -388,45 +388,49 @@ def _build_computed(plan, kernel, progress):
 
             res = list(_threads.map_first_here(work, chunks, threads, jitted=build_chunk))
             out[key] = (chunks, res)
-            out["evals"] += sum(int(x[4]) for x in res)
+            out["evals"] += sum(int(x[5]) for x in res)
     return out
 
 
 def _locate(plan, built):
-    """Chunk buffer, offset and rank of every leaf computed here (arrays over all leaves)."""
+    """Chunk buffer, offset, kind and rank of every leaf computed here (arrays over all leaves)."""
     nl = plan["r0"].size
     where_c = np.full(nl, -1, np.int64)
     where_o = np.zeros(nl, np.int64)
+    where_t = np.zeros(nl, np.int64)
     where_k = np.zeros(nl, np.int64)
     bufs = []
     for key in ("keep", "away"):
-        for idx, (rk, off, buf, pos, _) in zip(*built[key]):
-            where_c[idx], where_o[idx], where_k[idx] = len(bufs), off, rk
+        for idx, (kd, rk, off, buf, pos, _) in zip(*built[key]):
+            where_c[idx], where_o[idx], where_t[idx], where_k[idx] = len(bufs), off, kd, rk
             bufs.append(buf)
-    return where_c, where_o, where_k, bufs
+    return where_c, where_o, where_t, where_k, bufs
 
 
-def _sizes(m, n, rank):
-    return np.where(rank < 0, m * n, rank * (m + n))
+def _split_table(table):
+    """A received leaf table ``[kind..., rank...]`` (int64, shape (2q,)) -> ``(kind, rank)``."""
+    q = table.size // 2
+    return table[:q], table[q:]
 
 
 def _exchange_alloc(plan, built):
-    """Send buffers (leaf ranks and data, packed per destination) and leaf-rank receive buffers (local)."""
-    where_c, where_o, where_k, bufs = _locate(plan, built)
+    """Send buffers (leaf tables ``[kind..., rank...]`` and data, packed per destination) and
+    leaf-table receive buffers (local)."""
+    where_c, where_o, where_t, where_k, bufs = _locate(plan, built)
     m, n, dtype = plan["m"], plan["n"], plan["dtype"]
-    send_rank, send_data = [], []
+    send_table, send_data = [], []
     for ids in plan["send"]:
-        rk = where_k[ids]
-        sz = _sizes(m[ids], n[ids], rk)
+        kd, rk = where_t[ids], where_k[ids]
+        sz = packed_entries(m[ids], n[ids], kd, rk)
         data = np.empty(int(sz.sum()), dtype)
         o = 0
         for p, s in zip(ids.tolist(), sz.tolist()):
             data[o:o + s] = bufs[where_c[p]][where_o[p]:where_o[p] + s]
             o += s
-        send_rank.append(rk)
+        send_table.append(np.concatenate([kd, rk]))
         send_data.append(data)
-    return {"send_rank": send_rank, "send_data": send_data,
-            "recv_rank": [np.empty(ids.size, np.int64) for ids in plan["recv"]]}
+    return {"send_table": send_table, "send_data": send_data,
+            "recv_table": [np.empty(2 * ids.size, np.int64) for ids in plan["recv"]]}
 
 
 def _alltoallv(comm, send, recv):
@@ -447,11 +451,12 @@ def _exchange(comm, plan, built, recv):
 
     Volume: the data of the leaf pairs that straddle two ranks' rows, once, at build time.
     """
-    recv["recv_rank"] = _alltoallv(comm, recv["send_rank"], recv["recv_rank"])
+    recv["recv_table"] = _alltoallv(comm, recv["send_table"], recv["recv_table"])
     m, n = plan["m"], plan["n"]
-    sizes = [int(_sizes(m[ids], n[ids], rk).sum()) for ids, rk in zip(plan["recv"], recv["recv_rank"])]
+    sizes = [int(packed_entries(m[ids], n[ids], *_split_table(tab)).sum())
+             for ids, tab in zip(plan["recv"], recv["recv_table"])]
     recv["recv_data"] = _alltoallv(comm, recv.pop("send_data"), [np.empty(s, plan["dtype"]) for s in sizes])
-    recv.pop("send_rank")
+    recv.pop("send_table")
 
 
 def _assemble(plan, built, recv):
@@ -464,24 +469,26 @@ def _assemble(plan, built, recv):
     threads = _threads.get_num_threads()
     segments, ids = [], []
 
-    def seg(idx, rk, off, buf):
-        return Segment(r0[idx] - lo, m[idx].copy(), c0[idx].copy(), n[idx].copy(), rk, off, buf)
+    def seg(idx, kd, rk, off, buf):
+        return Segment(r0[idx] - lo, m[idx].copy(), c0[idx].copy(), n[idx].copy(), kd, rk, off, buf)
 
-    for idx, (rk, off, buf, pos, _) in zip(*built["keep"]):
-        segments.append(seg(idx, rk, off, buf[:pos]))
+    for idx, (kd, rk, off, buf, pos, _) in zip(*built["keep"]):
+        segments.append(seg(idx, kd, rk, off, buf[:pos]))
         ids.append(idx)
-    where_c, where_o, where_k, bufs = _locate(plan, built)
-    for src_ids, rk, data in zip(plan["recv"], recv["recv_rank"], recv["recv_data"]):
-        sz = _sizes(m[src_ids], n[src_ids], rk)
+    where_c, where_o, where_t, where_k, bufs = _locate(plan, built)
+    for src_ids, tab, data in zip(plan["recv"], recv["recv_table"], recv["recv_data"]):
+        kd, rk = _split_table(tab)
+        sz = packed_entries(m[src_ids], n[src_ids], kd, rk)
         off = np.concatenate([[0], np.cumsum(sz)[:-1]]).astype(np.int64)
         stored = owner[src_ids] == rank  # a prefix (see _plan.sends)
         k = int(stored.sum())
         if k:
             end = int(sz[:k].sum())
-            segments.append(seg(src_ids[:k], rk[:k].copy(), off[:k].copy(), data[:end].copy() if k < src_ids.size else data))
+            segments.append(seg(src_ids[:k], kd[:k].copy(), rk[:k].copy(), off[:k].copy(),
+                                data[:end].copy() if k < src_ids.size else data))
             ids.append(src_ids[:k])
         twins = src_ids[k:]
-        where_c[twins], where_o[twins], where_k[twins] = len(bufs), off[k:], rk[k:]
+        where_c[twins], where_o[twins], where_t[twins], where_k[twins] = len(bufs), off[k:], kd[k:], rk[k:]
         bufs.append(data)
     mirrored = plan["mirrored"]
     if mirrored.size:
@@ -493,8 +500,9 @@ def _assemble(plan, built, recv):
 
         def mirror(q):
             p = partner[q]
-            buf, off, end = append_mirrors(np.empty(0, dtype), 0, m[q], n[q], where_c[p], where_o[p], where_k[p], blist)
-            return seg(q, where_k[p].copy(), off, buf[:end])
+            buf, off, end = append_mirrors(np.empty(0, dtype), 0, m[q], n[q], where_c[p], where_o[p], where_t[p],
+                                           where_k[p], blist)
+            return seg(q, where_t[p].copy(), where_k[p].copy(), off, buf[:end])
 
         pool = None if threads <= 1 else _threads.executor()
         segments += list(map(mirror, chunks)) if pool is None else list(pool.map(mirror, chunks))
@@ -885,7 +893,7 @@ class DistributedHMatrix:
         for q in range(nl):
             b, o, s = where[q]
             data[off[q]:off[q] + s] = b[o:o + s]
-        packed = Packed([Segment(r0.copy(), m.copy(), c0.copy(), n.copy(), ranks, off, data, kind=kinds)])
+        packed = Packed([Segment(r0.copy(), m.copy(), c0.copy(), n.copy(), kinds, ranks, off, data)])
         info = BuildInfo(tol=src.tol, kernel_evaluations=src.kernel_evaluations, error_estimate=src.error_estimate)
         H = packed_root(bt.partition(), packed, src.dtype, info)
         return H.H if self._adjoint else H
