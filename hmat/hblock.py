@@ -30,7 +30,8 @@ class HBlock(LinearOperator):
     blocks : 2-D nested list of operators
         ``blocks[i][j]`` is the child in block row ``i`` and block column ``j``; children
         in one block row share their number of rows, in one block column their number of
-        columns (like :func:`numpy.block`). All children share one dtype.
+        columns (like :func:`numpy.block`). All children share one dtype and have at
+        least one row and one column.
     row_perm, col_perm : int array, optional
         Only for a root: the operator acts in the caller's original index order,
         ``(H @ x)[row_perm] = B @ x[col_perm]`` where ``B`` is the block matrix.
@@ -40,6 +41,14 @@ class HBlock(LinearOperator):
     provenance : BuildInfo, optional
         How the operator was made (tol, kernel evaluations, error estimate); default
         unknown. Read it as :attr:`provenance` (or :attr:`tol`, :attr:`error_estimate`).
+
+    Raises
+    ------
+    TypeError
+        A child that is not ``Dense | LowRank | HBlock``, or children of different dtypes.
+    ValueError
+        An empty or ragged grid, mismatched or zero block sizes, a child HBlock with
+        permutations, or a permutation that is not one.
 
     Notes
     -----
@@ -72,6 +81,11 @@ class HBlock(LinearOperator):
                     raise ValueError(
                         f"blocks[{i}][{j}] has shape {op.shape}, expected ({heights[i]}, {widths[j]})"
                     )
+        for i, h in enumerate(heights):
+            for j, w in enumerate(widths):
+                if h == 0 or w == 0:
+                    raise ValueError(f"blocks[{i}][{j}] has shape ({h}, {w}): every block has at least one row and "
+                                     f"one column (an H-matrix has no empty blocks)")
         shape = (sum(heights), sum(widths))
         super().__init__(dtypes.pop(), shape)
         self._blocks = tuple(tuple(r) for r in grid)

@@ -52,6 +52,10 @@ CASES = [
     # empty points
     ("from_kernel empty points", lambda: hmat.from_kernel(LAP, np.zeros((0, 2)), tol=1e-3), ValueError, "points"),
     ("ClusterTree empty points", lambda: hmat.ClusterTree(np.zeros((0, 2))), ValueError, "points"),
+    ("HBlock zero-width child", lambda: hmat.HBlock([[hmat.Dense(np.ones((3, 2))), hmat.Dense(np.ones((3, 0)))]]),
+     ValueError, r"blocks\[0\]\[1\]"),
+    ("HBlock zero-height child", lambda: hmat.HBlock([[hmat.Dense(np.ones((3, 2)))], [hmat.LowRank(np.ones((0, 1)),
+     np.ones((2, 1)))]]), ValueError, r"blocks\[1\]\[0\]"),
     # unknown option values
     ("from_kernel split", lambda: hmat.from_kernel(LAP, P, tol=1e-3, split="nope"), ValueError, "split"),
     ("ClusterTree split", lambda: hmat.ClusterTree(P, split="x"), ValueError, "split"),
