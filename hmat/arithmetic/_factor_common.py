@@ -7,7 +7,7 @@ import numpy as np
 from ..partition import LeafKind
 from ._nodes import Node
 
-__all__ = ["check_diagonal", "count_diag_leaves", "diag_values", "leaf_nbytes", "zero_like"]
+__all__ = ["check_diagonal", "check_diagonal_grid", "count_diag_leaves", "diag_values", "leaf_nbytes", "zero_like"]
 
 
 def count_diag_leaves(node):
@@ -26,6 +26,17 @@ def check_diagonal(A, r0, what):
         )
     if A.kind == LeafKind.DENSE and A.m != A.n:
         raise ValueError(f"H: the diagonal leaf at rows [{r0}, {r0 + A.m}) is not square ({A.m}x{A.n})")
+
+
+def check_diagonal_grid(A, r0, what):
+    """An internal diagonal node must be a p x p grid with square diagonal children; returns p."""
+    p = len(A.ch)
+    if len(A.ch[0]) != p or not np.array_equal(A.ro, A.co):
+        raise ValueError(
+            f"H: the diagonal block at rows [{r0}, {r0 + A.m}) has a {p}x{len(A.ch[0])} grid with "
+            f"non-square diagonal children; {what} needs the same cluster tree for rows and columns"
+        )
+    return p
 
 
 def leaf_nbytes(nd):

@@ -13,7 +13,7 @@ from ._common import blas_single_thread, check_hblock, check_square, perm_or_ide
 from ..partition import LeafKind
 from ._nodes import Engine, Node, StructureError, copy_tree, from_op, leaves, to_root
 from ._solve import solve_right, trsm_dense
-from ._factor_common import check_diagonal, count_diag_leaves, diag_values, leaf_nbytes, zero_like
+from ._factor_common import check_diagonal, check_diagonal_grid, count_diag_leaves, diag_values, leaf_nbytes, zero_like
 
 __all__ = ["cholesky", "CholeskyFactorization"]
 
@@ -116,12 +116,7 @@ def _chol(eng, A, r0, bar, perm):
         A.a[...] = L
         bar.update(1)
         return
-    p = len(A.ch)
-    if len(A.ch[0]) != p or not np.array_equal(A.ro, A.co):
-        raise ValueError(
-            f"H: the diagonal block at rows [{r0}, {r0 + A.m}) has a {p}x{len(A.ch[0])} grid with "
-            "non-square diagonal children; H-Cholesky needs the same cluster tree for rows and columns"
-        )
+    p = check_diagonal_grid(A, r0, "H-Cholesky")
     for i in range(p):
         Lii = A.ch[i][i]
         _chol(eng, Lii, r0 + int(A.ro[i]), bar, perm)

@@ -11,7 +11,7 @@ from ._common import blas_single_thread, check_hblock, check_square, perm_or_ide
 from ._dense_kernels import getrf_nopiv
 from ..partition import LeafKind
 from ._nodes import Engine, Node, StructureError, copy_tree, densify_small, from_op, leaves, to_root
-from ._factor_common import check_diagonal, count_diag_leaves, diag_values, leaf_nbytes, zero_like
+from ._factor_common import check_diagonal, check_diagonal_grid, count_diag_leaves, diag_values, leaf_nbytes, zero_like
 from ._solve import solve_left, solve_right, trsm_dense
 
 __all__ = ["lu", "LUFactorization"]
@@ -85,12 +85,7 @@ def _lu(eng, A, r0, bar):
             )
         bar.update(1)
         return
-    p = len(A.ch)
-    if len(A.ch[0]) != p or not np.array_equal(A.ro, A.co):
-        raise ValueError(
-            f"H: the diagonal block at rows [{r0}, {r0 + A.m}) has a {p}x{len(A.ch[0])} grid with "
-            "non-square diagonal children; H-LU needs the same cluster tree for rows and columns"
-        )
+    p = check_diagonal_grid(A, r0, "H-LU")
     try:
         for i in range(p):
             Aii = A.ch[i][i]

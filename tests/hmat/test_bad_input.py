@@ -17,6 +17,12 @@ def _h():
     return hmat.from_dense(A, tol=1e-3, leaf_size=8)
 
 
+def _grid_2x3():
+    """A symmetric positive definite 4x4 operator whose root grid is 2x3 (no square diagonal children)."""
+    M = 5 * np.eye(4) + np.ones((4, 4))
+    return hmat.HBlock([[hmat.Dense(M[r:r + 2, c0:c1]) for c0, c1 in ((0, 2), (2, 3), (3, 4))] for r in (0, 2)])
+
+
 CASES = [
     # NaN/Inf in a matrix, factor or point array
     ("Dense NaN", lambda: hmat.Dense(NAN_A), ValueError, "array"),
@@ -56,6 +62,8 @@ CASES = [
      ValueError, r"blocks\[0\]\[1\]"),
     ("HBlock zero-height child", lambda: hmat.HBlock([[hmat.Dense(np.ones((3, 2)))], [hmat.LowRank(np.ones((0, 1)),
      np.ones((2, 1)))]]), ValueError, r"blocks\[1\]\[0\]"),
+    ("lu non-square grid", lambda: hmat.lu(_grid_2x3(), tol=1e-8), ValueError, "2x3 grid.*H-LU"),
+    ("cholesky non-square grid", lambda: hmat.cholesky(_grid_2x3(), tol=1e-8), ValueError, "2x3 grid.*H-Cholesky"),
     # unknown option values
     ("from_kernel split", lambda: hmat.from_kernel(LAP, P, tol=1e-3, split="nope"), ValueError, "split"),
     ("ClusterTree split", lambda: hmat.ClusterTree(P, split="x"), ValueError, "split"),
