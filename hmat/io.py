@@ -21,11 +21,14 @@ from .provenance import BuildInfo
 
 __all__ = ["save", "load", "write_atomic", "FORMAT_VERSION", "MAX_DEPTH"]
 
-#: Version of the file layout written by :func:`save` (:func:`load` reads 1, 2 and 3; version 2
+#: Version of the file layout written by :func:`save` (:func:`load` reads 1 to 4; version 2
 #: adds the optional storage arrays of symmetric and mixed-precision H-matrices, version 3 the
-#: optional ``compressor`` name of the build provenance).
-FORMAT_VERSION = 3
-_READABLE = (1, 2, 3)
+#: optional ``compressor`` name of the build provenance, version 4 the ``leaf_kind`` of each
+#: leaf of an HBlock's :class:`~hmat.Partition` -- admissible or not, which the stored
+#: operator alone does not tell: an admissible leaf whose low-rank form did not pay is stored
+#: dense. Older files take each leaf's kind from its operator.)
+FORMAT_VERSION = 4
+_READABLE = (1, 2, 3, 4)
 _MAGIC = "hmat-pinn/hblock"
 #: node codes of the file layout (fixed by FORMAT_VERSION 1, not by LeafKind's values)
 _FILE_CODE = {LeafKind.INTERNAL: 0, LeafKind.DENSE: 1, LeafKind.LOWRANK: 2}
@@ -272,6 +275,7 @@ def _encode(H):
         arrays["meta"] = meta
         if H.provenance.compressor is not None:
             arrays["compressor"] = np.array(H.provenance.compressor)
+        arrays["leaf_kind"] = np.array([_FILE_CODE[LeafKind(k)] for k in H.partition.kind.tolist()], np.int64)
     # the list of arrays: a damaged zip directory that hides an optional array (row_perm,
     # meta) would otherwise load as a different operator
     arrays["manifest"] = np.array(sorted([*arrays, "manifest"]))
@@ -375,7 +379,7 @@ def _need(cond, msg):
 
 _STORAGE = {"data_lo", "storage", "segments", "symmetry"}
 _KNOWN = {"magic", "version", "dtype", "shape", "nodes", "data", "row_perm", "col_perm", "meta", "manifest",
-          "compressor"} | _STORAGE
+          "compressor", "leaf_kind"} | _STORAGE
 
 
 def _decode(f):
@@ -393,6 +397,7 @@ def _decode(f):
     _need(v.shape == () and v.dtype.kind in "iu", f"format version must be an integer, got {v.dtype} {v!r}")
     _need(int(v) in _READABLE, f"unsupported format version {int(v)} (this library reads {_READABLE})")
     _need("compressor" not in f or int(v) >= 3, "a compressor name in a version-1 or -2 file")
+    _need("leaf_kind" not in f or int(v) >= 4, "leaf kinds in a file of version 3 or older")
     present = _STORAGE & set(f)
     _need(not present or (int(v) >= 2 and present == _STORAGE), f"storage arrays {sorted(present)} incomplete or in a version-1 file")
     try:
@@ -466,7 +471,8 @@ def _decode(f):
     _need(stored_leaves is not None or used[0] == data.size, "data array has unused entries")
     _need(_shape(op) == tuple(int(s) for s in shape), f"tree shape {_shape(op)} differs from header {tuple(shape)}")
     if not isinstance(op, tuple):
-        _need("row_perm" not in f and "col_perm" not in f, "permutations stored for a leaf operator")
+        _need("row_perm" not in f and "col_perm" not in f and "leaf_kind" not in f,
+              "permutations or leaf kinds stored for a leaf operator")
         return _own(op)
     perms = {}
     for name, n in (("row_perm", _shape(op)[0]), ("col_perm", _shape(op)[1])):
@@ -492,7 +498,7 @@ def _decode(f):
                          error_estimate=None if np.isnan(meta[0]) else float(meta[0]), compressor=name)
     else:
         _need("compressor" not in f, "a compressor name without metadata")
-    part, ops = _partition_of_tree(op, perms["row_perm"], perms["col_perm"])
+    part, ops = _partition_of_tree(op, perms["row_perm"], perms["col_perm"], f.get("leaf_kind"))
     if stored_leaves is None:
         return HBlock.from_partition(part, ops, info)
     _check_geometry(part, stored_leaves)
@@ -512,8 +518,11 @@ def _own(op):
     return trusted_lowrank(op.U.copy(), op.V.copy())
 
 
-def _partition_of_tree(root, row_perm, col_perm):
-    """The :class:`~hmat.Partition` of a parsed node tree and its leaf operators (leaf order)."""
+def _partition_of_tree(root, row_perm, col_perm, leaf_kind=None):
+    """The :class:`~hmat.Partition` of a parsed node tree and its leaf operators (leaf order).
+
+    ``leaf_kind``: the file's leaf kinds (file codes, leaf order; version 4), or None to take
+    each leaf's kind from its operator (older files)."""
     table, ops = [], []
 
     def walk(x, r, c):
@@ -534,6 +543,16 @@ def _partition_of_tree(root, row_perm, col_perm):
 
     tree = walk(root, 0, 0)
     r0, m, c0, n, kind = (np.array(col, np.int64) for col in zip(*table))
+    if leaf_kind is not None:
+        _need(leaf_kind.dtype == np.int64 and leaf_kind.shape == kind.shape,
+              f"leaf_kind must be int64 with one entry per leaf ({kind.size})")
+        codes = (_FILE_CODE[LeafKind.DENSE], _FILE_CODE[LeafKind.LOWRANK])
+        _need(bool(np.isin(leaf_kind, codes).all()), "leaf_kind: a leaf is neither dense nor low-rank")
+        stored = np.where(leaf_kind == codes[0], int(LeafKind.DENSE), int(LeafKind.LOWRANK))
+        # an admissible leaf may be stored dense, an inadmissible one is never low-rank
+        _need(bool((stored[kind == LeafKind.LOWRANK] == LeafKind.LOWRANK).all()),
+              "leaf_kind: a low-rank leaf marked dense (inadmissible)")
+        kind = stored
     try:
         part = Partition(_shape(root), r0, m, c0, n, kind, row_perm, col_perm, tree=tree)
     except ValueError as exc:

@@ -21,6 +21,7 @@ def assert_same(a, b):
         for p in ("row_perm", "col_perm"):
             pa, pb = getattr(a, p), getattr(b, p)
             assert (pa is None and pb is None) or np.array_equal(pa, pb)
+        assert a.partition == b.partition  # leaf kinds (admissible or not) included
         assert len(a.leaves()) == len(b.leaves())
         for la, lb in zip(a.leaves(), b.leaves()):
             assert (la.row_start, la.col_start, type(la.op)) == (lb.row_start, lb.col_start, type(lb.op))
@@ -81,6 +82,10 @@ def _rewrite(path, **changes):
         (lambda f: {"nodes": None}, "missing"),
         (lambda f: {"data": np.where(np.arange(f["data"].size) == 0, np.nan, f["data"])}, "NaN"),
         (lambda f: {"nodes": np.where(np.arange(f["nodes"].size).reshape(f["nodes"].shape) == 8, 999, f["nodes"])}, "node|tile"),
+        (lambda f: {"leaf_kind": f["leaf_kind"][:-1]}, "leaf_kind"),
+        (lambda f: {"leaf_kind": _bump(f["leaf_kind"], 0, 0)}, "leaf_kind"),
+        (lambda f: {"leaf_kind": f["leaf_kind"].astype(np.int32)}, "leaf_kind"),
+        (lambda f: {"version": np.array(3)}, "leaf kinds in a file of version 3"),
     ],
 )
 def test_corrupted_files_give_one_clear_error(tmp_path, change, match):
@@ -480,3 +485,55 @@ def test_compressor_name_is_validated(tmp_path):
     np.savez(tmp_path / "bad.npz", **g)
     with pytest.raises(ValueError, match="compressor"):
         hmat.load(tmp_path / "bad.npz")
+
+
+def _admissible_dense_operator():
+    """A compiled build at a tight tolerance: many admissible leaves are stored dense
+    (low rank did not pay), so the stored operators alone do not give the partition."""
+    pts = np.random.default_rng(5).random((1000, 2))
+    H = hmat.from_kernel(hmat.kernels.Laplace(2), pts, tol=1e-8, leaf_size=32, precision="full", symmetric=False)
+    adm = H.partition.kind == hmat.LeafKind.LOWRANK
+    dense_op = np.array([isinstance(lf.op, hmat.Dense) for lf in H.leaves()])
+    assert (adm & dense_op).any() and (adm & ~dense_op).any()
+    return H
+
+
+def test_round_trip_keeps_admissible_leaves_stored_dense(tmp_path):
+    H = _admissible_dense_operator()
+    hmat.save(tmp_path / "h.npz", H)
+    back = hmat.load(tmp_path / "h.npz")
+    assert back.partition == H.partition
+    assert_same(H, back)
+
+
+def test_low_rank_leaf_marked_inadmissible_is_refused(tmp_path):
+    H = _admissible_dense_operator()
+    path = tmp_path / "h.npz"
+    hmat.save(path, H)
+    with np.load(path, allow_pickle=False) as z:
+        f = {k: z[k] for k in z.files}
+    codes = f["nodes"][f["nodes"][:, 0] != 0, 0]  # the leaves' node codes, in leaf order
+    q = int(np.flatnonzero(codes == 2)[0])  # a leaf stored low-rank
+    _rewrite(path, leaf_kind=_bump(f["leaf_kind"], q, 1))
+    with pytest.raises(ValueError, match="leaf_kind: a low-rank leaf marked dense"):
+        hmat.load(path)
+
+
+def test_format_3_file_takes_leaf_kinds_from_the_operators(tmp_path):
+    """A version-3 file has no leaf_kind: each leaf's kind is its stored operator's."""
+    H = _admissible_dense_operator()
+    path = tmp_path / "h.npz"
+    hmat.save(path, H)
+    with np.load(path, allow_pickle=False) as z:
+        f = {k: z[k] for k in z.files}
+    f.pop("leaf_kind")
+    _rewrite(path, leaf_kind=None, version=np.array(3, np.int64), manifest=np.array(sorted(f)))
+    back = hmat.load(path)
+    from_ops = [hmat.LeafKind.LOWRANK if isinstance(lf.op, hmat.LowRank) else hmat.LeafKind.DENSE
+                for lf in H.leaves()]
+    assert back.partition.kind.tolist() == [int(k) for k in from_ops]
+    assert back.to_dense().tobytes() == H.to_dense().tobytes()  # the same leaves, bitwise
+    # the product may be summed in another order (the packing follows the leaf kinds)
+    x = np.random.default_rng(0).random(H.shape[1])
+    bound = 64 * np.finfo(np.float64).eps * np.linalg.norm(H.to_dense()) * np.linalg.norm(x)
+    assert np.linalg.norm(back @ x - H @ x) <= bound
