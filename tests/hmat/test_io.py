@@ -506,12 +506,16 @@ def test_round_trip_keeps_admissible_leaves_stored_dense(tmp_path):
     assert_same(H, back)
 
 
-def test_low_rank_leaf_marked_inadmissible_is_refused(tmp_path):
-    H = _admissible_dense_operator()
-    path = tmp_path / "h.npz"
+def _saved_arrays(H, path):
+    """Save ``H`` to ``path`` and return the file's arrays (name -> ndarray)."""
     hmat.save(path, H)
     with np.load(path, allow_pickle=False) as z:
-        f = {k: z[k] for k in z.files}
+        return {k: z[k] for k in z.files}
+
+
+def test_low_rank_leaf_marked_inadmissible_is_refused(tmp_path):
+    path = tmp_path / "h.npz"
+    f = _saved_arrays(_admissible_dense_operator(), path)
     codes = f["nodes"][f["nodes"][:, 0] != 0, 0]  # the leaves' node codes, in leaf order
     q = int(np.flatnonzero(codes == 2)[0])  # a leaf stored low-rank
     _rewrite(path, leaf_kind=_bump(f["leaf_kind"], q, 1))
@@ -523,9 +527,7 @@ def test_format_3_file_takes_leaf_kinds_from_the_operators(tmp_path):
     """A version-3 file has no leaf_kind: each leaf's kind is its stored operator's."""
     H = _admissible_dense_operator()
     path = tmp_path / "h.npz"
-    hmat.save(path, H)
-    with np.load(path, allow_pickle=False) as z:
-        f = {k: z[k] for k in z.files}
+    f = _saved_arrays(H, path)
     f.pop("leaf_kind")
     _rewrite(path, leaf_kind=None, version=np.array(3, np.int64), manifest=np.array(sorted(f)))
     back = hmat.load(path)
