@@ -46,7 +46,9 @@ class Partition:
         in depth-first, row-major order of the tree. Each leaf has at least one row and
         one column; the leaves tile ``[0, m) x [0, n)`` exactly once.
     kind : array_like of int, shape (n_leaves,)
-        :class:`LeafKind` of each leaf: ``DENSE`` or ``LOWRANK``.
+        :class:`LeafKind` of each leaf: ``DENSE`` (inadmissible: its operator is always
+        dense) or ``LOWRANK`` (admissible: its operator is low-rank, or dense where a
+        builder found that low rank does not pay at the tolerance).
     row_perm, col_perm : array_like of int, shape (m,) / (n,), optional
         ``row_perm[p]`` is the original row index at permuted position ``p``; default
         identity.
