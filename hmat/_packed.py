@@ -78,20 +78,22 @@ class Segment:
     def file_buf(self):
         """The data with low-rank factors row-major (``U`` (m x k) then ``V`` (n x k)), the
         layout of saved files (a copy when the segment holds low-rank leaves)."""
-        if not (self.kind == LOWRANK).any():
-            return self.buf
-        out = np.empty_like(self.buf)
-        _relayout(self.kind, self.m, self.n, self.rank, self.off, self.buf, out, False)
-        return out
+        return _relaid(self.kind, self.m, self.n, self.rank, self.off, self.buf, False)
 
     @classmethod
     def from_file(cls, r0, m, c0, n, kind, rank, off, buf, ids=None, mids=None):
         """A segment from a table and data in the saved-file layout (see :meth:`file_buf`)."""
-        if (kind == LOWRANK).any():
-            out = np.empty_like(buf)
-            _relayout(kind, m, n, rank, off, buf, out, True)
-            buf = out
-        return cls(r0, m, c0, n, kind, rank, off, buf, ids, mids)
+        return cls(r0, m, c0, n, kind, rank, off, _relaid(kind, m, n, rank, off, buf, True), ids, mids)
+
+
+def _relaid(kind, m, n, rank, off, buf, to_components):
+    """``buf`` with its low-rank factors converted by :func:`_relayout` (a copy), or ``buf``
+    itself when it holds no low-rank leaf."""
+    if not (kind == LOWRANK).any():
+        return buf
+    out = np.empty_like(buf)
+    _relayout(kind, m, n, rank, off, buf, out, to_components)
+    return out
 
 
 @njit(cache=True, nogil=True)

@@ -351,7 +351,7 @@ def lower_precision(packed, rel_lowrank, rel_dense):
 
     threads = _threads.get_num_threads()
     idx = range(len(segs))
-    results = map(work, idx) if threads <= 1 else _threads.executor().map(work, idx)
+    results = _threads.map_ordered(work, idx, threads)
     out = [s for res in results for s in res]
     if not out:
         z = np.zeros(0, np.int64)

@@ -60,6 +60,11 @@ def executor() -> ThreadPoolExecutor:
     return _state["pool"]
 
 
+def map_ordered(fn, items, threads):
+    """``list(map(fn, items))``, on :func:`executor` when ``threads > 1``."""
+    return list(map(fn, items)) if threads <= 1 else list(executor().map(fn, items))
+
+
 def map_first_here(fn, items, threads, jitted=None):
     """``map(fn, items)`` in order, on :func:`executor` when ``threads > 1`` -- with the
     first item run in the calling thread unless ``jitted`` (the numba dispatcher ``fn``

@@ -248,8 +248,10 @@ def _build_compiled(kernel, Xp, Yp, r0, m, c0, n, admissible, tol, dtype, progre
     cost = np.where(built, cost, 0.05 * cost)
     chunks = _packed.cost_chunks(cost, threads)
     room = np.where(admissible, np.minimum(m * n, 32 * (m + n)), m * n)
-    pool = None if threads <= 1 else _threads.executor()
-    run = (lambda f, xs: list(map(f, xs))) if pool is None else (lambda f, xs: list(pool.map(f, xs)))
+
+    def chunk_segment(a, b, *table_and_data):
+        """The segment of leaves ``[a, b)``: their positions and the built kind, rank, off, buf."""
+        return Segment(r0[a:b].copy(), m[a:b].copy(), c0[a:b].copy(), n[a:b].copy(), *table_and_data)
 
     def work(ab):
         a, b = ab
@@ -280,7 +282,7 @@ def _build_compiled(kernel, Xp, Yp, r0, m, c0, n, admissible, tol, dtype, progre
             return _finite_packed(segs, dtype, "symmetric"), evals
         if partner is None:
             segs = [
-                Segment(r0[a:b].copy(), m[a:b].copy(), c0[a:b].copy(), n[a:b].copy(), kind, rank, off, buf[:pos])
+                chunk_segment(a, b, kind, rank, off, buf[:pos])
                 for (a, b), (kind, rank, off, buf, pos, _) in zip(chunks, results)
             ]
             return _finite_packed(segs, dtype), evals
@@ -299,8 +301,7 @@ def _build_compiled(kernel, Xp, Yp, r0, m, c0, n, admissible, tol, dtype, progre
             kind_b, rank_b, off_b, buf, pos, _ = results[ci]
             mine = built[a:b]
             if mine.all():
-                return Segment(r0[a:b].copy(), m[a:b].copy(), c0[a:b].copy(), n[a:b].copy(), kind_b, rank_b, off_b,
-                               buf[:pos])
+                return chunk_segment(a, b, kind_b, rank_b, off_b, buf[:pos])
             q = np.flatnonzero(~mine) + a
             p = partner[q]
             buf, off_m, end = append_mirrors(buf, pos, m[q], n[q], where_c[p], where_o[p], where_t[p], where_k[p], bufs)
@@ -309,9 +310,9 @@ def _build_compiled(kernel, Xp, Yp, r0, m, c0, n, admissible, tol, dtype, progre
             off = np.empty(b - a, np.int64)
             kind[mine], rank[mine], off[mine] = kind_b, rank_b, off_b
             kind[~mine], rank[~mine], off[~mine] = where_t[p], where_k[p], off_m
-            return Segment(r0[a:b].copy(), m[a:b].copy(), c0[a:b].copy(), n[a:b].copy(), kind, rank, off, buf[:end])
+            return chunk_segment(a, b, kind, rank, off, buf[:end])
 
-        segs = run(assemble, range(len(chunks)))
+        segs = _threads.map_ordered(assemble, range(len(chunks)), threads)
         bar.update(int((~built).sum()))
     return _finite_packed(segs, dtype), evals
 

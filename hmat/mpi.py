@@ -504,8 +504,7 @@ def _assemble(plan, built, recv):
                                            where_k[p], blist)
             return seg(q, where_t[p].copy(), where_k[p].copy(), off, buf[:end])
 
-        pool = None if threads <= 1 else _threads.executor()
-        segments += list(map(mirror, chunks)) if pool is None else list(pool.map(mirror, chunks))
+        segments += _threads.map_ordered(mirror, chunks, threads)
         ids += chunks
     if dtype.itemsize * (2 if dtype.kind == "f" else 1) <= 8:  # float32, complex64: like the serial build
         for sg in segments:
