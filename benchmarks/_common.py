@@ -89,6 +89,25 @@ def best_of(f, repeat=3):
     return best, out
 
 
+def interleaved_median(fns, repeat, sync=lambda: None, inner=1):
+    """Median seconds per call of each function of the dict ``fns``, the functions
+    interleaved round-robin (so a change of load hits all of them alike): ``repeat`` rounds,
+    each timing ``inner`` consecutive calls of one function; ``sync()`` (the device's
+    synchronisation) ends every timed stretch. One warm-up call each first."""
+    for f in fns.values():
+        f()
+    sync()
+    ts = {k: [] for k in fns}
+    for _ in range(repeat):
+        for k, f in fns.items():
+            t0 = time.perf_counter()
+            for _ in range(inner):
+                f()
+            sync()
+            ts[k].append((time.perf_counter() - t0) / inner)
+    return {k: float(np.median(v)) for k, v in ts.items()}
+
+
 def machine():
     """One line describing the machine, the libraries and the current load."""
     import numba

@@ -35,6 +35,7 @@ import torch
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
+from _common import interleaved_median  # noqa: E402
 from pinn.geometric import GroupedHForward, geometric_hmatrix_linear  # noqa: E402
 from pinn.layers import LowRankLinear  # noqa: E402
 from pinn.problems.elliptic_operator import EllipticOperatorProblem  # noqa: E402
@@ -43,22 +44,6 @@ CASES = [  # dim, n, leaf_size, eta, rank
     (1, 256, 16, 1.0, 1), (1, 1024, 16, 1.0, 1), (1, 4096, 32, 1.0, 1),
     (2, 1024, 16, 2.0, 4), (2, 4096, 32, 2.0, 4),
 ]
-
-
-def _timeit(fns, repeat, sync=lambda: None):
-    """Median seconds per function, the functions interleaved round-robin; ``sync()``
-    (the device's synchronisation) ends every call."""
-    for f in fns.values():
-        f()
-    sync()
-    ts = {k: [] for k in fns}
-    for _ in range(repeat):
-        for k, f in fns.items():
-            t0 = time.perf_counter()
-            f()
-            sync()
-            ts[k].append(time.perf_counter() - t0)
-    return {k: float(np.median(v)) for k, v in ts.items()}
 
 
 def run(cases, batches, repeat, device="cpu"):
@@ -109,7 +94,7 @@ def run(cases, batches, repeat, device="cpu"):
                 fns = {"dense": lambda: lin(x), "H torch": lambda: H(x),
                        "H grouped": lambda: grouped(x), "H hmat": lambda: Hop @ X,
                        "lowrank": lambda: lr(x)}
-                t = _timeit(fns, repeat, sync)
+                t = interleaved_median(fns, repeat, sync)
             row = dict(dim=dim, n=n, grid=(f"{n}" if dim == 1 else f"{p.m}x{p.m}"), leaf_size=leaf,
                        eta=eta, rank=rank, leaves=H.num_leaves, groups=grouped.num_groups, batch=b,
                        h_bytes_ratio=H.nbytes / (4 * n * n), lowrank_rank=k, h_green_error=err_h,
