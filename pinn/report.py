@@ -89,27 +89,53 @@ def _mr(s, f="{:.2e}"):
     return f"{f.format(s['median'])} [{f.format(s['min'])}, {f.format(s['max'])}]"
 
 
-def spread_verdicts(summ, pde):
-    """For each budget and each pair of :data:`PAIRS` with both methods measured on the same
-    seeds: which has the smaller median L2 error and whether the seed ranges are disjoint
-    (the difference exceeds the seed-to-seed spread). List of dict."""
+#: metrics :func:`spread_verdicts` can judge (the per-seed values of :func:`summarize`), lower
+#: is better for each, and how the report names them
+VERDICT_METRICS = {"l2": "L2", "ntk": "NTK (function space)"}
+
+
+def spread_verdicts(summ, pde, metric="l2"):
+    """For each budget and each pair of :data:`PAIRS` with both methods measured: which has
+    the smaller median ``metric`` (``"l2"``: relative L2 error; ``"ntk"``: function-space
+    NTK error against the dense network) and whether the seed ranges are disjoint (the
+    difference exceeds the seed-to-seed spread). Pairs without the metric (the dense
+    reference has no NTK error) are left out. List of dict."""
+    if metric not in VERDICT_METRICS:
+        raise ValueError(f"metric must be one of {sorted(VERDICT_METRICS)}, got {metric!r}")
     out = []
     budgets = sorted({k[2] for k in summ if k[0] == pde and k[2] is not None}, reverse=True)
     for b in budgets:
         for a, c in PAIRS:
             sa = summ.get((pde, a, b)) or summ.get((pde, a, None))
             sc = summ.get((pde, c, b)) or summ.get((pde, c, None))
-            if not sa or not sc or not sa["l2"] or not sc["l2"]:
+            if not sa or not sc or not sa[metric] or not sc[metric]:
                 continue
-            better = a if sa["l2"]["median"] < sc["l2"]["median"] else c
-            n = min(sa["l2"]["n"], sc["l2"]["n"])
+            ma, mc = sa[metric], sc[metric]
+            better = a if ma["median"] < mc["median"] else c
+            n = min(ma["n"], mc["n"])
             # with one seed there is no spread to compare with: no verdict
-            disjoint = None if n < 2 else (sa["l2"]["max"] < sc["l2"]["min"]
-                                           or sc["l2"]["max"] < sa["l2"]["min"])
-            ratio = sc["l2"]["median"] / max(sa["l2"]["median"], 1e-300)
+            disjoint = None if n < 2 else (ma["max"] < mc["min"] or mc["max"] < ma["min"])
+            ratio = mc["median"] / max(ma["median"], 1e-300)
             out.append({"budget": b, "method": a, "rival": c, "better": better,
                         "ratio": ratio, "disjoint": disjoint, "n": n})
     return out
+
+
+def _verdict_lines(summ, name, metric):
+    v = spread_verdicts(summ, name, metric)
+    if not v:
+        return []
+    label = VERDICT_METRICS[metric]
+    lines = ["", f"Differences in {label} against the seed spread ({name}): "
+             "`disjoint` = the [min, max] ranges over seeds do not overlap.", "",
+             f"| budget | method | rival | better (median) | rival/method median {label.split()[0]} | "
+             "disjoint | seeds |", "|---|---|---|---|---|---|---|"]
+    for e in v:
+        lines.append(f"| {e['budget']:g} | {e['method']} | {e['rival']} | {e['better']} | "
+                     f"{e['ratio']:.3g} | "
+                     f"{'n/a' if e['disjoint'] is None else 'yes' if e['disjoint'] else 'no'}"
+                     f" | {e['n']} |")
+    return lines
 
 
 def study_status(res):
@@ -192,7 +218,8 @@ def write_pinn_report(res, out, plots=True):
     lines = ["# PINN compression study", "",
              f"Config: `{json.dumps({k: v for k, v in cfg.items()})}`", "",
              f"Code hash (pinn/ + hmat/ sources) of the last run: "
-             f"`{res.get('code', {}).get('hash')}`; command of the last run: "
+             f"`{res.get('code', {}).get('hash')}` (git commit `{res.get('code', {}).get('git')}`); "
+             f"command of the last run: "
              f"`{(res.get('runs') or [{}])[-1].get('command', res.get('command'))}`", ""] + \
         _provenance_lines(res) + [
              f"Machine: {m.get('platform')}, {m.get('cpu_count')} CPUs, torch {m.get('torch')}, "
@@ -256,17 +283,8 @@ def write_pinn_report(res, out, plots=True):
                 f"{_mr(s['alignment'], '{:.4f}')} | {_mr(s['top_eig'])} | "
                 f"{_mr(s['train_time'], '{:.0f}')} | "
                 f"{'–' if s['lr'] is None else format(s['lr'], 'g')} |")
-        v = spread_verdicts(summ, name)
-        if v:
-            lines += ["", f"Differences in L2 against the seed spread ({name}): "
-                      "`disjoint` = the [min, max] ranges over seeds do not overlap.", "",
-                      "| budget | method | rival | better (median) | rival/method median L2 | "
-                      "disjoint | seeds |", "|---|---|---|---|---|---|---|"]
-            for e in v:
-                lines.append(f"| {e['budget']:g} | {e['method']} | {e['rival']} | {e['better']} | "
-                             f"{e['ratio']:.3g} | "
-                             f"{'n/a' if e['disjoint'] is None else 'yes' if e['disjoint'] else 'no'}"
-                             f" | {e['n']} |")
+        for metric in VERDICT_METRICS:
+            lines += _verdict_lines(summ, name, metric)
         lines.append("")
     paths = []
     if plots:
