@@ -96,7 +96,7 @@ def csr_layer(layer):
 
 
 def forms(dense, nets, dtype_half):
-    """The functions timed for one budget: name -> zero-argument callable, given the input."""
+    """The forms timed for one budget: name -> function of the input points (N, 1)."""
     f = {"dense": dense, "H": nets["hmatrix"], "svd": nets["svd"], "prune": nets["prune"],
          "int8": dynamic_int8(dense)}
     f["H grouped"] = layer_functions(nets["hmatrix"], GroupedHForward)
@@ -108,6 +108,7 @@ def forms(dense, nets, dtype_half):
 
 
 def make_half(model, dtype):
+    """The dense network rounded as the study does, stored and run in ``dtype`` (input cast)."""
     m = compress(model, "fp16" if dtype == torch.float16 else "bf16")[0]  # the study's rounding
     m = m.to(dtype)
     return lambda x: m(x.to(dtype))

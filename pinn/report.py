@@ -218,8 +218,9 @@ def write_pinn_report(res, out, plots=True):
     lines = ["# PINN compression study", "",
              f"Config: `{json.dumps({k: v for k, v in cfg.items()})}`", "",
              f"Code hash (pinn/ + hmat/ sources) of the last run: "
-             f"`{res.get('code', {}).get('hash')}` (git commit `{res.get('code', {}).get('git')}`); "
-             f"command of the last run: "
+             f"`{res.get('code', {}).get('hash')}`"
+             + (f" (git commit `{res['code']['git']}`)" if (res.get("code") or {}).get("git") else "")
+             + "; command of the last run: "
              f"`{(res.get('runs') or [{}])[-1].get('command', res.get('command'))}`", ""] + \
         _provenance_lines(res) + [
              f"Machine: {m.get('platform')}, {m.get('cpu_count')} CPUs, torch {m.get('torch')}, "
