@@ -154,8 +154,10 @@ def run(widths, seeds, batches, repeat, say):
                 for m in ("hmatrix", "svd", "prune"):
                     kw = dict(leaf_size=8) if m == "hmatrix" else {}
                     nets[m], info[m] = compress(dense, m, budget=budget, **kw)
-                    if nets[m] is None:
-                        raise RuntimeError(f"{m} at budget {budget}: not feasible")
+                missing = [m for m in nets if nets[m] is None]
+                if missing:
+                    say(f"  w {width} s {seed} budget {budget}: {', '.join(missing)} cannot meet the budget; skipped")
+                    continue
                 check_layers(nets)
                 fns = forms(dense, nets, {"fp16": torch.float16, "bf16": torch.bfloat16})
                 H_layers = nets["hmatrix"].layers[1:-1]
@@ -214,14 +216,17 @@ def plot(rows, widths, batches, path):
         for j, batch in enumerate(batches):
             ax = axes[i][j]
             for c, k in enumerate(METHODS[1:]):
-                med, lo, hi = [], [], []
+                xs, med, lo, hi = [], [], [], []
                 for budget in BUDGETS:
                     v = [r["speedup"][k] for r in rows
                          if r["width"] == width and r["batch"] == batch and r["budget"] == budget]
+                    if not v:
+                        continue
+                    xs.append(budget)
                     med.append(statistics.median(v))
                     lo.append(med[-1] - min(v))
                     hi.append(max(v) - med[-1])
-                ax.errorbar(BUDGETS, med, yerr=[lo, hi], marker="o", capsize=2, color=colours(c), label=k)
+                ax.errorbar(xs, med, yerr=[lo, hi], marker="o", capsize=2, color=colours(c), label=k)
             ax.axhline(1.0, color="k", lw=0.8)
             ax.set(xscale="log", yscale="log", title=f"width {width}, batch {batch}", xlabel="byte budget")
             ax.set_xticks(BUDGETS, [str(b) for b in BUDGETS], minor=False)
