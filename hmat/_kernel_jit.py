@@ -54,8 +54,15 @@ _done = {}
 
 
 def compiled_for(entry):
-    """An object with ``build_chunk``, ``eval_block``, ``eval_pairs`` for ``entry`` (the
-    functions of :mod:`hmat._aca_numba` without their first argument)."""
+    """An object with ``build_chunk``, ``eval_block``, ``eval_pairs`` and ``aca`` for
+    ``entry`` (the functions of :mod:`hmat._aca_numba` without their first argument; call
+    these, never :mod:`hmat._aca_numba`'s with an entry, whose disk cache is not keyed for it).
+
+    ``entry`` may be a numba dispatcher or one bound as a method (a dispatcher stored as a
+    class attribute and read through an instance binds like a function): the dispatcher
+    itself is what gets specialised, so every instance of a kernel class shares it."""
+    if isinstance(entry, types.MethodType):
+        entry = entry.__func__
     got = _done.get(entry)
     if got is None:
         got = _done[entry] = _generated(entry) or _direct(entry)
@@ -63,11 +70,15 @@ def compiled_for(entry):
 
 
 def _direct(entry):
-    ns = types.SimpleNamespace()
-    ns.build_chunk = lambda *a: _aca_numba.build_chunk(entry, *a)
-    ns.eval_block = lambda *a: _aca_numba.eval_block(entry, *a)
-    ns.eval_pairs = lambda *a: _aca_numba.eval_pairs(entry, *a)
-    return ns
+    """The specialised functions compiled in memory, not cached on disk (for an entry that
+    cannot be imported by name): numba would key a disk cache of :mod:`hmat._aca_numba`'s
+    own functions on the entry's type, one index record per such entry and process, which
+    grows without bound and cannot be re-saved once a recorded entry is gone."""
+    text = _specialised_source().replace("@njit(cache=True,", "@njit(cache=False,")
+    ns = {k: v for k, v in vars(_aca_numba).items() if not k.startswith("__")}
+    ns["entry"] = entry
+    exec(compile(text, f"<hmat kernel {getattr(entry, '__qualname__', '?')}>", "exec"), ns)
+    return types.SimpleNamespace(**{name: ns[name] for name in _SPECIALISED if not name.startswith("_")})
 
 
 def _importable(entry):

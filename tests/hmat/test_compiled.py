@@ -7,6 +7,7 @@ import hmat
 from hmat.points import sphere_points
 from hmat.hblock import packed_store
 from hmat import _aca_numba, _threads
+from hmat._kernel_jit import compiled_for
 from hmat._matvec_numba import apply_segment, apply_segment_sym
 
 DTYPES = [np.float32, np.float64, np.complex64, np.complex128]
@@ -234,8 +235,8 @@ def test_gram_falls_back_on_dependent_columns():
 
 def test_aca_returns_gram_and_meets_tolerance(pts):
     X = np.ascontiguousarray(pts)
-    U, V, Gu, Gv, k, ev, ok, se = _aca_numba.aca(
-        hmat.kernels.Laplace().entry, 0.0, X, 0, 100, X, 1000, 120, 1e-7, 5e-7, 50, np.zeros(0), np.zeros(0, np.int64), np.zeros(0, np.int64)
+    U, V, Gu, Gv, k, ev, ok, se = compiled_for(hmat.kernels.Laplace().entry).aca(
+        0.0, X, 0, 100, X, 1000, 120, 1e-7, 5e-7, 50, np.zeros(0), np.zeros(0, np.int64), np.zeros(0, np.int64)
     )
     assert se == 0
     assert ok and k > 0 and ev > 0

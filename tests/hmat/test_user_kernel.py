@@ -170,3 +170,34 @@ H = hmat.from_kernel(CompiledKernel(k_{token}, param=2.0, dim=3, symmetric=True)
                        text=True, timeout=300)
     assert r.returncode == 0, r.stderr[-2000:]
     assert r.stdout.strip() == "(3000, 3000)"
+
+
+def test_entries_never_specialise_the_shared_cached_functions():
+    """A closure entry (not importable by name: compiled in memory) and the built-in kernels
+    whose entry is a class attribute (read through an instance it binds as a method) build
+    the right matrix without compiling hmat._aca_numba's entry-taking functions, whose disk
+    cache would get one record per entry and process. Two instances of a kernel class share
+    one compiled build."""
+    from hmat import _aca_numba
+    from hmat._kernel_jit import compiled_for
+
+    def make(p0):
+        @numba.njit(nogil=True)
+        def closure_entry(X, i, Y, j, p):  # reads p0 from the closure: not importable
+            d0 = X[i, 0] - Y[j, 0]
+            d1 = X[i, 1] - Y[j, 1]
+            d2 = X[i, 2] - Y[j, 2]
+            r = math.sqrt(d0 * d0 + d1 * d1 + d2 * d2)
+            return math.exp(-p0 * r) / r if r > 0.0 else 0.0
+        return closure_entry
+
+    pts = PTS[:600]
+    A = yukawa_numpy(pts[:, None, :], pts[None, :, :])
+    H = hmat.from_kernel(CompiledKernel(make(2.0), dim=3, symmetric=True), pts, tol=1e-7, leaf_size=32)
+    assert np.linalg.norm(H.to_dense() - A) <= 1e-6 * np.linalg.norm(A)
+    E = hmat.from_kernel(hmat.kernels.Exponential(0.5), pts, tol=1e-7, leaf_size=32)
+    B = np.exp(-np.linalg.norm(pts[:, None, :] - pts[None, :, :], axis=-1) / 0.5)
+    assert np.linalg.norm(E.to_dense() - B) <= 1e-6 * np.linalg.norm(B)
+    assert compiled_for(hmat.kernels.Exponential(0.5).entry) is compiled_for(hmat.kernels.Exponential(2.0).entry)
+    for name in ("build_chunk", "eval_block", "eval_pairs", "aca"):
+        assert not getattr(_aca_numba, name).signatures, name
