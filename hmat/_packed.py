@@ -122,6 +122,48 @@ def leaf_size(m, n, kind, rank):
     return np.where(kind == DENSE, m * n, rank * (m + n))
 
 
+class BuiltLeaves:
+    """Where each built leaf lives, for the compiled builders (serial and MPI): for every leaf
+    id (of ``n`` in all), the buffer that holds it (``where``, -1 when not built here), its
+    offset there, its kind and rank (int64 arrays of shape (n,)), and the buffers.
+
+    Filled by :meth:`add`; :meth:`seal` then fixes the buffers for :meth:`mirrors` (which
+    may run on several threads)."""
+
+    def __init__(self, n):
+        self.where = np.full(n, -1, np.int64)
+        self.off, self.kind, self.rank = (np.zeros(n, np.int64) for _ in range(3))
+        self.bufs, self._typed = [], None
+
+    def add(self, idx, kind, rank, off, buf):
+        """Leaves ``idx`` (int64 array) stored in ``buf`` at ``off`` with ``kind`` and ``rank``."""
+        if self._typed is not None:
+            raise RuntimeError("BuiltLeaves.add after seal")
+        self.where[idx], self.off[idx], self.kind[idx], self.rank[idx] = len(self.bufs), off, kind, rank
+        self.bufs.append(buf)
+
+    def data(self, p, size):
+        """The ``size`` stored entries of leaf ``p``."""
+        o = self.off[p]
+        return self.bufs[self.where[p]][o:o + size]
+
+    def seal(self):
+        """Freeze the buffers (as the typed list :meth:`mirrors` passes to compiled code)."""
+        from numba.typed import List
+
+        self._typed = List([np.ascontiguousarray(b) for b in self.bufs])
+        return self
+
+    def mirrors(self, buf, pos, m, n, p):
+        """Append after ``buf[:pos]`` the transposes (``m x n``, int64 arrays) of the built
+        leaves ``p`` (see :func:`hmat._aca_numba.append_mirrors`): ``(buf, off, end)``."""
+        from ._aca_numba import append_mirrors
+
+        if self._typed is None:
+            raise RuntimeError("BuiltLeaves.mirrors before seal")
+        return append_mirrors(buf, pos, m, n, self.where[p], self.off[p], self.kind[p], self.rank[p], self._typed)
+
+
 def pack_leaves(leaves, dtype, nseg=1, ids=None, mids=None):
     """Pack ``[(r0, c0, op)]`` (Dense / LowRank ops) into ``nseg`` segments of similar cost.
 

@@ -231,11 +231,6 @@ def _build_compiled(kernel, Xp, Yp, r0, m, c0, n, admissible, tol, dtype, progre
     as transposes of their twins, to the same chunk buffers.
     Returns ``(Packed, kernel evaluations)``.
     """
-    from numba.typed import List
-
-    from . import _packed
-    from ._aca_numba import append_mirrors
-
     threads = _threads.get_num_threads()
     proto = np.zeros(0, dtype)
     gx = twin_groups(Xp)
@@ -286,15 +281,10 @@ def _build_compiled(kernel, Xp, Yp, r0, m, c0, n, admissible, tol, dtype, progre
                 for (a, b), (kind, rank, off, buf, pos, _) in zip(chunks, results)
             ]
             return _finite_packed(segs, dtype), evals
-        # where each built leaf lives: chunk id, offset, kind and rank in that chunk's buffer
-        where_c = np.full(r0.size, -1, np.int64)
-        where_o = np.zeros(r0.size, np.int64)
-        where_t = np.zeros(r0.size, np.int64)
-        where_k = np.zeros(r0.size, np.int64)
-        for ci, ((a, b), (kind, rank, off, buf, pos, _)) in enumerate(zip(chunks, results)):
-            idx = np.flatnonzero(built[a:b]) + a
-            where_c[idx], where_o[idx], where_t[idx], where_k[idx] = ci, off, kind, rank
-        bufs = List([res[3] for res in results])
+        located = _packed.BuiltLeaves(r0.size)
+        for (a, b), (kind, rank, off, buf, pos, _) in zip(chunks, results):
+            located.add(np.flatnonzero(built[a:b]) + a, kind, rank, off, buf)
+        located.seal()
 
         def assemble(ci):
             a, b = chunks[ci]
@@ -304,12 +294,12 @@ def _build_compiled(kernel, Xp, Yp, r0, m, c0, n, admissible, tol, dtype, progre
                 return chunk_segment(a, b, kind_b, rank_b, off_b, buf[:pos])
             q = np.flatnonzero(~mine) + a
             p = partner[q]
-            buf, off_m, end = append_mirrors(buf, pos, m[q], n[q], where_c[p], where_o[p], where_t[p], where_k[p], bufs)
+            buf, off_m, end = located.mirrors(buf, pos, m[q], n[q], p)
             kind = np.empty(b - a, np.int64)
             rank = np.empty(b - a, np.int64)
             off = np.empty(b - a, np.int64)
             kind[mine], rank[mine], off[mine] = kind_b, rank_b, off_b
-            kind[~mine], rank[~mine], off[~mine] = where_t[p], where_k[p], off_m
+            kind[~mine], rank[~mine], off[~mine] = located.kind[p], located.rank[p], off_m
             return chunk_segment(a, b, kind, rank, off, buf[:end])
 
         segs = _threads.map_ordered(assemble, range(len(chunks)), threads)

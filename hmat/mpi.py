@@ -39,9 +39,9 @@ import zipfile
 import numpy as np
 
 from . import _threads
-from ._aca_numba import append_mirrors, sample_entries
+from ._aca_numba import sample_entries
 from ._kernel_jit import compiled_for
-from ._packed import Packed, Segment, cost_chunks, mirror_partner
+from ._packed import BuiltLeaves, Packed, Segment, cost_chunks, mirror_partner
 from ._packed import leaf_size as packed_entries
 from ._progress import progress_bar
 from ._validate import SUPPORTED_DTYPES, check_choice, check_dtype, check_positive, check_tol
@@ -393,18 +393,13 @@ def _build_computed(plan, kernel, progress):
 
 
 def _locate(plan, built):
-    """Chunk buffer, offset, kind and rank of every leaf computed here (arrays over all leaves)."""
-    nl = plan["r0"].size
-    where_c = np.full(nl, -1, np.int64)
-    where_o = np.zeros(nl, np.int64)
-    where_t = np.zeros(nl, np.int64)
-    where_k = np.zeros(nl, np.int64)
-    bufs = []
+    """:class:`hmat._packed.BuiltLeaves` of the leaves computed here (not sealed: the
+    received twins are added in :func:`_assemble`)."""
+    located = BuiltLeaves(plan["r0"].size)
     for key in ("keep", "away"):
         for idx, (kd, rk, off, buf, pos, _) in zip(*built[key]):
-            where_c[idx], where_o[idx], where_t[idx], where_k[idx] = len(bufs), off, kd, rk
-            bufs.append(buf)
-    return where_c, where_o, where_t, where_k, bufs
+            located.add(idx, kd, rk, off, buf)
+    return located
 
 
 def _split_table(table):
@@ -416,16 +411,16 @@ def _split_table(table):
 def _exchange_alloc(plan, built):
     """Send buffers (leaf tables ``[kind..., rank...]`` and data, packed per destination) and
     leaf-table receive buffers (local)."""
-    where_c, where_o, where_t, where_k, bufs = _locate(plan, built)
+    located = _locate(plan, built)
     m, n, dtype = plan["m"], plan["n"], plan["dtype"]
     send_table, send_data = [], []
     for ids in plan["send"]:
-        kd, rk = where_t[ids], where_k[ids]
+        kd, rk = located.kind[ids], located.rank[ids]
         sz = packed_entries(m[ids], n[ids], kd, rk)
         data = np.empty(int(sz.sum()), dtype)
         o = 0
         for p, s in zip(ids.tolist(), sz.tolist()):
-            data[o:o + s] = bufs[where_c[p]][where_o[p]:where_o[p] + s]
+            data[o:o + s] = located.data(p, s)
             o += s
         send_table.append(np.concatenate([kd, rk]))
         send_data.append(data)
@@ -461,8 +456,6 @@ def _exchange(comm, plan, built, recv):
 
 def _assemble(plan, built, recv):
     """This rank's segments (local): the arguments of :meth:`DistributedHMatrix._create`."""
-    from numba.typed import List
-
     r0, m, c0, n, owner, partner = (plan[k] for k in ("r0", "m", "c0", "n", "owner", "partner"))
     rank, dtype = plan["rank"], plan["dtype"]
     lo = int(plan["rcuts"][rank])
@@ -475,7 +468,7 @@ def _assemble(plan, built, recv):
     for idx, (kd, rk, off, buf, pos, _) in zip(*built["keep"]):
         segments.append(seg(idx, kd, rk, off, buf[:pos]))
         ids.append(idx)
-    where_c, where_o, where_t, where_k, bufs = _locate(plan, built)
+    located = _locate(plan, built)
     for src_ids, tab, data in zip(plan["recv"], recv["recv_table"], recv["recv_data"]):
         kd, rk = _split_table(tab)
         sz = packed_entries(m[src_ids], n[src_ids], kd, rk)
@@ -488,21 +481,17 @@ def _assemble(plan, built, recv):
                                 data[:end].copy() if k < src_ids.size else data))
             ids.append(src_ids[:k])
         twins = src_ids[k:]
-        where_c[twins], where_o[twins], where_t[twins], where_k[twins] = len(bufs), off[k:], kd[k:], rk[k:]
-        bufs.append(data)
+        located.add(twins, kd[k:], rk[k:], off[k:], data)
     mirrored = plan["mirrored"]
     if mirrored.size:
-        blist = List()
-        for b in bufs:
-            blist.append(np.ascontiguousarray(b))
+        located.seal()
         cost = plan["cost"]
         chunks = [mirrored[a:b] for a, b in cost_chunks(cost[mirrored], threads)]
 
         def mirror(q):
             p = partner[q]
-            buf, off, end = append_mirrors(np.empty(0, dtype), 0, m[q], n[q], where_c[p], where_o[p], where_t[p],
-                                           where_k[p], blist)
-            return seg(q, where_t[p].copy(), where_k[p].copy(), off, buf[:end])
+            buf, off, end = located.mirrors(np.empty(0, dtype), 0, m[q], n[q], p)
+            return seg(q, located.kind[p], located.rank[p], off, buf[:end])
 
         segments += _threads.map_ordered(mirror, chunks, threads)
         ids += chunks
