@@ -74,11 +74,7 @@ def layer_functions(model, convert):
 
 def hmat_layer(layer):
     """A hidden H-layer as a float32 ``hmat.HBlock`` applied to torch activations (rows)."""
-    ops = []
-    for i in range(layer.num_leaves):
-        f = [t.detach().numpy() for t in layer.leaf_factors(i)]
-        ops.append(hmat.Dense(f[0]) if len(f) == 1 else hmat.LowRank(f[0], f[1]))
-    H = hmat.HBlock.from_partition(layer.partition, ops).astype(np.float32)
+    H = layer.operator().astype(np.float32)  # float32 factors -> float64 -> float32: exact
     b = layer.bias.detach().numpy() if layer.bias is not None else np.float32(0)
 
     def apply(h):
@@ -95,16 +91,18 @@ def csr_layer(layer):
     return lambda h: torch.sparse.mm(W, h.T).T + b
 
 
-def forms(dense, nets, dtype_half):
-    """The forms timed for one budget: name -> function of the input points (N, 1)."""
-    f = {"dense": dense, "H": nets["hmatrix"], "svd": nets["svd"], "prune": nets["prune"],
-         "int8": dynamic_int8(dense)}
-    f["H grouped"] = layer_functions(nets["hmatrix"], GroupedHForward)
-    f["H hmat"] = layer_functions(nets["hmatrix"], hmat_layer)
-    f["prune CSR"] = layer_functions(nets["prune"], csr_layer)
-    for name, dt in dtype_half.items():
-        f[name] = make_half(dense, dt)
-    return f
+def dense_forms(dense):
+    """The forms that do not depend on the budget: name -> function of the input points (N, 1)."""
+    return {"dense": dense, "int8": dynamic_int8(dense), "fp16": make_half(dense, torch.float16),
+            "bf16": make_half(dense, torch.bfloat16)}
+
+
+def budget_forms(nets):
+    """The forms of one budget's compressed networks: name -> function of the input points."""
+    return {"H": nets["hmatrix"], "svd": nets["svd"], "prune": nets["prune"],
+            "H grouped": layer_functions(nets["hmatrix"], GroupedHForward),
+            "H hmat": layer_functions(nets["hmatrix"], hmat_layer),
+            "prune CSR": layer_functions(nets["prune"], csr_layer)}
 
 
 def make_half(model, dtype):
@@ -148,6 +146,7 @@ def run(widths, seeds, batches, repeat, say):
             train(dense, prob, adam_steps=1000, lbfgs_steps=1000, lr=1e-3, n_collocation=256,
                   n_boundary=2, seed=seed, progress=False)
             l2 = float(evaluate(dense, prob, metrics=["l2"])["l2"])
+            fixed = dense_forms(dense)
             say(f"width {width} seed {seed}: dense trained in {time.perf_counter() - t0:.1f} s, L2 {l2:.2e}")
             for budget in BUDGETS:
                 nets, info = {}, {}
@@ -159,7 +158,7 @@ def run(widths, seeds, batches, repeat, say):
                     say(f"  w {width} s {seed} budget {budget}: {', '.join(missing)} cannot meet the budget; skipped")
                     continue
                 check_layers(nets)
-                fns = forms(dense, nets, {"fp16": torch.float16, "bf16": torch.bfloat16})
+                fns = {**fixed, **budget_forms(nets)}
                 H_layers = nets["hmatrix"].layers[1:-1]
                 for batch in batches:
                     x = torch.rand(batch, 1, generator=torch.Generator().manual_seed(batch))
